@@ -1,0 +1,325 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/invigil/invigil/metrics"
+	"github.com/invigil/invigil/room"
+	"github.com/invigil/invigil/sfu"
+	"github.com/invigil/invigil/signaling"
+	"github.com/invigil/invigil/web"
+)
+
+const (
+	// devSecret signs tokens in --dev mode only. It is public: a --dev
+	// node binds loopback and must never face a network.
+	devSecret = "invigil-dev-secret-do-not-use-in-production"
+	// minSecretBytes is the shortest API or TURN secret serve accepts
+	// outside --dev: HS256 keys shorter than the hash output (32 bytes)
+	// weaken it (RFC 7518 §3.2).
+	minSecretBytes = 32
+	// devRoom is the room of the links --dev prints.
+	devRoom = "demo"
+	// devTokenTTL keeps --dev links working for a working day.
+	devTokenTTL = 12 * time.Hour
+)
+
+// serveConfig is serve's resolved configuration.
+type serveConfig struct {
+	httpAddr        string
+	rtcUDPPort      int
+	rtcTCPPort      int
+	nodeIP          string
+	apiSecret       string
+	publicURL       string
+	dataDir         string
+	dev             bool
+	logLevel        string
+	logFormat       string
+	maxPerRoom      int
+	maxPerNode      int
+	emptyTimeout    time.Duration
+	allowedOrigins  string
+	shutdownTimeout time.Duration
+}
+
+func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
+	var c serveConfig
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "YAML file of flag values (keys are flag names)")
+	fs.StringVar(&c.httpAddr, "http-addr", ":7880", "HTTP and WebSocket listener")
+	fs.IntVar(&c.rtcUDPPort, "rtc-udp-port", 7882, "the one UDP port all PeerConnections share (0: any free port)")
+	fs.IntVar(&c.rtcTCPPort, "rtc-tcp-port", 7881, "ICE-TCP fallback port (0: any free port, -1: off)")
+	fs.StringVar(&c.nodeIP, "node-ip", "", "IP advertised in ICE candidates (default: the host's addresses)")
+	fs.StringVar(&c.apiSecret, "api-secret", "", "HS256 key for join tokens, at least 32 bytes (required unless --dev)")
+	fs.StringVar(&c.publicURL, "public-url", "", "base URL clients use to reach this node (default: derived from --http-addr)")
+	fs.StringVar(&c.dataDir, "data-dir", "./data", "audit log and recordings when no Redis")
+	fs.BoolVar(&c.dev, "dev", false, "development mode: fixed dev secret, loopback only, prints ready-to-open links")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
+	fs.IntVar(&c.maxPerRoom, "max-participants-per-room", room.DefaultMaxPerRoom, "participants in one room")
+	fs.IntVar(&c.maxPerNode, "max-participants-per-node", room.DefaultMaxPerNode, "participants on this node")
+	fs.DurationVar(&c.emptyTimeout, "room-empty-timeout", room.DefaultEmptyTimeout, "how long an empty room is kept")
+	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma-separated Origin hosts allowed besides this server's own (e.g. exam.example.com)")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for sessions to close")
+	if err := fs.Parse(args); err != nil {
+		return c, usageErr(err)
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if *configPath == "" {
+		*configPath = os.Getenv(envName("config"))
+	}
+	if err := resolve(fs, *configPath); err != nil {
+		return c, err
+	}
+	if c.dev {
+		if c.apiSecret == "" {
+			c.apiSecret = devSecret
+		}
+		// --dev never faces a network: everything on loopback.
+		host, port, err := net.SplitHostPort(c.httpAddr)
+		if err != nil {
+			return c, fmt.Errorf("--http-addr: %w", err)
+		}
+		if host == "" || !isLoopback(host) {
+			c.httpAddr = net.JoinHostPort("127.0.0.1", port)
+		}
+		c.nodeIP = "127.0.0.1"
+	}
+	return c, c.validate()
+}
+
+func (c serveConfig) validate() error {
+	switch {
+	case c.apiSecret == "":
+		return errors.New("--api-secret (or INVIGIL_API_SECRET) is required; use --dev for a local demo")
+	case !c.dev && len(c.apiSecret) < minSecretBytes:
+		return fmt.Errorf("--api-secret must be at least %d bytes (it is %d)", minSecretBytes, len(c.apiSecret))
+	case c.rtcUDPPort < 0 || c.rtcUDPPort > 65535:
+		return fmt.Errorf("--rtc-udp-port %d is not a port", c.rtcUDPPort)
+	case c.rtcTCPPort < -1 || c.rtcTCPPort > 65535:
+		return fmt.Errorf("--rtc-tcp-port %d is not a port", c.rtcTCPPort)
+	case c.nodeIP != "" && net.ParseIP(c.nodeIP) == nil:
+		return fmt.Errorf("--node-ip %q is not an IP address", c.nodeIP)
+	case c.logFormat != "text" && c.logFormat != "json":
+		return fmt.Errorf("--log-format %q: want text or json", c.logFormat)
+	}
+	if c.publicURL != "" {
+		if u, err := url.Parse(c.publicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--public-url %q is not an http(s) URL", c.publicURL)
+		}
+	}
+	return nil
+}
+
+func newLogger(c serveConfig, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+// serve runs a node until ctx is cancelled (SIGINT/SIGTERM), then shuts
+// down gracefully: not ready, clients told, sessions and PeerConnections
+// closed, exit 0.
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseServe(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		return err
+	}
+
+	bindIP, advertise := mediaAddresses(cfg.nodeIP)
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: bindIP, Port: cfg.rtcUDPPort})
+	if err != nil {
+		return fmt.Errorf("rtc udp port: %w", err)
+	}
+	var tcp net.Listener
+	if cfg.rtcTCPPort >= 0 {
+		if tcp, err = net.ListenTCP("tcp", &net.TCPAddr{IP: bindIP, Port: cfg.rtcTCPPort}); err != nil {
+			udp.Close()
+			return fmt.Errorf("rtc tcp port: %w", err)
+		}
+	}
+	engine, err := sfu.New(sfu.Config{
+		UDP:             udp,
+		TCP:             tcp,
+		AdvertiseIPs:    advertise,
+		IncludeLoopback: bindIP != nil && bindIP.IsLoopback(),
+		Logger:          log.With("component", "sfu"),
+	})
+	if err != nil {
+		return err
+	}
+	defer engine.Close()
+
+	rooms, err := room.New(room.Config{
+		MaxPerRoom:   cfg.maxPerRoom,
+		MaxPerNode:   cfg.maxPerNode,
+		EmptyTimeout: cfg.emptyTimeout,
+		Logger:       log.With("component", "room"),
+	})
+	if err != nil {
+		return err
+	}
+	sig, err := signaling.NewServer(signaling.Config{
+		Rooms:          rooms,
+		Engine:         engine,
+		Secret:         []byte(cfg.apiSecret),
+		AllowedOrigins: splitList(cfg.allowedOrigins),
+		Version:        version,
+		Logger:         log.With("component", "signaling"),
+	})
+	if err != nil {
+		return err
+	}
+	health := &metrics.Health{Full: func() bool {
+		s := rooms.Stats()
+		return s.Students+s.Proctors >= cfg.maxPerNode
+	}}
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /v1/rtc", sig)
+	mux.HandleFunc("GET /healthz", health.Healthz)
+	mux.HandleFunc("GET /readyz", health.Readyz)
+	pages := web.Handler()
+	mux.Handle("GET /student", pages)
+	mux.Handle("GET /proctor", pages)
+	mux.Handle("GET /sdk/", pages)
+	mux.Handle("GET /static/", pages)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "Invigil media server. Pages: /student and /proctor, with #token=… in the URL.")
+	})
+
+	ln, err := net.Listen("tcp", cfg.httpAddr)
+	if err != nil {
+		return fmt.Errorf("http listener: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	public := cfg.publicURL
+	if public == "" {
+		public = "http://" + reachable(ln.Addr().String())
+	}
+	attrs := []any{"http_addr", ln.Addr().String(), "rtc_udp_addr", udp.LocalAddr().String(), "public_url", public, "version", version}
+	if tcp != nil {
+		attrs = append(attrs, "rtc_tcp_addr", tcp.Addr().String())
+	}
+	log.Info("invigil serving", attrs...)
+	if cfg.dev {
+		printDevLinks(stdout, public, cfg.apiSecret)
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		return fmt.Errorf("http server: %w", err)
+	}
+
+	log.Info("shutting down", "timeout", cfg.shutdownTimeout)
+	health.SetDraining(true)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	defer cancel()
+	// Shutdown does not wait for hijacked (WebSocket) connections: close
+	// them ourselves with GoingAway and wait for their sessions.
+	rooms.Close(room.ReasonShutdown)
+	if err := sig.Shutdown(sctx); err != nil {
+		log.Warn("sessions still open at shutdown timeout", "open", sig.Sessions(), "err", err)
+	}
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// mediaAddresses decides where the media sockets bind and what address
+// host candidates advertise. A --node-ip this host owns is bound directly;
+// any other (a cloud VM's public IP) is advertised over a wildcard bind.
+func mediaAddresses(nodeIP string) (bind net.IP, advertise []string) {
+	if nodeIP == "" {
+		return nil, nil
+	}
+	ip := net.ParseIP(nodeIP)
+	if ip.IsLoopback() || hostOwns(ip) {
+		return ip, nil
+	}
+	return nil, []string{nodeIP}
+}
+
+func hostOwns(ip net.IP) bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// reachable turns a listener address into one a browser can open:
+// a wildcard host becomes 127.0.0.1.
+func reachable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// printDevLinks prints a proctor link and a student link for --dev.
+func printDevLinks(w io.Writer, public, secret string) {
+	mint := func(identity, name string, role room.Role) string {
+		tok, err := signaling.MintToken([]byte(secret), signaling.TokenSpec{Room: devRoom, Identity: identity, Role: role, Name: name, TTL: devTokenTTL})
+		if err != nil {
+			return "(token: " + err.Error() + ")"
+		}
+		return tok
+	}
+	fmt.Fprintf(w, "\nInvigil dev server on %s (room %q, links valid %s)\n\n", public, devRoom, devTokenTTL)
+	fmt.Fprintf(w, "Proctor: %s/proctor#token=%s\n\n", public, mint("proctor-1", "Proctor", room.RoleProctor))
+	for i := 1; i <= 2; i++ {
+		id := "student-" + strconv.Itoa(i)
+		fmt.Fprintf(w, "Student %d: %s/student#token=%s\n\n", i, public, mint(id, "Student "+strconv.Itoa(i), room.RoleStudent))
+	}
+	fmt.Fprintf(w, "More tokens: invigil token --dev --room %s --identity NAME --role student\n\n", devRoom)
+}

@@ -1,0 +1,18 @@
+package room
+
+import "errors"
+
+var (
+	// ErrRoomFull is returned by Join when the room has its maximum
+	// number of participants.
+	ErrRoomFull = errors.New("room: room is full")
+	// ErrNodeFull is returned by Join when this node has its maximum
+	// number of participants.
+	ErrNodeFull = errors.New("room: node is full")
+	// ErrClosed is returned by Join once the registry is shutting down.
+	ErrClosed = errors.New("room: shutting down")
+	// ErrUnknownRole is returned by ParseRole.
+	ErrUnknownRole = errors.New("room: unknown role")
+	// ErrNotInRoom is returned for a participant that has left.
+	ErrNotInRoom = errors.New("room: participant is not in the room")
+)

@@ -1,0 +1,36 @@
+package room
+
+import "fmt"
+
+// Role is what a participant may do in a room (DESIGN.md, "Roles and
+// privacy").
+type Role string
+
+const (
+	// RoleStudent publishes camera (and microphone, screen) and receives
+	// nothing of other students.
+	RoleStudent Role = "student"
+	// RoleProctor receives every student of its room.
+	RoleProctor Role = "proctor"
+	// RoleAdmin is the exam platform's API tier: it reads events and
+	// placement, and never joins media.
+	RoleAdmin Role = "admin"
+)
+
+// ParseRole checks a role claim.
+func ParseRole(s string) (Role, error) {
+	switch r := Role(s); r {
+	case RoleStudent, RoleProctor, RoleAdmin:
+		return r, nil
+	}
+	return "", fmt.Errorf("%w: %q", ErrUnknownRole, s)
+}
+
+// CanPublish reports whether the role may send media into a room.
+func (r Role) CanPublish() bool { return r == RoleStudent }
+
+// Sees reports whether a participant in role r is told about, and
+// receives the media of, a participant in role other.
+func (r Role) Sees(other Role) bool {
+	return r == RoleProctor && other == RoleStudent
+}

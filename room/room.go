@@ -1,0 +1,146 @@
+package room
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/invigil/invigil/sfu"
+)
+
+// Room is one exam room on this node.
+type Room struct {
+	name  string
+	rooms *Rooms
+
+	// mu guards participants, each participant's tracks, and emptyTimer.
+	// Announcements and subscriptions are made after it is released.
+	mu           sync.Mutex
+	participants map[string]*Participant // by SID
+	emptyTimer   *time.Timer
+}
+
+// Name is the room's name, the token's room claim.
+func (rm *Room) Name() string { return rm.name }
+
+// Leave removes p from the room and tells those who saw it.
+func (rm *Room) Leave(p *Participant, reason string) { rm.rooms.leave(rm, p, reason) }
+
+// Publish records that p sends t and subscribes everyone allowed to see
+// p. Only roles that may publish get here; signaling checks first.
+func (rm *Room) Publish(p *Participant, t *sfu.Track) error {
+	rm.mu.Lock()
+	if rm.participants[p.SID] != p {
+		rm.mu.Unlock()
+		return ErrNotInRoom
+	}
+	p.tracks = append(p.tracks, t)
+	info := p.infoLocked(false)
+	watchers := rm.watchersLocked(p)
+	rm.mu.Unlock()
+
+	ti := trackInfo(t)
+	for _, w := range watchers {
+		if err := w.Media.Subscribe(t); err != nil {
+			w.Log.Warn("subscribe failed", "track", t.ID(), "err", err)
+			continue
+		}
+		w.Notify.TrackPublished(info, ti)
+	}
+	return nil
+}
+
+// Unpublish forgets t and unsubscribes everyone who received it. A track
+// of a participant who already left was unpublished by Leave.
+func (rm *Room) Unpublish(p *Participant, t *sfu.Track) {
+	rm.mu.Lock()
+	i := slices.Index(p.tracks, t)
+	if rm.participants[p.SID] != p || i < 0 {
+		rm.mu.Unlock()
+		return
+	}
+	p.tracks = slices.Delete(p.tracks, i, i+1)
+	info := p.infoLocked(false)
+	watchers := rm.watchersLocked(p)
+	rm.mu.Unlock()
+	unpublish(watchers, info, t)
+}
+
+func unpublish(watchers []*Participant, info ParticipantInfo, t *sfu.Track) {
+	ti := trackInfo(t)
+	for _, w := range watchers {
+		if err := w.Media.Unsubscribe(t); err != nil && !errors.Is(err, sfu.ErrNotSubscribed) {
+			w.Log.Warn("unsubscribe failed", "track", t.ID(), "err", err)
+		}
+		w.Notify.TrackUnpublished(info, ti)
+	}
+}
+
+// watchersLocked lists the participants allowed to see p.
+func (rm *Room) watchersLocked(p *Participant) []*Participant {
+	var out []*Participant
+	for _, w := range rm.participants {
+		if w != p && w.Role.Sees(p.Role) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// admitLocked computes, for a participant just added, what it may see
+// (view), the tracks it must receive, and who must be told it came.
+func (rm *Room) admitLocked(p *Participant) (view []ParticipantInfo, tracks []*sfu.Track, watchers []*Participant) {
+	view = []ParticipantInfo{}
+	for _, o := range rm.participants {
+		if o == p {
+			continue
+		}
+		if p.Role.Sees(o.Role) {
+			view = append(view, o.infoLocked(true))
+			tracks = append(tracks, o.tracks...)
+		}
+		if o.Role.Sees(p.Role) {
+			watchers = append(watchers, o)
+		}
+	}
+	slices.SortFunc(view, func(a, b ParticipantInfo) int { return strings.Compare(a.Identity, b.Identity) })
+	return view, tracks, watchers
+}
+
+// removal is what must be announced after a participant was removed.
+type removal struct {
+	info     ParticipantInfo
+	reason   string
+	tracks   []*sfu.Track
+	watchers []*Participant
+}
+
+// removeLocked takes p out of the room; the caller announces the result
+// after unlocking.
+func (rm *Room) removeLocked(p *Participant, reason string) removal {
+	delete(rm.participants, p.SID)
+	gone := removal{info: p.infoLocked(false), reason: reason, tracks: p.tracks, watchers: rm.watchersLocked(p)}
+	p.tracks = nil
+	return gone
+}
+
+func (g removal) announce() {
+	for _, t := range g.tracks {
+		unpublish(g.watchers, g.info, t)
+	}
+	for _, w := range g.watchers {
+		w.Notify.ParticipantLeft(g.info, g.reason)
+	}
+}
+
+// byIdentityLocked finds the participant with identity, if any.
+func (rm *Room) byIdentityLocked(identity string) *Participant {
+	for _, p := range rm.participants {
+		if p.Identity == identity {
+			return p
+		}
+	}
+	return nil
+}

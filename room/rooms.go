@@ -1,0 +1,208 @@
+package room
+
+import (
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+const (
+	// DefaultMaxPerRoom fits the platform's 1:25 proctoring ratio four
+	// times over: a large sitting with several proctors in one room.
+	DefaultMaxPerRoom = 100
+	// DefaultMaxPerNode is what one node serves before it refuses joins;
+	// docs/benchmarks.md gives the figures to size it from.
+	DefaultMaxPerNode = 1000
+	// DefaultEmptyTimeout keeps an empty room a while, so a proctor whose
+	// Wi-Fi drops finds the room as it was when it comes back.
+	DefaultEmptyTimeout = 30 * time.Second
+)
+
+// Config sets the limits of a Rooms registry.
+type Config struct {
+	MaxPerRoom   int           // participants in one room
+	MaxPerNode   int           // participants on this node
+	EmptyTimeout time.Duration // how long an empty room lives
+	Logger       *slog.Logger
+}
+
+// Validate checks the limits.
+func (c Config) Validate() error {
+	if c.MaxPerRoom < 0 || c.MaxPerNode < 0 || c.EmptyTimeout < 0 {
+		return errors.New("room: limits must not be negative")
+	}
+	return nil
+}
+
+// Rooms is the node's registry of rooms. Rooms are made on first join and
+// dropped once empty for Config.EmptyTimeout.
+type Rooms struct {
+	cfg Config
+	log *slog.Logger
+
+	// mu guards rooms, total and closed. Lock order: Rooms.mu, then Room.mu.
+	mu     sync.Mutex
+	rooms  map[string]*Room
+	total  int
+	closed bool
+}
+
+// Stats is a snapshot of the registry's occupancy.
+type Stats struct {
+	Rooms    int
+	Students int
+	Proctors int
+}
+
+// New makes a registry; zero limits take the defaults.
+func New(cfg Config) (*Rooms, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MaxPerRoom == 0 {
+		cfg.MaxPerRoom = DefaultMaxPerRoom
+	}
+	if cfg.MaxPerNode == 0 {
+		cfg.MaxPerNode = DefaultMaxPerNode
+	}
+	if cfg.EmptyTimeout == 0 {
+		cfg.EmptyTimeout = DefaultEmptyTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Rooms{cfg: cfg, log: cfg.Logger, rooms: make(map[string]*Room)}, nil
+}
+
+// Join puts p into the named room, making the room if needed. It returns
+// the room and what p may see of the others already there. A participant
+// with p's identity already in the room is replaced: it is removed and
+// evicted with ReasonReplaced.
+func (r *Rooms) Join(name string, p *Participant) (*Room, []ParticipantInfo, error) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, nil, ErrClosed
+	}
+	rm := r.rooms[name]
+	if rm == nil {
+		rm = &Room{name: name, rooms: r, participants: make(map[string]*Participant)}
+		r.rooms[name] = rm
+		r.log.Info("room opened", "room", name)
+	}
+	rm.mu.Lock()
+	old := rm.byIdentityLocked(p.Identity)
+	if old == nil {
+		if len(rm.participants) >= r.cfg.MaxPerRoom {
+			rm.mu.Unlock()
+			r.mu.Unlock()
+			return nil, nil, ErrRoomFull
+		}
+		if r.total >= r.cfg.MaxPerNode {
+			rm.mu.Unlock()
+			r.mu.Unlock()
+			return nil, nil, ErrNodeFull
+		}
+		r.total++
+	}
+	var gone removal
+	if old != nil {
+		gone = rm.removeLocked(old, ReasonReplaced)
+	}
+	if rm.emptyTimer != nil {
+		rm.emptyTimer.Stop()
+		rm.emptyTimer = nil
+	}
+	rm.participants[p.SID] = p
+	view, existing, watchers := rm.admitLocked(p)
+	rm.mu.Unlock()
+	r.mu.Unlock()
+
+	if old != nil {
+		gone.announce()
+		old.Notify.Evict(ReasonReplaced)
+	}
+	info := ParticipantInfo{SID: p.SID, Identity: p.Identity, Name: p.Name, Role: p.Role}
+	for _, w := range watchers {
+		w.Notify.ParticipantJoined(info)
+	}
+	for _, t := range existing {
+		if err := p.Media.Subscribe(t); err != nil {
+			p.Log.Warn("subscribe failed", "track", t.ID(), "err", err)
+		}
+	}
+	return rm, view, nil
+}
+
+// leave removes p from its room, unless it already left.
+func (r *Rooms) leave(rm *Room, p *Participant, reason string) {
+	r.mu.Lock()
+	rm.mu.Lock()
+	if rm.participants[p.SID] != p {
+		rm.mu.Unlock()
+		r.mu.Unlock()
+		return
+	}
+	gone := rm.removeLocked(p, reason)
+	r.total--
+	if len(rm.participants) == 0 && !r.closed {
+		rm.emptyTimer = time.AfterFunc(r.cfg.EmptyTimeout, func() { r.dropIfEmpty(rm) })
+	}
+	rm.mu.Unlock()
+	r.mu.Unlock()
+	gone.announce()
+}
+
+func (r *Rooms) dropIfEmpty(rm *Room) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	if len(rm.participants) == 0 && r.rooms[rm.name] == rm {
+		delete(r.rooms, rm.name)
+		r.log.Info("room closed", "room", rm.name, "reason", "empty")
+	}
+}
+
+// Stats counts rooms and participants by role.
+func (r *Rooms) Stats() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := Stats{Rooms: len(r.rooms)}
+	for _, rm := range r.rooms {
+		rm.mu.Lock()
+		for _, p := range rm.participants {
+			switch p.Role {
+			case RoleStudent:
+				s.Students++
+			case RoleProctor:
+				s.Proctors++
+			}
+		}
+		rm.mu.Unlock()
+	}
+	return s
+}
+
+// Close refuses further joins and evicts every participant with reason.
+// Sessions end asynchronously; their owners wait for them.
+func (r *Rooms) Close(reason string) {
+	r.mu.Lock()
+	r.closed = true
+	var all []*Participant
+	for _, rm := range r.rooms {
+		rm.mu.Lock()
+		for _, p := range rm.participants {
+			all = append(all, p)
+		}
+		if rm.emptyTimer != nil {
+			rm.emptyTimer.Stop()
+		}
+		rm.mu.Unlock()
+	}
+	r.mu.Unlock()
+	for _, p := range all {
+		p.Notify.Evict(reason)
+	}
+}

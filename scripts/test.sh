@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# test.sh: everything `make test` runs. Installs the external programs the
+# tests drive (Chromium, …) when missing, lints, then runs every Go test
+# with the race detector. Nothing is skipped in CI (CI=true).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-test-deps.sh
+bash scripts/lint.sh
+# -race on everything: the packages are concurrent through and through.
+# -timeout bounds a hung run well inside CI's budget.
+go test -race -count=1 -timeout 15m ./...

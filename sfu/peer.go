@@ -1,0 +1,372 @@
+package sfu
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+)
+
+// maxEarlyCandidates bounds the remote candidates a Peer holds before the
+// first remote description: a browser trickles a handful per interface;
+// more is a client bug or abuse, and each costs memory until applied.
+const maxEarlyCandidates = 64
+
+// Signaler carries a Peer's side of negotiation to its client. Calls must
+// not block: implementations queue the message.
+type Signaler interface {
+	SendOffer(sdp string)
+	SendAnswer(sdp string)
+	SendCandidate(c webrtc.ICECandidateInit)
+}
+
+// PeerConfig describes one participant's PeerConnection.
+type PeerConfig struct {
+	// ID names the peer; its published tracks carry it as stream id.
+	ID     string
+	Signal Signaler
+	Logger *slog.Logger
+	// OnTrack is called when the client starts sending a new track, on
+	// that track's own goroutine, before any packet is forwarded.
+	OnTrack func(*Track)
+	// OnTrackEnded is called once the track's reader has stopped.
+	OnTrackEnded func(*Track)
+	// OnConnectionState reports the PeerConnection's state changes.
+	OnConnectionState func(webrtc.PeerConnectionState)
+}
+
+// Peer is one participant's PeerConnection: it receives what the client
+// publishes and sends the tracks it is subscribed to. The server is the
+// impolite side of perfect negotiation.
+type Peer struct {
+	id  string
+	e   *Engine
+	pc  *webrtc.PeerConnection
+	cfg PeerConfig
+	log *slog.Logger
+
+	// mu guards the fields below and serialises every SDP operation on pc.
+	mu           sync.Mutex
+	started      bool                      // server-initiated offers allowed
+	offerPending bool                      // our offer awaits the client's answer
+	renegotiate  bool                      // subscriptions changed since our last offer
+	early        []webrtc.ICECandidateInit // remote candidates before a remote description
+	subs         map[string]*subscription  // by source track id
+	sources      map[string]string         // mid → source label, from the client's offer
+	closed       bool
+
+	wg sync.WaitGroup // track readers and RTCP readers
+}
+
+type subscription struct {
+	down   *DownTrack
+	sender *webrtc.RTPSender
+}
+
+// NewPeer makes a PeerConnection on the Engine's shared sockets.
+func (e *Engine) NewPeer(cfg PeerConfig) (*Peer, error) {
+	if cfg.Signal == nil {
+		return nil, errors.New("sfu: PeerConfig.Signal is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = e.log
+	}
+	pc, err := e.api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, fmt.Errorf("sfu: new peer connection: %w", err)
+	}
+	p := &Peer{
+		id:      cfg.ID,
+		e:       e,
+		pc:      pc,
+		cfg:     cfg,
+		log:     cfg.Logger,
+		subs:    make(map[string]*subscription),
+		sources: make(map[string]string),
+	}
+	e.counter.peers.Add(1)
+	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
+		if c != nil {
+			cfg.Signal.SendCandidate(c.ToJSON())
+		}
+	})
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		p.log.Debug("peer connection state", "state", s.String())
+		if cfg.OnConnectionState != nil {
+			cfg.OnConnectionState(s)
+		}
+	})
+	pc.OnTrack(p.onTrack)
+	return p, nil
+}
+
+// ID returns the peer's id.
+func (p *Peer) ID() string { return p.id }
+
+// Start allows server-initiated offers. The caller starts a peer once the
+// client has been told it joined, so an offer never precedes that reply.
+func (p *Peer) Start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.started = true
+	return p.negotiateLocked()
+}
+
+// HandleOffer applies a client offer and sends the answer. sources maps
+// the offer's mids to what they carry (camera, microphone, screen).
+func (p *Peer) HandleOffer(sdp string, sources map[string]string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	if p.offerPending {
+		return ErrGlare
+	}
+	for mid, src := range sources {
+		p.sources[mid] = src
+	}
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
+		return fmt.Errorf("sfu: apply offer: %w", err)
+	}
+	p.flushEarlyLocked()
+	answer, err := p.pc.CreateAnswer(nil)
+	if err != nil {
+		return fmt.Errorf("sfu: create answer: %w", err)
+	}
+	if err := p.pc.SetLocalDescription(answer); err != nil {
+		return fmt.Errorf("sfu: set answer: %w", err)
+	}
+	p.cfg.Signal.SendAnswer(answer.SDP)
+	return p.negotiateLocked()
+}
+
+// HandleAnswer applies the client's answer to the server's offer.
+func (p *Peer) HandleAnswer(sdp string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	if !p.offerPending {
+		return errors.New("sfu: answer without an offer")
+	}
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
+		return fmt.Errorf("sfu: apply answer: %w", err)
+	}
+	p.offerPending = false
+	p.flushEarlyLocked()
+	return p.negotiateLocked()
+}
+
+// AddCandidate adds a trickled remote ICE candidate. An empty candidate
+// (end of candidates) is accepted and ignored.
+func (p *Peer) AddCandidate(c webrtc.ICECandidateInit) error {
+	if strings.TrimSpace(c.Candidate) == "" {
+		return nil
+	}
+	// Parse now, so a malformed candidate is refused when it arrives,
+	// not silently dropped when the early queue is applied.
+	if _, err := ice.UnmarshalCandidate(c.Candidate); err != nil {
+		return fmt.Errorf("sfu: parse candidate: %w", err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	if p.pc.RemoteDescription() == nil {
+		if len(p.early) >= maxEarlyCandidates {
+			return ErrTooManyCandidates
+		}
+		p.early = append(p.early, c)
+		return nil
+	}
+	if err := p.pc.AddICECandidate(c); err != nil {
+		return fmt.Errorf("sfu: add candidate: %w", err)
+	}
+	return nil
+}
+
+func (p *Peer) flushEarlyLocked() {
+	for _, c := range p.early {
+		if err := p.pc.AddICECandidate(c); err != nil {
+			p.log.Debug("early candidate rejected", "err", err)
+		}
+	}
+	p.early = nil
+}
+
+// Subscribe starts sending t to this peer. The transceiver is added now;
+// packets flow once the client has answered the resulting offer.
+func (p *Peer) Subscribe(t *Track) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	if _, ok := p.subs[t.id]; ok {
+		return nil
+	}
+	down := newDownTrack(t, &p.e.counter)
+	sender, err := p.pc.AddTrack(down)
+	if err != nil {
+		return fmt.Errorf("sfu: add track %s: %w", t.id, err)
+	}
+	t.addSubscriber(down)
+	p.subs[t.id] = &subscription{down: down, sender: sender}
+	p.wg.Add(1)
+	go p.readSenderRTCP(sender, t)
+	p.renegotiate = true
+	return p.negotiateLocked()
+}
+
+// Unsubscribe stops sending t to this peer.
+func (p *Peer) Unsubscribe(t *Track) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s, ok := p.subs[t.id]
+	if !ok {
+		return ErrNotSubscribed
+	}
+	delete(p.subs, t.id)
+	t.removeSubscriber(s.down)
+	if p.closed {
+		return nil
+	}
+	if err := p.pc.RemoveTrack(s.sender); err != nil {
+		return fmt.Errorf("sfu: remove track %s: %w", t.id, err)
+	}
+	p.renegotiate = true
+	return p.negotiateLocked()
+}
+
+// negotiateLocked sends an offer when subscriptions changed, the peer has
+// been started and no offer is outstanding. Changes that arrive while an
+// offer is out are folded into the next one, sent when the answer comes.
+func (p *Peer) negotiateLocked() error {
+	if !p.started || !p.renegotiate || p.offerPending || p.closed {
+		return nil
+	}
+	if p.pc.SignalingState() != webrtc.SignalingStateStable {
+		return nil
+	}
+	offer, err := p.pc.CreateOffer(nil)
+	if err != nil {
+		return fmt.Errorf("sfu: create offer: %w", err)
+	}
+	if err := p.pc.SetLocalDescription(offer); err != nil {
+		return fmt.Errorf("sfu: set offer: %w", err)
+	}
+	p.renegotiate = false
+	p.offerPending = true
+	p.cfg.Signal.SendOffer(offer.SDP)
+	return nil
+}
+
+// onTrack starts the reader of a track the client began to publish.
+func (p *Peer) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	source := p.sourceLocked(recv, remote.Kind())
+	p.wg.Add(2)
+	p.mu.Unlock()
+
+	t := newTrack(newID("TR_"), p.id, source, remote, p.pc.WriteRTCP, p.e.pliGap, &p.e.counter)
+	p.log.Debug("track published", "track", t.id, "kind", t.kind.String(), "source", source, "codec", t.codec.MimeType)
+	go p.drainReceiverRTCP(recv)
+	go func() {
+		defer p.wg.Done()
+		p.e.counter.tracksIn.Add(1)
+		defer p.e.counter.tracksIn.Add(-1)
+		if p.cfg.OnTrack != nil {
+			p.cfg.OnTrack(t)
+		}
+		t.run()
+		if p.cfg.OnTrackEnded != nil {
+			p.cfg.OnTrackEnded(t)
+		}
+	}()
+}
+
+// sourceLocked names what a received track carries: the label the client
+// gave its mid, else camera for video and microphone for audio.
+func (p *Peer) sourceLocked(recv *webrtc.RTPReceiver, kind webrtc.RTPCodecType) string {
+	for _, tr := range p.pc.GetTransceivers() {
+		if tr.Receiver() == recv {
+			if src, ok := p.sources[tr.Mid()]; ok {
+				return src
+			}
+		}
+	}
+	if kind == webrtc.RTPCodecTypeAudio {
+		return "microphone"
+	}
+	return "camera"
+}
+
+// readSenderRTCP drains the subscriber's RTCP for one down-track, so the
+// interceptors see its reports, and turns PLI/FIR into keyframe requests
+// to the publisher.
+func (p *Peer) readSenderRTCP(sender *webrtc.RTPSender, t *Track) {
+	defer p.wg.Done()
+	for {
+		pkts, _, err := sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, pkt := range pkts {
+			switch pkt.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				t.RequestKeyframe()
+			}
+		}
+	}
+}
+
+// drainReceiverRTCP reads the publisher's RTCP (sender reports) so the
+// receive-side interceptors process it and pion's buffers never fill.
+func (p *Peer) drainReceiverRTCP(recv *webrtc.RTPReceiver) {
+	defer p.wg.Done()
+	for {
+		if _, _, err := recv.ReadRTCP(); err != nil {
+			return
+		}
+	}
+}
+
+// Close closes the PeerConnection and waits for its readers to stop.
+func (p *Peer) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	for id, s := range p.subs {
+		s.down.src.removeSubscriber(s.down)
+		delete(p.subs, id)
+	}
+	p.mu.Unlock()
+	err := p.pc.Close()
+	p.wg.Wait()
+	p.e.counter.peers.Add(-1)
+	return err
+}
+
+// newID returns prefix plus 12 random base32 characters (60 bits).
+func newID(prefix string) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return prefix + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])[:12]
+}

@@ -1,0 +1,176 @@
+package signaling
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/invigil/invigil/room"
+	"github.com/pion/webrtc/v4"
+)
+
+// TestBadInputKeepsOthersServing throws malformed, unknown, oversized and
+// garbage input at the server, and clients that vanish mid-handshake,
+// while a proctor watches a student; the student's media never stops and
+// each bad input gets its documented answer.
+func TestBadInputKeepsOthersServing(t *testing.T) {
+	srv := newTestServer(t, room.Config{})
+	proctor := join(t, srv, "exam-1", "proctor-1", room.RoleProctor)
+	alice := join(t, srv, "exam-1", "alice", room.RoleStudent)
+	eventually(t, 10*time.Second, "media from alice", func() bool { return proctor.packetsFrom(alice.me.SID) > 10 })
+
+	// Each case: frames sent after an optional join, and the expected
+	// error code of the reply to the last frame.
+	cases := []struct {
+		name   string
+		joined bool
+		frame  string
+		code   string
+		fatal  bool
+	}{
+		{"not JSON", false, `{"v":1,"type":`, CodeMalformed, false},
+		{"JSON array", false, `[1,2,3]`, CodeMalformed, false},
+		{"wrong field type", false, `{"v":1,"type":"join","token":42}`, CodeMalformed, false},
+		{"no type", false, `{"v":1}`, CodeUnknownType, false},
+		{"unknown type before join", false, `{"v":1,"type":"teleport","id":"x"}`, CodeUnknownType, false},
+		{"offer before join", false, `{"v":1,"type":"offer","sdp":"v=0"}`, CodeJoinRequired, false},
+		{"version 2", false, `{"v":2,"type":"join","token":"x"}`, CodeUnsupportedVersion, true},
+		{"unknown type after join", true, `{"v":1,"type":"teleport","id":"x"}`, CodeUnknownType, false},
+		{"second join", true, `{"v":1,"type":"join","token":"x"}`, CodeAlreadyJoined, false},
+		{"SDP garbage", true, `{"v":1,"type":"offer","sdp":"this is not SDP"}`, CodeSDPInvalid, false},
+		{"answer without offer", true, `{"v":1,"type":"answer","sdp":"v=0\r\n"}`, CodeSDPInvalid, false},
+		{"bad candidate", true, `{"v":1,"type":"candidate","candidate":{"candidate":"candidate:garbage","sdpMid":"0"}}`, CodeCandidateInvalid, false},
+		{"bad source", true, `{"v":1,"type":"offer","sdp":"v=0","tracks":[{"mid":"0","source":"keylogger"}]}`, CodeMalformed, false},
+		{"oversized SDP", true, `{"v":1,"type":"offer","sdp":"` + strings.Repeat("a", MaxSDPBytes+1) + `"}`, CodeSDPTooLarge, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := wsDial(t, srv.url)
+			if tc.joined {
+				wsSend(t, c, map[string]any{"v": 1, "type": "join", "token": mint(t, "exam-1", "bob-"+strings.ReplaceAll(tc.name, " ", "-"), room.RoleStudent)})
+				if m, err := wsRecv(c, 5*time.Second); err != nil || m.Type != TypeJoined {
+					t.Fatalf("join: %+v %v", m, err)
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := c.Write(ctx, websocket.MessageText, []byte(tc.frame)); err != nil {
+				t.Fatal(err)
+			}
+			m, err := nextNonSignal(c)
+			if err != nil {
+				t.Fatalf("no reply: %v", err)
+			}
+			if m.Type != TypeError || m.Code != tc.code {
+				t.Fatalf("got %+v, want error %s", m, tc.code)
+			}
+			if tc.fatal {
+				assertClosed(t, c)
+				return
+			}
+			// Still serving this connection: a join (before) or a ping
+			// (after joining) is answered.
+			next, want := map[string]any{"v": 1, "type": "ping", "ts": 7, "id": "p"}, TypePong
+			if !tc.joined {
+				next, want = map[string]any{"v": 1, "type": "join", "id": "p", "token": mint(t, "exam-1", "carol-"+strings.ReplaceAll(tc.name, " ", "-"), room.RoleStudent)}, TypeJoined
+			}
+			wsSend(t, c, next)
+			if m, err := nextNonSignal(c); err != nil || m.Type != want || m.Ref != "p" {
+				t.Fatalf("after the bad frame, %s got %+v %v", next["type"], m, err)
+			}
+		})
+	}
+
+	t.Run("oversized frame", func(t *testing.T) {
+		c := wsDial(t, srv.url)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = c.Write(ctx, websocket.MessageText, []byte(`{"v":1,"type":"ping","pad":"`+strings.Repeat("x", MaxFrameBytes)+`"}`))
+		if st := assertClosed(t, c); st != websocket.StatusMessageTooBig {
+			t.Errorf("closed with %d, want 1009", st)
+		}
+	})
+
+	t.Run("binary frame", func(t *testing.T) {
+		c := wsDial(t, srv.url)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = c.Write(ctx, websocket.MessageBinary, []byte{0, 1, 2})
+		if m, err := wsRecv(c, 5*time.Second); err != nil || m.Code != CodeMalformed {
+			t.Fatalf("got %+v %v", m, err)
+		}
+	})
+
+	t.Run("vanish mid-handshake", func(t *testing.T) {
+		for i := range 5 {
+			c := wsDial(t, srv.url)
+			wsSend(t, c, map[string]any{"v": 1, "type": "join", "token": mint(t, "exam-1", "ghost", room.RoleStudent)})
+			if i%2 == 0 {
+				// Gone before even reading joined.
+				c.CloseNow()
+				continue
+			}
+			if m, err := wsRecv(c, 5*time.Second); err != nil || m.Type != TypeJoined {
+				t.Fatalf("join: %+v %v", m, err)
+			}
+			wsSend(t, c, map[string]any{"v": 1, "type": "offer", "sdp": pionOffer(t)})
+			c.CloseNow()
+		}
+		eventually(t, 5*time.Second, "ghost sessions gone", func() bool {
+			s := srv.rooms.Stats()
+			return s.Students == 1 && s.Proctors == 1
+		})
+	})
+
+	// Through all of it, alice's media kept flowing.
+	before := proctor.packetsFrom(alice.me.SID)
+	eventually(t, 5*time.Second, "alice's media still flowing", func() bool { return proctor.packetsFrom(alice.me.SID) > before+10 })
+}
+
+// TestJoinTimeout: a connection that never joins is closed with
+// join_timeout. It waits for the real timeout.
+func TestJoinTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the 10 s join timeout")
+	}
+	srv := newTestServer(t, room.Config{})
+	c := wsDial(t, srv.url)
+	m, err := wsRecv(c, JoinTimeout+5*time.Second)
+	if err != nil || m.Code != CodeJoinTimeout {
+		t.Fatalf("got %+v %v, want join_timeout", m, err)
+	}
+	if st := assertClosed(t, c); st != websocket.StatusPolicyViolation {
+		t.Errorf("closed with %d, want 1008", st)
+	}
+}
+
+// nextNonSignal skips the server's own negotiation frames (answers,
+// candidates) and returns the next other frame.
+func nextNonSignal(c *websocket.Conn) (serverMsg, error) {
+	for {
+		m, err := wsRecv(c, 5*time.Second)
+		if err != nil || (m.Type != TypeAnswer && m.Type != TypeCandidate && m.Type != TypeOffer) {
+			return m, err
+		}
+	}
+}
+
+// pionOffer returns a real sendonly VP8 offer.
+func pionOffer(t *testing.T) string {
+	t.Helper()
+	pc, err := newPionAPI(t).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return offer.SDP
+}

@@ -1,0 +1,190 @@
+package signaling
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/invigil/invigil/room"
+	"github.com/pion/webrtc/v4"
+)
+
+// ProtocolVersion is the `v` every frame carries (docs/protocol.md).
+const ProtocolVersion = 1
+
+// Limits of docs/protocol.md, "Limits".
+const (
+	// MaxFrameBytes bounds one WebSocket frame: a proctor's answer for 50
+	// students × 2 m-lines is ~60 KiB; this leaves 4× headroom.
+	MaxFrameBytes = 256 << 10
+	// MaxSDPBytes bounds the sdp field of an offer or answer.
+	MaxSDPBytes = 128 << 10
+	// maxRefBytes bounds the client's request id echoed in replies.
+	maxRefBytes = 64
+)
+
+// Message types, client → server and server → client.
+const (
+	TypeJoin              = "join"
+	TypeJoined            = "joined"
+	TypeOffer             = "offer"
+	TypeAnswer            = "answer"
+	TypeCandidate         = "candidate"
+	TypePing              = "ping"
+	TypePong              = "pong"
+	TypeLeave             = "leave"
+	TypeError             = "error"
+	TypeParticipantJoined = "participant_joined"
+	TypeParticipantLeft   = "participant_left"
+	TypeTrackPublished    = "track_published"
+	TypeTrackUnpublished  = "track_unpublished"
+)
+
+// Inbound is any client frame: the envelope plus the fields of every
+// client message type. Unknown fields are ignored.
+type Inbound struct {
+	V    *int   `json:"v"`
+	Type string `json:"type"`
+	ID   string `json:"id,omitempty"`
+
+	Token     string                   `json:"token,omitempty"`     // join
+	Room      string                   `json:"room,omitempty"`      // join
+	SDP       string                   `json:"sdp,omitempty"`       // offer, answer
+	Tracks    []TrackSource            `json:"tracks,omitempty"`    // offer
+	Candidate *webrtc.ICECandidateInit `json:"candidate,omitempty"` // candidate
+	TS        json.Number              `json:"ts,omitempty"`        // ping
+}
+
+// TrackSource names what one m-line of a client's offer carries.
+type TrackSource struct {
+	Mid    string `json:"mid"`
+	Source string `json:"source"`
+}
+
+// validSources are the labels a client may give its tracks.
+var validSources = map[string]bool{"camera": true, "microphone": true, "screen": true}
+
+// DecodeInbound parses and checks one client frame. The returned error is
+// a *ProtocolError with the code to send back.
+func DecodeInbound(b []byte) (*Inbound, error) {
+	var m Inbound
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, protoErr(CodeMalformed, "frame is not a valid message object: %v", err)
+	}
+	if len(m.ID) > maxRefBytes {
+		return nil, protoErr(CodeMalformed, "id longer than %d bytes", maxRefBytes)
+	}
+	if m.V != nil && *m.V != ProtocolVersion {
+		return &m, protoErr(CodeUnsupportedVersion, "protocol version %d is not supported; use %d", *m.V, ProtocolVersion)
+	}
+	switch m.Type {
+	case TypeJoin, TypeCandidate, TypePing, TypeLeave:
+	case TypeOffer, TypeAnswer:
+		if m.SDP == "" {
+			return &m, protoErr(CodeMalformed, "%s without sdp", m.Type)
+		}
+		if len(m.SDP) > MaxSDPBytes {
+			return &m, protoErr(CodeSDPTooLarge, "sdp is %d bytes; the limit is %d", len(m.SDP), MaxSDPBytes)
+		}
+		for _, t := range m.Tracks {
+			if !validSources[t.Source] {
+				return &m, protoErr(CodeMalformed, "track source %q is not camera, microphone or screen", t.Source)
+			}
+		}
+	case "":
+		return &m, protoErr(CodeUnknownType, "message has no type")
+	default:
+		return &m, protoErr(CodeUnknownType, "unknown message type %q", truncate(m.Type, 32))
+	}
+	return &m, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// Envelope starts every server frame.
+type Envelope struct {
+	V    int    `json:"v"`
+	Type string `json:"type"`
+	Ref  string `json:"ref,omitempty"`
+}
+
+func envelope(typ, ref string) Envelope { return Envelope{V: ProtocolVersion, Type: typ, Ref: ref} }
+
+// ICEServer is one entry of RTCConfiguration.iceServers.
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
+}
+
+// Joined answers a successful join.
+type Joined struct {
+	Envelope
+	Room          string                 `json:"room"`
+	Participant   room.ParticipantInfo   `json:"participant"`
+	Participants  []room.ParticipantInfo `json:"participants"`
+	ICEServers    []ICEServer            `json:"ice_servers"`
+	ServerVersion string                 `json:"server_version"`
+}
+
+// SDPMessage is an offer or answer.
+type SDPMessage struct {
+	Envelope
+	SDP string `json:"sdp"`
+}
+
+// CandidateMessage trickles one ICE candidate.
+type CandidateMessage struct {
+	Envelope
+	Candidate webrtc.ICECandidateInit `json:"candidate"`
+}
+
+// Pong answers a ping.
+type Pong struct {
+	Envelope
+	TS json.Number `json:"ts,omitempty"`
+}
+
+// ParticipantMessage announces a participant joining or leaving.
+type ParticipantMessage struct {
+	Envelope
+	Participant room.ParticipantInfo `json:"participant"`
+	Reason      string               `json:"reason,omitempty"`
+}
+
+// TrackMessage announces a track published or unpublished.
+type TrackMessage struct {
+	Envelope
+	ParticipantSID string         `json:"participant_sid"`
+	Identity       string         `json:"identity"`
+	Track          room.TrackInfo `json:"track"`
+}
+
+// LeaveMessage tells the client the server ends its session.
+type LeaveMessage struct {
+	Envelope
+	Reason string `json:"reason"`
+}
+
+// ErrorMessage reports a failed request.
+type ErrorMessage struct {
+	Envelope
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// ProtocolError is an error with its wire code.
+type ProtocolError struct {
+	Code    string
+	Message string
+}
+
+func (e *ProtocolError) Error() string { return e.Code + ": " + e.Message }
+
+func protoErr(code, format string, args ...any) *ProtocolError {
+	return &ProtocolError{Code: code, Message: fmt.Sprintf(format, args...)}
+}

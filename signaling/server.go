@@ -1,0 +1,143 @@
+package signaling
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/invigil/invigil/room"
+	"github.com/invigil/invigil/sfu"
+)
+
+// Timing limits of docs/protocol.md.
+const (
+	// JoinTimeout is how long a new connection has to send join.
+	JoinTimeout = 10 * time.Second
+	// writeTimeout bounds one frame's write; a client slower than this is
+	// dropped instead of holding its session's queue.
+	writeTimeout = 5 * time.Second
+	// pingInterval is how often the server pings an idle client.
+	pingInterval = 15 * time.Second
+	// pingTimeout is how long a pong may take before the client is
+	// considered gone (with pingInterval: dead peers go within 45 s).
+	pingTimeout = 30 * time.Second
+	// outQueue is the outbound queue per session: generous for a proctor
+	// whose room announces 25 students at once, small enough to bound
+	// what one stuck client holds.
+	outQueue = 256
+)
+
+// Config wires a signaling Server.
+type Config struct {
+	Rooms  *room.Rooms
+	Engine *sfu.Engine
+	// Secret verifies join tokens (HS256).
+	Secret []byte
+	// ICEServers returns what a client should use besides the SFU's own
+	// candidates (STUN/TURN), with credentials valid until expires. Nil
+	// means none.
+	ICEServers func(identity string, expires time.Time) []ICEServer
+	// AllowedOrigins are the Origin host patterns accepted besides the
+	// server's own host (coder/websocket AcceptOptions.OriginPatterns).
+	AllowedOrigins []string
+	Version        string
+	Logger         *slog.Logger
+}
+
+// Server serves GET /v1/rtc.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	// mu guards sessions and closing.
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	closing  bool
+	wg       sync.WaitGroup // one per running session
+}
+
+// NewServer checks cfg and returns a Server.
+func NewServer(cfg Config) (*Server, error) {
+	if cfg.Rooms == nil || cfg.Engine == nil {
+		return nil, errors.New("signaling: Config.Rooms and Config.Engine are required")
+	}
+	if len(cfg.Secret) == 0 {
+		return nil, errors.New("signaling: Config.Secret is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Server{cfg: cfg, log: cfg.Logger, sessions: make(map[*session]struct{})}, nil
+}
+
+// ServeHTTP upgrades to a WebSocket and runs one session until it ends.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
+	if err != nil {
+		s.log.Debug("websocket accept failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	conn.SetReadLimit(MaxFrameBytes)
+	sess := newSession(s, conn, r.RemoteAddr)
+
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		conn.Close(websocket.StatusGoingAway, "shutting down")
+		return
+	}
+	s.sessions[sess] = struct{}{}
+	s.mu.Unlock()
+
+	// Not r.Context(): the session must outlive nothing but itself, and
+	// Shutdown ends it explicitly with GoingAway.
+	sess.run(context.Background())
+
+	s.mu.Lock()
+	delete(s.sessions, sess)
+	s.mu.Unlock()
+}
+
+// Shutdown refuses new connections, tells every client the server is going
+// away, closes their sessions and waits for them (or for ctx).
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	all := make([]*session, 0, len(s.sessions))
+	for sess := range s.sessions {
+		all = append(all, sess)
+	}
+	s.mu.Unlock()
+	for _, sess := range all {
+		sess.end(CodeShuttingDown, room.ReasonShutdown)
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Sessions returns how many WebSocket sessions are open.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}

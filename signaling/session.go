@@ -1,0 +1,424 @@
+package signaling
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/invigil/invigil/room"
+	"github.com/invigil/invigil/sfu"
+	"github.com/pion/webrtc/v4"
+	"golang.org/x/sync/errgroup"
+)
+
+// errSessionEnded stops a session's goroutines once it closed itself.
+var errSessionEnded = errors.New("session ended")
+
+// session is one WebSocket connection: before join, a token check; after,
+// one participant in one room with one PeerConnection.
+type session struct {
+	srv    *Server
+	conn   *websocket.Conn
+	remote string
+	log    *slog.Logger
+
+	out      chan []byte // outbound frames, bounded; see outQueue
+	endCh    chan endReq // at most one request, see finish
+	endOnce  sync.Once   // finish runs once
+	reason   string      // why the participant left; written in finish
+	joined   atomic.Bool // join succeeded
+	joinWait *time.Timer // fires join_timeout
+
+	// Set by the reader goroutine on join, before the client can cause
+	// any callback that reads them.
+	p    *room.Participant
+	rm   *room.Room
+	peer *sfu.Peer
+}
+
+// endReq is how a session ends: an optional last frame, then a close.
+type endReq struct {
+	frame  []byte
+	status websocket.StatusCode
+	text   string
+}
+
+var (
+	_ sfu.Signaler  = (*session)(nil)
+	_ room.Notifier = (*session)(nil)
+)
+
+func newSession(srv *Server, conn *websocket.Conn, remote string) *session {
+	return &session{
+		srv:    srv,
+		conn:   conn,
+		remote: remote,
+		log:    srv.log.With("remote", remote),
+		out:    make(chan []byte, outQueue),
+		endCh:  make(chan endReq, 1),
+		reason: room.ReasonDisconnect,
+	}
+}
+
+// run serves the connection until it closes, then leaves the room and
+// closes the PeerConnection.
+func (s *session) run(ctx context.Context) {
+	s.joinWait = time.AfterFunc(JoinTimeout, func() {
+		if !s.joined.Load() {
+			s.reject(protoErr(CodeJoinTimeout, "no join within %s", JoinTimeout), "")
+		}
+	})
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.readLoop(gctx) })
+	g.Go(func() error { return s.writeLoop(gctx) })
+	g.Go(func() error { return s.pingLoop(gctx) })
+	err := g.Wait()
+	s.joinWait.Stop()
+	s.conn.CloseNow()
+
+	if s.rm != nil {
+		s.finish(nil, websocket.StatusNormalClosure, "", room.ReasonDisconnect)
+		s.rm.Leave(s.p, s.reason)
+	}
+	if s.peer != nil {
+		if cerr := s.peer.Close(); cerr != nil {
+			s.log.Debug("peer close", "err", cerr)
+		}
+	}
+	if s.joined.Load() {
+		s.log.Info("session ended", "reason", s.reason, "cause", cause(err))
+	} else {
+		s.log.Debug("connection closed before join", "cause", cause(err))
+	}
+}
+
+func cause(err error) string {
+	if err == nil || errors.Is(err, errSessionEnded) {
+		return "server"
+	}
+	if status := websocket.CloseStatus(err); status != -1 {
+		return fmt.Sprintf("client closed (%d)", status)
+	}
+	return err.Error()
+}
+
+func (s *session) readLoop(ctx context.Context) error {
+	for {
+		typ, b, err := s.conn.Read(ctx)
+		if err != nil {
+			return err
+		}
+		if typ != websocket.MessageText {
+			s.reject(protoErr(CodeMalformed, "frames must be text (JSON)"), "")
+			continue
+		}
+		s.handle(b)
+	}
+}
+
+func (s *session) writeLoop(ctx context.Context) error {
+	for {
+		select {
+		case b := <-s.out:
+			if err := s.write(ctx, b); err != nil {
+				return err
+			}
+		case req := <-s.endCh:
+			// What was queued before the end still goes out, in order.
+			for flushed := false; !flushed; {
+				select {
+				case b := <-s.out:
+					if err := s.write(ctx, b); err != nil {
+						return err
+					}
+				default:
+					flushed = true
+				}
+			}
+			if req.frame != nil {
+				if err := s.write(ctx, req.frame); err != nil {
+					return err
+				}
+			}
+			s.conn.Close(req.status, req.text)
+			return errSessionEnded
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (s *session) write(ctx context.Context, b []byte) error {
+	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	return s.conn.Write(wctx, websocket.MessageText, b)
+}
+
+func (s *session) pingLoop(ctx context.Context) error {
+	t := time.NewTicker(pingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+			err := s.conn.Ping(pctx)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("ping: %w", err)
+			}
+		}
+	}
+}
+
+// send queues v for the client. A client whose queue is full is too slow
+// to keep up with its room and is dropped.
+func (s *session) send(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		s.log.Error("encode message", "err", err)
+		return
+	}
+	select {
+	case s.out <- b:
+	default:
+		s.reject(protoErr(CodeSlowConsumer, "outbound queue of %d messages overflowed", outQueue), "")
+	}
+}
+
+// finish ends the session once: the writer flushes the queue, writes
+// frame, and closes with status. reason is what the room is told.
+func (s *session) finish(frame []byte, status websocket.StatusCode, text, reason string) {
+	s.endOnce.Do(func() {
+		s.reason = reason
+		s.endCh <- endReq{frame: frame, status: status, text: text}
+	})
+}
+
+// reject answers a failed request with an error frame, closing the
+// session when the code is fatal.
+func (s *session) reject(err error, ref string) {
+	code, msg := wireError(err)
+	if code == CodeInternal {
+		s.log.Error("request failed", "ref", ref, "err", err)
+	} else {
+		s.log.Debug("request refused", "code", code, "ref", ref, "err", err)
+	}
+	frame, _ := json.Marshal(ErrorMessage{Envelope: envelope(TypeError, ref), Code: code, Message: msg})
+	if fatalCodes[code] {
+		s.finish(frame, closeStatus(code), code, room.ReasonDisconnect)
+		return
+	}
+	select {
+	case s.out <- frame:
+	default:
+	}
+}
+
+// handle dispatches one client frame. It runs on the reader goroutine.
+func (s *session) handle(b []byte) {
+	m, err := DecodeInbound(b)
+	ref := ""
+	if m != nil {
+		ref = m.ID
+	}
+	if err != nil {
+		s.reject(err, ref)
+		return
+	}
+	if !s.joined.Load() {
+		if m.Type != TypeJoin {
+			s.reject(protoErr(CodeJoinRequired, "send join with a token first"), ref)
+			return
+		}
+		if err := s.join(m); err != nil {
+			s.reject(err, ref)
+		}
+		return
+	}
+	switch m.Type {
+	case TypeJoin:
+		s.reject(protoErr(CodeAlreadyJoined, "this connection has joined already"), ref)
+	case TypeOffer:
+		s.handleOffer(m)
+	case TypeAnswer:
+		if err := s.peer.HandleAnswer(m.SDP); err != nil {
+			s.reject(protoErr(CodeSDPInvalid, "answer not applied: %v", err), ref)
+		}
+	case TypeCandidate:
+		s.handleCandidate(m)
+	case TypePing:
+		s.send(Pong{Envelope: envelope(TypePong, ref), TS: m.TS})
+	case TypeLeave:
+		s.finish(nil, websocket.StatusNormalClosure, "left", room.ReasonLeft)
+	}
+}
+
+func (s *session) handleOffer(m *Inbound) {
+	if !s.p.Role.CanPublish() {
+		s.reject(protoErr(CodeForbidden, "a %s does not send media", s.p.Role), m.ID)
+		return
+	}
+	sources := make(map[string]string, len(m.Tracks))
+	for _, t := range m.Tracks {
+		sources[t.Mid] = t.Source
+	}
+	err := s.peer.HandleOffer(m.SDP, sources)
+	switch {
+	case err == nil:
+	case errors.Is(err, sfu.ErrGlare):
+		s.reject(err, m.ID)
+	default:
+		s.reject(protoErr(CodeSDPInvalid, "offer not applied: %v", err), m.ID)
+	}
+}
+
+func (s *session) handleCandidate(m *Inbound) {
+	if m.Candidate == nil {
+		return
+	}
+	err := s.peer.AddCandidate(*m.Candidate)
+	switch {
+	case err == nil:
+	case errors.Is(err, sfu.ErrTooManyCandidates):
+		s.reject(err, m.ID)
+	default:
+		s.reject(protoErr(CodeCandidateInvalid, "candidate not added: %v", err), m.ID)
+	}
+}
+
+// join verifies the token, makes the PeerConnection and enters the room.
+func (s *session) join(m *Inbound) error {
+	grant, err := VerifyToken(s.srv.cfg.Secret, m.Token)
+	if err != nil {
+		return err
+	}
+	if m.Room != "" && m.Room != grant.Room {
+		return ErrRoomMismatch
+	}
+	if grant.Role == room.RoleAdmin {
+		// Fatal: an admin token is the API tier's, never a media client's.
+		s.reject(protoErr(CodeForbidden, "admin tokens do not join media"), m.ID)
+		frame, _ := json.Marshal(LeaveMessage{Envelope: envelope(TypeLeave, m.ID), Reason: CodeForbidden})
+		s.finish(frame, websocket.StatusPolicyViolation, CodeForbidden, room.ReasonDisconnect)
+		return nil
+	}
+	sid := newSID()
+	log := s.srv.log.With("room", grant.Room, "identity", grant.Identity, "role", string(grant.Role), "sid", sid)
+	p := &room.Participant{SID: sid, Identity: grant.Identity, Name: grant.Name, Role: grant.Role, Notify: s, Log: log}
+	peer, err := s.srv.cfg.Engine.NewPeer(sfu.PeerConfig{
+		ID:     sid,
+		Signal: s,
+		Logger: log,
+		OnTrack: func(t *sfu.Track) {
+			if !p.Role.CanPublish() {
+				return
+			}
+			if err := s.rm.Publish(p, t); err != nil {
+				log.Debug("publish after leave", "track", t.ID(), "err", err)
+			}
+		},
+		OnTrackEnded: func(t *sfu.Track) { s.rm.Unpublish(p, t) },
+		OnConnectionState: func(st webrtc.PeerConnectionState) {
+			if st == webrtc.PeerConnectionStateFailed {
+				log.Warn("media connection failed")
+				s.finish(nil, websocket.StatusNormalClosure, "media failed", room.ReasonDisconnect)
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	p.Media = peer
+	s.p, s.peer = p, peer
+	rm, view, err := s.srv.cfg.Rooms.Join(grant.Room, p)
+	if err != nil {
+		return err
+	}
+	s.rm = rm
+	s.log = log
+	s.joined.Store(true)
+	s.joinWait.Stop()
+
+	var ice []ICEServer
+	if s.srv.cfg.ICEServers != nil {
+		ice = s.srv.cfg.ICEServers(grant.Identity, grant.Expires)
+	}
+	if ice == nil {
+		ice = []ICEServer{}
+	}
+	s.send(Joined{
+		Envelope:      envelope(TypeJoined, m.ID),
+		Room:          rm.Name(),
+		Participant:   room.ParticipantInfo{SID: sid, Identity: grant.Identity, Name: grant.Name, Role: grant.Role},
+		Participants:  view,
+		ICEServers:    ice,
+		ServerVersion: s.srv.cfg.Version,
+	})
+	log.Info("joined", "remote", s.remote)
+	return peer.Start()
+}
+
+// newSID names a participant session.
+func newSID() string { return "PA_" + randomID() }
+
+// SendOffer implements sfu.Signaler.
+func (s *session) SendOffer(sdp string) {
+	s.send(SDPMessage{Envelope: envelope(TypeOffer, ""), SDP: sdp})
+}
+
+// SendAnswer implements sfu.Signaler.
+func (s *session) SendAnswer(sdp string) {
+	s.send(SDPMessage{Envelope: envelope(TypeAnswer, ""), SDP: sdp})
+}
+
+// SendCandidate implements sfu.Signaler.
+func (s *session) SendCandidate(c webrtc.ICECandidateInit) {
+	s.send(CandidateMessage{Envelope: envelope(TypeCandidate, ""), Candidate: c})
+}
+
+// ParticipantJoined implements room.Notifier.
+func (s *session) ParticipantJoined(p room.ParticipantInfo) {
+	s.send(ParticipantMessage{Envelope: envelope(TypeParticipantJoined, ""), Participant: p})
+}
+
+// ParticipantLeft implements room.Notifier.
+func (s *session) ParticipantLeft(p room.ParticipantInfo, reason string) {
+	s.send(ParticipantMessage{Envelope: envelope(TypeParticipantLeft, ""), Participant: p, Reason: reason})
+}
+
+// TrackPublished implements room.Notifier.
+func (s *session) TrackPublished(p room.ParticipantInfo, t room.TrackInfo) {
+	s.send(TrackMessage{Envelope: envelope(TypeTrackPublished, ""), ParticipantSID: p.SID, Identity: p.Identity, Track: t})
+}
+
+// TrackUnpublished implements room.Notifier.
+func (s *session) TrackUnpublished(p room.ParticipantInfo, t room.TrackInfo) {
+	s.send(TrackMessage{Envelope: envelope(TypeTrackUnpublished, ""), ParticipantSID: p.SID, Identity: p.Identity, Track: t})
+}
+
+// Evict implements room.Notifier: the server ends this session.
+func (s *session) Evict(reason string) {
+	frame, _ := json.Marshal(LeaveMessage{Envelope: envelope(TypeLeave, ""), Reason: reason})
+	status := websocket.StatusNormalClosure
+	if reason == room.ReasonShutdown {
+		status = websocket.StatusGoingAway
+	}
+	s.finish(frame, status, reason, reason)
+}
+
+// end closes the session for the server's own reasons (shutdown).
+func (s *session) end(code, reason string) {
+	if s.joined.Load() {
+		s.Evict(reason)
+		return
+	}
+	s.reject(protoErr(code, "the server is shutting down"), "")
+}

@@ -1,0 +1,117 @@
+package signaling
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/invigil/invigil/room"
+)
+
+// tokenLeeway absorbs clock skew between the API tier that mints tokens
+// and this node.
+const tokenLeeway = 5 * time.Second
+
+// AllRooms is an admin token's room claim.
+const AllRooms = "*"
+
+// Claims are a join token's claims (DESIGN.md, "Join tokens").
+type Claims struct {
+	Room string `json:"room"`
+	Role string `json:"role"`
+	Name string `json:"name,omitempty"`
+	jwt.RegisteredClaims
+}
+
+// Grant is a verified token: who may join which room in which role.
+type Grant struct {
+	Identity string
+	Name     string
+	Room     string
+	Role     room.Role
+	Expires  time.Time
+}
+
+// VerifyToken checks a join token: HS256 only (never "none" or another
+// algorithm), signed with secret, with exp required and nbf honoured, a
+// subject, a room and a known role.
+func VerifyToken(secret []byte, token string) (Grant, error) {
+	if token == "" {
+		return Grant{}, ErrTokenMissing
+	}
+	var c Claims
+	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return secret, nil },
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(tokenLeeway),
+	)
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return Grant{}, ErrTokenExpired
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return Grant{}, ErrTokenNotYetValid
+	case err != nil:
+		return Grant{}, fmt.Errorf("%w: %v", ErrTokenInvalid, err)
+	}
+	role, err := room.ParseRole(c.Role)
+	if err != nil {
+		return Grant{}, err
+	}
+	if c.Subject == "" || c.Room == "" {
+		return Grant{}, fmt.Errorf("%w: sub and room are required", ErrTokenInvalid)
+	}
+	if (c.Room == AllRooms) != (role == room.RoleAdmin) {
+		return Grant{}, fmt.Errorf("%w: only admin tokens have room %q", ErrTokenInvalid, AllRooms)
+	}
+	name := c.Name
+	if name == "" {
+		name = c.Subject
+	}
+	return Grant{Identity: c.Subject, Name: name, Room: c.Room, Role: role, Expires: c.ExpiresAt.Time}, nil
+}
+
+// TokenSpec is what MintToken puts in a token.
+type TokenSpec struct {
+	Room     string
+	Identity string
+	Role     room.Role
+	Name     string
+	TTL      time.Duration
+}
+
+// MintToken signs a join token with HS256, as the exam platform's API
+// tier would. It serves `invigil token`, --dev links and tests.
+func MintToken(secret []byte, s TokenSpec) (string, error) {
+	if _, err := room.ParseRole(string(s.Role)); err != nil {
+		return "", err
+	}
+	if s.Identity == "" || s.Room == "" {
+		return "", errors.New("signaling: a token needs an identity and a room")
+	}
+	if s.TTL <= 0 {
+		return "", errors.New("signaling: a token needs a positive lifetime")
+	}
+	now := time.Now()
+	c := Claims{
+		Room: s.Room,
+		Role: string(s.Role),
+		Name: s.Name,
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   s.Identity,
+			IssuedAt:  jwt.NewNumericDate(now),
+			NotBefore: jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(s.TTL)),
+		},
+	}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
+}
+
+// randomID returns 12 random base32 characters (60 bits).
+func randomID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])[:12]
+}
