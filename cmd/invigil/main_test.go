@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/invigil/invigil/room"
+	"github.com/invigil/invigil/signaling"
+)
+
+const secret = "cmd-test-secret-0123456789abcdef0123"
+
+func TestConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "invigil.yaml")
+	yaml := "http-addr: 127.0.0.1:9001\nrtc-udp-port: 9002\nlog-level: debug\nallowed-origins: [a.example, b.example]\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("INVIGIL_RTC_UDP_PORT", "9102")
+	t.Setenv("INVIGIL_API_SECRET", secret)
+	t.Setenv("INVIGIL_LOG_LEVEL", "warn")
+	var stderr bytes.Buffer
+	c, err := parseServe([]string{"--config", file, "--log-level", "error"}, &stderr)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	if c.httpAddr != "127.0.0.1:9001" {
+		t.Errorf("http-addr %q: the YAML value should beat the default", c.httpAddr)
+	}
+	if c.rtcUDPPort != 9102 {
+		t.Errorf("rtc-udp-port %d: the environment should beat YAML", c.rtcUDPPort)
+	}
+	if c.logLevel != "error" {
+		t.Errorf("log-level %q: the flag should beat the environment", c.logLevel)
+	}
+	if c.allowedOrigins != "a.example,b.example" {
+		t.Errorf("allowed-origins %q: a YAML list should become a comma list", c.allowedOrigins)
+	}
+	if c.rtcTCPPort != 7881 || c.apiSecret != secret {
+		t.Errorf("defaults/env not applied: %+v", c)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("http_addr: :1\n"), 0o600)
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no secret", nil, "--api-secret"},
+		{"short secret", []string{"--api-secret", "short"}, "at least 32 bytes"},
+		{"unknown yaml key", []string{"--api-secret", secret, "--config", bad}, `unknown key "http_addr"`},
+		{"missing config", []string{"--api-secret", secret, "--config", filepath.Join(dir, "none.yaml")}, "no such file"},
+		{"bad node ip", []string{"--api-secret", secret, "--node-ip", "10.0.0"}, "not an IP"},
+		{"bad log format", []string{"--api-secret", secret, "--log-format", "xml"}, "text or json"},
+		{"bad public url", []string{"--api-secret", secret, "--public-url", "ftp://x"}, "http(s)"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseServe(tc.args, &bytes.Buffer{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestDevDefaults(t *testing.T) {
+	c, err := parseServe([]string{"--dev", "--http-addr", ":0"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.apiSecret != devSecret || c.httpAddr != "127.0.0.1:0" || c.nodeIP != "127.0.0.1" {
+		t.Errorf("--dev config %+v", c)
+	}
+}
+
+func TestTokenCommand(t *testing.T) {
+	var out, errOut bytes.Buffer
+	code := run([]string{"token", "--api-secret", secret, "--room", "exam-1", "--identity", "alice", "--role", "proctor", "--ttl", "5m"}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	g, err := signaling.VerifyToken([]byte(secret), lines[len(lines)-1])
+	if err != nil || g.Identity != "alice" || g.Room != "exam-1" || g.Role != room.RoleProctor {
+		t.Fatalf("minted token: %+v %v", g, err)
+	}
+	if d := time.Until(g.Expires); d > 5*time.Minute || d < 4*time.Minute {
+		t.Errorf("ttl: expires in %s", d)
+	}
+	if code := run([]string{"token", "--api-secret", secret, "--room", "r", "--identity", "i", "--role", "janitor"}, &out, &errOut); code == 0 {
+		t.Error("an unknown role was minted")
+	}
+	if code := run([]string{"token", "--room", "r", "--identity", "i"}, &out, &errOut); code == 0 {
+		t.Error("a token was minted without a secret")
+	}
+}
+
+// TestServeLifecycle runs serve in-process on loopback ports, checks its
+// endpoints and --dev links, and that cancelling it (what SIGTERM does)
+// returns cleanly.
+func TestServeLifecycle(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, []string{"--dev", "--http-addr", "127.0.0.1:0", "--rtc-udp-port", "0", "--rtc-tcp-port", "0"}, stdout, stderr)
+	}()
+	addr := regexp.MustCompile(`http_addr=(127\.0\.0\.1:\d+)`)
+	var base string
+	deadline := time.Now().Add(10 * time.Second)
+	for base == "" {
+		if m := addr.FindStringSubmatch(stderr.String()); m != nil {
+			base = "http://" + m[1]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("serve did not start:\n%s", stderr.String())
+		} else {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/student": 200, "/proctor": 200, "/sdk/invigil.js": 200, "/nope": 404} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	links := regexp.MustCompile(`(?m)^(Proctor|Student \d): (http://\S+/(proctor|student)#token=(\S+))$`).FindAllStringSubmatch(stdout.String(), -1)
+	if len(links) != 3 {
+		t.Fatalf("--dev printed %d links:\n%s", len(links), stdout.String())
+	}
+	for _, l := range links {
+		if !strings.HasPrefix(l[2], base+"/") {
+			t.Errorf("link %s is not on %s", l[2], base)
+		}
+		if _, err := signaling.VerifyToken([]byte(devSecret), l[4]); err != nil {
+			t.Errorf("%s link token: %v", l[1], err)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve returned %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	if !strings.Contains(stderr.String(), "msg=stopped") {
+		t.Errorf("no stopped line:\n%s", stderr.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the writer goroutine and the test.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
