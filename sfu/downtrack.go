@@ -49,7 +49,7 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		return webrtc.RTPCodecParameters{}, ErrCodecNotNegotiated
 	}
 	d.binding.Store(&binding{ssrc: uint32(ctx.SSRC()), pt: uint8(codec.PayloadType), writer: ctx.WriteStream()})
-	d.stats.tracksOut.Add(1)
+	d.stats.tracksOut[kindIndex(d.src.kind)].Add(1)
 	// A new subscriber can decode nothing until the next keyframe.
 	d.src.RequestKeyframe()
 	return codec, nil
@@ -58,7 +58,7 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 // Unbind stops forwarding to the subscriber.
 func (d *DownTrack) Unbind(webrtc.TrackLocalContext) error {
 	if d.binding.Swap(nil) != nil {
-		d.stats.tracksOut.Add(-1)
+		d.stats.tracksOut[kindIndex(d.src.kind)].Add(-1)
 	}
 	return nil
 }
@@ -99,6 +99,12 @@ func (d *DownTrack) writeRTP(pkt *rtp.Packet, size int) {
 	}
 	d.stats.packetsOut.Add(1)
 	d.stats.bytesOut.Add(uint64(size))
+	if !d.src.forwarded {
+		d.src.forwarded = true
+		if d.src.onFirstForward != nil {
+			d.src.onFirstForward(d.src)
+		}
+	}
 }
 
 // matchCodec finds the subscriber's parameters for the publisher's codec:

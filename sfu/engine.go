@@ -40,7 +40,9 @@ type Config struct {
 	IncludeLoopback bool
 	// PLIInterval throttles keyframe requests per published track.
 	PLIInterval time.Duration
-	Logger      *slog.Logger
+	// Observer, if set, receives RTT and jitter from receiver reports.
+	Observer Observer
+	Logger   *slog.Logger
 }
 
 // Engine makes PeerConnections that share the configured sockets, codecs
@@ -51,6 +53,7 @@ type Engine struct {
 	tcpMux  ice.TCPMux
 	log     *slog.Logger
 	pliGap  time.Duration
+	obs     Observer
 	counter counters
 }
 
@@ -74,11 +77,14 @@ func New(cfg Config) (*Engine, error) {
 	// The registry holds factories; pion builds a fresh interceptor chain
 	// from it for every PeerConnection, so no state is shared between them.
 	registry := &interceptor.Registry{}
+	e := &Engine{log: cfg.Logger, pliGap: cfg.PLIInterval, obs: cfg.Observer}
+	// First in the chain is nearest the transport: it sees the NACK
+	// responder's retransmissions as well as forwarded packets.
+	registry.Add(retransmitCounterFactory{count: &e.counter.retransmits})
 	if err := webrtc.RegisterDefaultInterceptors(media, registry); err != nil {
 		return nil, fmt.Errorf("sfu: register interceptors: %w", err)
 	}
 
-	e := &Engine{log: cfg.Logger, pliGap: cfg.PLIInterval}
 	settings := webrtc.SettingEngine{LoggerFactory: logs}
 	e.udpMux = webrtc.NewICEUDPMux(logs.NewLogger("udpmux"), cfg.UDP)
 	settings.SetICEUDPMux(e.udpMux)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/rtcp"
@@ -40,6 +41,13 @@ type PeerConfig struct {
 	OnTrackEnded func(*Track)
 	// OnConnectionState reports the PeerConnection's state changes.
 	OnConnectionState func(webrtc.PeerConnectionState)
+	// OnICEConnected is called once, when the connection first comes up,
+	// with the type of the client's selected candidate (host, srflx,
+	// prflx, relay): how the client reached the server.
+	OnICEConnected func(remoteCandidateType string)
+	// OnFirstForward is called once per published track, on its reader,
+	// when its first packet has been written to a subscriber.
+	OnFirstForward func(*Track)
 }
 
 // Peer is one participant's PeerConnection: it receives what the client
@@ -97,8 +105,15 @@ func (e *Engine) NewPeer(cfg PeerConfig) (*Peer, error) {
 			cfg.Signal.SendCandidate(c.ToJSON())
 		}
 	})
+	var connected bool // only touched by pion's state-change callback, which is serialised
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		p.log.Debug("peer connection state", "state", s.String())
+		if s == webrtc.PeerConnectionStateConnected && !connected {
+			connected = true
+			if cfg.OnICEConnected != nil {
+				cfg.OnICEConnected(p.remoteCandidateType())
+			}
+		}
 		if cfg.OnConnectionState != nil {
 			cfg.OnConnectionState(s)
 		}
@@ -283,12 +298,13 @@ func (p *Peer) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	p.mu.Unlock()
 
 	t := newTrack(newID("TR_"), p.id, source, remote, p.pc.WriteRTCP, p.e.pliGap, &p.e.counter)
+	t.onFirstForward = p.cfg.OnFirstForward
 	p.log.Debug("track published", "track", t.id, "kind", t.kind.String(), "source", source, "codec", t.codec.MimeType)
 	go p.drainReceiverRTCP(recv)
 	go func() {
 		defer p.wg.Done()
-		p.e.counter.tracksIn.Add(1)
-		defer p.e.counter.tracksIn.Add(-1)
+		p.e.counter.tracksIn[kindIndex(t.kind)].Add(1)
+		defer p.e.counter.tracksIn[kindIndex(t.kind)].Add(-1)
 		if p.cfg.OnTrack != nil {
 			p.cfg.OnTrack(t)
 		}
@@ -316,22 +332,48 @@ func (p *Peer) sourceLocked(recv *webrtc.RTPReceiver, kind webrtc.RTPCodecType) 
 }
 
 // readSenderRTCP drains the subscriber's RTCP for one down-track, so the
-// interceptors see its reports, and turns PLI/FIR into keyframe requests
-// to the publisher.
+// interceptors see its reports; turns PLI/FIR into keyframe requests to
+// the publisher; and meters its reception reports and NACKs.
 func (p *Peer) readSenderRTCP(sender *webrtc.RTPSender, t *Track) {
 	defer p.wg.Done()
+	meter := reportMeter{clockRate: t.codec.ClockRate}
+	ssrc := uint32(0)
+	if params := sender.GetParameters(); len(params.Encodings) > 0 {
+		ssrc = uint32(params.Encodings[0].SSRC)
+	}
 	for {
 		pkts, _, err := sender.ReadRTCP()
 		if err != nil {
 			return
 		}
+		now := time.Now()
 		for _, pkt := range pkts {
-			switch pkt.(type) {
+			switch pkt := pkt.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				t.RequestKeyframe()
+			case *rtcp.TransportLayerNack:
+				for _, pair := range pkt.Nacks {
+					p.e.counter.nacks.Add(uint64(len(pair.PacketList())))
+				}
+			case *rtcp.ReceiverReport:
+				for _, rr := range pkt.Reports {
+					if rr.SSRC == ssrc {
+						meter.observe(rr, now, &p.e.counter, p.e.obs)
+					}
+				}
 			}
 		}
 	}
+}
+
+// remoteCandidateType is the type of the client's side of the selected
+// ICE candidate pair, or "unknown".
+func (p *Peer) remoteCandidateType() string {
+	pair, err := p.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil || pair.Remote == nil {
+		return "unknown"
+	}
+	return pair.Remote.Typ.String()
 }
 
 // drainReceiverRTCP reads the publisher's RTCP (sender reports) so the

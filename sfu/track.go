@@ -35,6 +35,11 @@ type Track struct {
 	// subsMu serialises writers of subs (add/remove), never the reader.
 	subsMu sync.Mutex
 
+	// onFirstForward is called once, on the reader, after the first
+	// packet reached a subscriber; forwarded records that it was.
+	onFirstForward func(*Track)
+	forwarded      bool
+
 	lastPLI    atomic.Int64 // unix nanos of the last PLI sent
 	pliPending atomic.Bool  // a deferred PLI is scheduled
 	done       chan struct{}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/invigil/invigil/internal/testclient"
 	"github.com/invigil/invigil/room"
 	"github.com/pion/webrtc/v4"
 )
@@ -17,9 +18,9 @@ import (
 // each bad input gets its documented answer.
 func TestBadInputKeepsOthersServing(t *testing.T) {
 	srv := newTestServer(t, room.Config{})
-	proctor := join(t, srv, "exam-1", "proctor-1", room.RoleProctor)
-	alice := join(t, srv, "exam-1", "alice", room.RoleStudent)
-	eventually(t, 10*time.Second, "media from alice", func() bool { return proctor.packetsFrom(alice.me.SID) > 10 })
+	proctor := srv.join(t, "exam-1", "proctor-1", room.RoleProctor)
+	alice := srv.join(t, "exam-1", "alice", room.RoleStudent)
+	testclient.Eventually(t, 10*time.Second, "media from alice", func() bool { return proctor.PacketsFrom(alice.Me.SID) > 10 })
 
 	// Each case: frames sent after an optional join, and the expected
 	// error code of the reply to the last frame.
@@ -47,10 +48,10 @@ func TestBadInputKeepsOthersServing(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := wsDial(t, srv.url)
+			c := testclient.Dial(t, srv.url)
 			if tc.joined {
-				wsSend(t, c, map[string]any{"v": 1, "type": "join", "token": mint(t, "exam-1", "bob-"+strings.ReplaceAll(tc.name, " ", "-"), room.RoleStudent)})
-				if m, err := wsRecv(c, 5*time.Second); err != nil || m.Type != TypeJoined {
+				testclient.Send(t, c, map[string]any{"v": 1, "type": "join", "token": mint(t, "exam-1", "bob-"+strings.ReplaceAll(tc.name, " ", "-"), room.RoleStudent)})
+				if m, err := testclient.Recv(c, 5*time.Second); err != nil || m.Type != TypeJoined {
 					t.Fatalf("join: %+v %v", m, err)
 				}
 			}
@@ -67,7 +68,7 @@ func TestBadInputKeepsOthersServing(t *testing.T) {
 				t.Fatalf("got %+v, want error %s", m, tc.code)
 			}
 			if tc.fatal {
-				assertClosed(t, c)
+				testclient.AssertClosed(t, c)
 				return
 			}
 			// Still serving this connection: a join (before) or a ping
@@ -76,7 +77,7 @@ func TestBadInputKeepsOthersServing(t *testing.T) {
 			if !tc.joined {
 				next, want = map[string]any{"v": 1, "type": "join", "id": "p", "token": mint(t, "exam-1", "carol-"+strings.ReplaceAll(tc.name, " ", "-"), room.RoleStudent)}, TypeJoined
 			}
-			wsSend(t, c, next)
+			testclient.Send(t, c, next)
 			if m, err := nextNonSignal(c); err != nil || m.Type != want || m.Ref != "p" {
 				t.Fatalf("after the bad frame, %s got %+v %v", next["type"], m, err)
 			}
@@ -84,49 +85,49 @@ func TestBadInputKeepsOthersServing(t *testing.T) {
 	}
 
 	t.Run("oversized frame", func(t *testing.T) {
-		c := wsDial(t, srv.url)
+		c := testclient.Dial(t, srv.url)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = c.Write(ctx, websocket.MessageText, []byte(`{"v":1,"type":"ping","pad":"`+strings.Repeat("x", MaxFrameBytes)+`"}`))
-		if st := assertClosed(t, c); st != websocket.StatusMessageTooBig {
+		if st := testclient.AssertClosed(t, c); st != websocket.StatusMessageTooBig {
 			t.Errorf("closed with %d, want 1009", st)
 		}
 	})
 
 	t.Run("binary frame", func(t *testing.T) {
-		c := wsDial(t, srv.url)
+		c := testclient.Dial(t, srv.url)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = c.Write(ctx, websocket.MessageBinary, []byte{0, 1, 2})
-		if m, err := wsRecv(c, 5*time.Second); err != nil || m.Code != CodeMalformed {
+		if m, err := testclient.Recv(c, 5*time.Second); err != nil || m.Code != CodeMalformed {
 			t.Fatalf("got %+v %v", m, err)
 		}
 	})
 
 	t.Run("vanish mid-handshake", func(t *testing.T) {
 		for i := range 5 {
-			c := wsDial(t, srv.url)
-			wsSend(t, c, map[string]any{"v": 1, "type": "join", "token": mint(t, "exam-1", "ghost", room.RoleStudent)})
+			c := testclient.Dial(t, srv.url)
+			testclient.Send(t, c, map[string]any{"v": 1, "type": "join", "token": mint(t, "exam-1", "ghost", room.RoleStudent)})
 			if i%2 == 0 {
 				// Gone before even reading joined.
 				c.CloseNow()
 				continue
 			}
-			if m, err := wsRecv(c, 5*time.Second); err != nil || m.Type != TypeJoined {
+			if m, err := testclient.Recv(c, 5*time.Second); err != nil || m.Type != TypeJoined {
 				t.Fatalf("join: %+v %v", m, err)
 			}
-			wsSend(t, c, map[string]any{"v": 1, "type": "offer", "sdp": pionOffer(t)})
+			testclient.Send(t, c, map[string]any{"v": 1, "type": "offer", "sdp": pionOffer(t)})
 			c.CloseNow()
 		}
-		eventually(t, 5*time.Second, "ghost sessions gone", func() bool {
+		testclient.Eventually(t, 5*time.Second, "ghost sessions gone", func() bool {
 			s := srv.rooms.Stats()
 			return s.Students == 1 && s.Proctors == 1
 		})
 	})
 
 	// Through all of it, alice's media kept flowing.
-	before := proctor.packetsFrom(alice.me.SID)
-	eventually(t, 5*time.Second, "alice's media still flowing", func() bool { return proctor.packetsFrom(alice.me.SID) > before+10 })
+	before := proctor.PacketsFrom(alice.Me.SID)
+	testclient.Eventually(t, 5*time.Second, "alice's media still flowing", func() bool { return proctor.PacketsFrom(alice.Me.SID) > before+10 })
 }
 
 // TestJoinTimeout: a connection that never joins is closed with
@@ -136,21 +137,21 @@ func TestJoinTimeout(t *testing.T) {
 		t.Skip("waits for the 10 s join timeout")
 	}
 	srv := newTestServer(t, room.Config{})
-	c := wsDial(t, srv.url)
-	m, err := wsRecv(c, JoinTimeout+5*time.Second)
+	c := testclient.Dial(t, srv.url)
+	m, err := testclient.Recv(c, JoinTimeout+5*time.Second)
 	if err != nil || m.Code != CodeJoinTimeout {
 		t.Fatalf("got %+v %v, want join_timeout", m, err)
 	}
-	if st := assertClosed(t, c); st != websocket.StatusPolicyViolation {
+	if st := testclient.AssertClosed(t, c); st != websocket.StatusPolicyViolation {
 		t.Errorf("closed with %d, want 1008", st)
 	}
 }
 
 // nextNonSignal skips the server's own negotiation frames (answers,
 // candidates) and returns the next other frame.
-func nextNonSignal(c *websocket.Conn) (serverMsg, error) {
+func nextNonSignal(c *websocket.Conn) (testclient.Msg, error) {
 	for {
-		m, err := wsRecv(c, 5*time.Second)
+		m, err := testclient.Recv(c, 5*time.Second)
 		if err != nil || (m.Type != TypeAnswer && m.Type != TypeCandidate && m.Type != TypeOffer) {
 			return m, err
 		}
@@ -160,7 +161,7 @@ func nextNonSignal(c *websocket.Conn) (serverMsg, error) {
 // pionOffer returns a real sendonly VP8 offer.
 func pionOffer(t *testing.T) string {
 	t.Helper()
-	pc, err := newPionAPI(t).NewPeerConnection(webrtc.Configuration{})
+	pc, err := testclient.NewPionAPI(t).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,6 +53,16 @@ var fatalCodes = map[string]bool{
 	CodeSlowConsumer: true, CodeShuttingDown: true, CodeTooLarge: true,
 }
 
+// isFatal reports whether err ends the session.
+func isFatal(err error) bool {
+	var pe *ProtocolError
+	if errors.As(err, &pe) && pe.Fatal {
+		return true
+	}
+	code, _ := wireError(err)
+	return fatalCodes[code]
+}
+
 // wireError maps any error to its code and the message shown to the
 // client. This is the one place errors become wire codes.
 func wireError(err error) (code, message string) {

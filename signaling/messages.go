@@ -181,6 +181,8 @@ type ErrorMessage struct {
 type ProtocolError struct {
 	Code    string
 	Message string
+	// Fatal closes the connection even when Code usually does not.
+	Fatal bool
 }
 
 func (e *ProtocolError) Error() string { return e.Code + ": " + e.Message }

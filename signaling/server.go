@@ -45,13 +45,39 @@ type Config struct {
 	// server's own host (coder/websocket AcceptOptions.OriginPatterns).
 	AllowedOrigins []string
 	Version        string
-	Logger         *slog.Logger
+	// Observer receives events for metrics; nil means none.
+	Observer Observer
+	Logger   *slog.Logger
 }
+
+// Observer is told what signaling sees, for metrics. Calls are per
+// message or per session, never per packet, and must not block.
+type Observer interface {
+	// Message counts one client frame by type ("invalid" when it did not
+	// decode) and whether it succeeded.
+	Message(typ string, ok bool)
+	// WebSocket reports a connection opened (+1) or closed (-1).
+	WebSocket(delta int)
+	// JoinToMedia is the time from a join message to the first packet of
+	// that participant's media forwarded to a subscriber.
+	JoinToMedia(d time.Duration)
+	// ICEConnection reports a media connection coming up (with the
+	// client's candidate type) or failing.
+	ICEConnection(ok bool, candidateType string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Message(string, bool)       {}
+func (nopObserver) WebSocket(int)              {}
+func (nopObserver) JoinToMedia(time.Duration)  {}
+func (nopObserver) ICEConnection(bool, string) {}
 
 // Server serves GET /v1/rtc.
 type Server struct {
 	cfg Config
 	log *slog.Logger
+	obs Observer
 
 	// mu guards sessions and closing.
 	mu       sync.Mutex
@@ -71,7 +97,11 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, sessions: make(map[*session]struct{})}, nil
+	obs := cfg.Observer
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	return &Server{cfg: cfg, log: cfg.Logger, obs: obs, sessions: make(map[*session]struct{})}, nil
 }
 
 // ServeHTTP upgrades to a WebSocket and runs one session until it ends.
@@ -92,6 +122,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn.SetReadLimit(MaxFrameBytes)
+	s.obs.WebSocket(1)
+	defer s.obs.WebSocket(-1)
 	sess := newSession(s, conn, r.RemoteAddr)
 
 	s.mu.Lock()

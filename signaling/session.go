@@ -28,12 +28,13 @@ type session struct {
 	remote string
 	log    *slog.Logger
 
-	out      chan []byte // outbound frames, bounded; see outQueue
-	endCh    chan endReq // at most one request, see finish
-	endOnce  sync.Once   // finish runs once
-	reason   string      // why the participant left; written in finish
-	joined   atomic.Bool // join succeeded
-	joinWait *time.Timer // fires join_timeout
+	out        chan []byte // outbound frames, bounded; see outQueue
+	endCh      chan endReq // at most one request, see finish
+	endOnce    sync.Once   // finish runs once
+	reason     string      // why the participant left; written in finish
+	joined     atomic.Bool // join succeeded
+	firstMedia atomic.Bool // a published track reached a subscriber
+	joinWait   *time.Timer // fires join_timeout
 
 	// Set by the reader goroutine on join, before the client can cause
 	// any callback that reads them.
@@ -212,7 +213,7 @@ func (s *session) reject(err error, ref string) {
 		s.log.Debug("request refused", "code", code, "ref", ref, "err", err)
 	}
 	frame, _ := json.Marshal(ErrorMessage{Envelope: envelope(TypeError, ref), Code: code, Message: msg})
-	if fatalCodes[code] {
+	if isFatal(err) {
 		s.finish(frame, closeStatus(code), code, room.ReasonDisconnect)
 		return
 	}
@@ -222,80 +223,85 @@ func (s *session) reject(err error, ref string) {
 	}
 }
 
-// handle dispatches one client frame. It runs on the reader goroutine.
+// handle decodes and dispatches one client frame, answers a failure with
+// its error, and counts the frame. It runs on the reader goroutine.
 func (s *session) handle(b []byte) {
 	m, err := DecodeInbound(b)
-	ref := ""
+	typ, ref := "invalid", ""
 	if m != nil {
 		ref = m.ID
+		if knownTypes[m.Type] {
+			typ = m.Type
+		}
 	}
+	if err == nil {
+		err = s.dispatch(m)
+	}
+	s.srv.obs.Message(typ, err == nil)
 	if err != nil {
 		s.reject(err, ref)
-		return
-	}
-	if !s.joined.Load() {
-		if m.Type != TypeJoin {
-			s.reject(protoErr(CodeJoinRequired, "send join with a token first"), ref)
-			return
-		}
-		if err := s.join(m); err != nil {
-			s.reject(err, ref)
-		}
-		return
-	}
-	switch m.Type {
-	case TypeJoin:
-		s.reject(protoErr(CodeAlreadyJoined, "this connection has joined already"), ref)
-	case TypeOffer:
-		s.handleOffer(m)
-	case TypeAnswer:
-		if err := s.peer.HandleAnswer(m.SDP); err != nil {
-			s.reject(protoErr(CodeSDPInvalid, "answer not applied: %v", err), ref)
-		}
-	case TypeCandidate:
-		s.handleCandidate(m)
-	case TypePing:
-		s.send(Pong{Envelope: envelope(TypePong, ref), TS: m.TS})
-	case TypeLeave:
-		s.finish(nil, websocket.StatusNormalClosure, "left", room.ReasonLeft)
 	}
 }
 
-func (s *session) handleOffer(m *Inbound) {
+// knownTypes are the client message types, the only values of the type
+// label besides "invalid", so the metric's cardinality stays bounded.
+var knownTypes = map[string]bool{TypeJoin: true, TypeOffer: true, TypeAnswer: true, TypeCandidate: true, TypePing: true, TypeLeave: true}
+
+func (s *session) dispatch(m *Inbound) error {
+	if !s.joined.Load() {
+		if m.Type != TypeJoin {
+			return protoErr(CodeJoinRequired, "send join with a token first")
+		}
+		return s.join(m)
+	}
+	switch m.Type {
+	case TypeJoin:
+		return protoErr(CodeAlreadyJoined, "this connection has joined already")
+	case TypeOffer:
+		return s.handleOffer(m)
+	case TypeAnswer:
+		if err := s.peer.HandleAnswer(m.SDP); err != nil {
+			return protoErr(CodeSDPInvalid, "answer not applied: %v", err)
+		}
+	case TypeCandidate:
+		return s.handleCandidate(m)
+	case TypePing:
+		s.send(Pong{Envelope: envelope(TypePong, m.ID), TS: m.TS})
+	case TypeLeave:
+		s.finish(nil, websocket.StatusNormalClosure, "left", room.ReasonLeft)
+	}
+	return nil
+}
+
+func (s *session) handleOffer(m *Inbound) error {
 	if !s.p.Role.CanPublish() {
-		s.reject(protoErr(CodeForbidden, "a %s does not send media", s.p.Role), m.ID)
-		return
+		return protoErr(CodeForbidden, "a %s does not send media", s.p.Role)
 	}
 	sources := make(map[string]string, len(m.Tracks))
 	for _, t := range m.Tracks {
 		sources[t.Mid] = t.Source
 	}
 	err := s.peer.HandleOffer(m.SDP, sources)
-	switch {
-	case err == nil:
-	case errors.Is(err, sfu.ErrGlare):
-		s.reject(err, m.ID)
-	default:
-		s.reject(protoErr(CodeSDPInvalid, "offer not applied: %v", err), m.ID)
+	if err != nil && !errors.Is(err, sfu.ErrGlare) {
+		return protoErr(CodeSDPInvalid, "offer not applied: %v", err)
 	}
+	return err
 }
 
-func (s *session) handleCandidate(m *Inbound) {
+func (s *session) handleCandidate(m *Inbound) error {
 	if m.Candidate == nil {
-		return
+		return nil
 	}
 	err := s.peer.AddCandidate(*m.Candidate)
-	switch {
-	case err == nil:
-	case errors.Is(err, sfu.ErrTooManyCandidates):
-		s.reject(err, m.ID)
-	default:
-		s.reject(protoErr(CodeCandidateInvalid, "candidate not added: %v", err), m.ID)
+	if err != nil && !errors.Is(err, sfu.ErrTooManyCandidates) {
+		return protoErr(CodeCandidateInvalid, "candidate not added: %v", err)
 	}
+	return err
 }
 
 // join verifies the token, makes the PeerConnection and enters the room.
 func (s *session) join(m *Inbound) error {
+	start := time.Now()
 	grant, err := VerifyToken(s.srv.cfg.Secret, m.Token)
 	if err != nil {
 		return err
@@ -305,10 +311,7 @@ func (s *session) join(m *Inbound) error {
 	}
 	if grant.Role == room.RoleAdmin {
 		// Fatal: an admin token is the API tier's, never a media client's.
-		s.reject(protoErr(CodeForbidden, "admin tokens do not join media"), m.ID)
-		frame, _ := json.Marshal(LeaveMessage{Envelope: envelope(TypeLeave, m.ID), Reason: CodeForbidden})
-		s.finish(frame, websocket.StatusPolicyViolation, CodeForbidden, room.ReasonDisconnect)
-		return nil
+		return &ProtocolError{Code: CodeForbidden, Message: "admin tokens do not join media", Fatal: true}
 	}
 	sid := newSID()
 	log := s.srv.log.With("room", grant.Room, "identity", grant.Identity, "role", string(grant.Role), "sid", sid)
@@ -326,8 +329,18 @@ func (s *session) join(m *Inbound) error {
 			}
 		},
 		OnTrackEnded: func(t *sfu.Track) { s.rm.Unpublish(p, t) },
+		OnICEConnected: func(candidateType string) {
+			s.srv.obs.ICEConnection(true, candidateType)
+			log.Debug("media connected", "candidate_type", candidateType)
+		},
+		OnFirstForward: func(*sfu.Track) {
+			if s.firstMedia.CompareAndSwap(false, true) {
+				s.srv.obs.JoinToMedia(time.Since(start))
+			}
+		},
 		OnConnectionState: func(st webrtc.PeerConnectionState) {
 			if st == webrtc.PeerConnectionStateFailed {
+				s.srv.obs.ICEConnection(false, "unknown")
 				log.Warn("media connection failed")
 				s.finish(nil, websocket.StatusNormalClosure, "media failed", room.ReasonDisconnect)
 			}

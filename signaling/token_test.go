@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/invigil/invigil/internal/testclient"
 	"github.com/invigil/invigil/room"
 )
 
@@ -93,9 +94,9 @@ func TestJoinRefusals(t *testing.T) {
 	hs256 := jwt.SigningMethodHS256
 
 	// Fill: room "full" holds 2; the node holds 3 in all.
-	join(t, srv, "full", "s1", room.RoleStudent)
-	join(t, srv, "full", "s2", room.RoleStudent)
-	join(t, srv, "other", "s3", room.RoleStudent)
+	srv.join(t, "full", "s1", room.RoleStudent)
+	srv.join(t, "full", "s2", room.RoleStudent)
+	srv.join(t, "other", "s3", room.RoleStudent)
 
 	cases := []struct {
 		name, token, room, code string
@@ -113,9 +114,9 @@ func TestJoinRefusals(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := wsDial(t, srv.url)
-			wsSend(t, c, map[string]any{"v": 1, "type": "join", "token": tc.token, "room": tc.room, "id": "j"})
-			m, err := wsRecv(c, 5*time.Second)
+			c := testclient.Dial(t, srv.url)
+			testclient.Send(t, c, map[string]any{"v": 1, "type": "join", "token": tc.token, "room": tc.room, "id": "j"})
+			m, err := testclient.Recv(c, 5*time.Second)
 			if err != nil {
 				t.Fatalf("no reply: %v", err)
 			}
@@ -125,8 +126,7 @@ func TestJoinRefusals(t *testing.T) {
 			if tc.token != "" && strings.Contains(m.Message, tc.token) {
 				t.Errorf("error message echoes the token")
 			}
-			assertClosed(t, c)
+			testclient.AssertClosed(t, c)
 		})
 	}
 }
-

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -113,26 +114,9 @@ func TestTokenCommand(t *testing.T) {
 // endpoints and --dev links, and that cancelling it (what SIGTERM does)
 // returns cleanly.
 func TestServeLifecycle(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, []string{"--dev", "--http-addr", "127.0.0.1:0", "--rtc-udp-port", "0", "--rtc-tcp-port", "0"}, stdout, stderr)
-	}()
-	addr := regexp.MustCompile(`http_addr=(127\.0\.0\.1:\d+)`)
-	var base string
-	deadline := time.Now().Add(10 * time.Second)
-	for base == "" {
-		if m := addr.FindStringSubmatch(stderr.String()); m != nil {
-			base = "http://" + m[1]
-		} else if time.Now().After(deadline) {
-			t.Fatalf("serve did not start:\n%s", stderr.String())
-		} else {
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/student": 200, "/proctor": 200, "/sdk/invigil.js": 200, "/nope": 404} {
+	srv := startServe(t, "--dev")
+	base := srv.base
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200, "/student": 200, "/proctor": 200, "/sdk/invigil.js": 200, "/nope": 404} {
 		resp, err := http.Get(base + path)
 		if err != nil {
 			t.Fatal(err)
@@ -142,9 +126,9 @@ func TestServeLifecycle(t *testing.T) {
 			t.Errorf("GET %s: %d, want %d", path, resp.StatusCode, want)
 		}
 	}
-	links := regexp.MustCompile(`(?m)^(Proctor|Student \d): (http://\S+/(proctor|student)#token=(\S+))$`).FindAllStringSubmatch(stdout.String(), -1)
+	links := regexp.MustCompile(`(?m)^(Proctor|Student \d): (http://\S+/(proctor|student)#token=(\S+))$`).FindAllStringSubmatch(srv.stdout.String(), -1)
 	if len(links) != 3 {
-		t.Fatalf("--dev printed %d links:\n%s", len(links), stdout.String())
+		t.Fatalf("--dev printed %d links:\n%s", len(links), srv.stdout.String())
 	}
 	for _, l := range links {
 		if !strings.HasPrefix(l[2], base+"/") {
@@ -154,17 +138,60 @@ func TestServeLifecycle(t *testing.T) {
 			t.Errorf("%s link token: %v", l[1], err)
 		}
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serve returned %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("serve did not stop")
+	if err := srv.stop(); err != nil {
+		t.Fatalf("serve returned %v", err)
 	}
-	if !strings.Contains(stderr.String(), "msg=stopped") {
-		t.Errorf("no stopped line:\n%s", stderr.String())
+	if !strings.Contains(srv.stderr.String(), "msg=stopped") {
+		t.Errorf("no stopped line:\n%s", srv.stderr.String())
+	}
+}
+
+// served is a node run in-process by startServe.
+type served struct {
+	base           string // http://127.0.0.1:port
+	stdout, stderr *syncBuffer
+	stop           func() error // cancels serve (what SIGTERM does) and waits
+}
+
+// startServe runs serve on loopback ports with extra flags and waits for
+// its listening line. The test's cleanup stops it if the test did not.
+func startServe(t *testing.T, extra ...string) *served {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &served{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	done := make(chan error, 1)
+	args := append([]string{"--http-addr", "127.0.0.1:0", "--rtc-udp-port", "0", "--rtc-tcp-port", "0", "--node-ip", "127.0.0.1"}, extra...)
+	go func() { done <- serve(ctx, args, s.stdout, s.stderr) }()
+	var once sync.Once
+	var result error
+	s.stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case result = <-done:
+			case <-time.After(15 * time.Second):
+				result = errors.New("serve did not stop within 15 s")
+			}
+		})
+		return result
+	}
+	t.Cleanup(func() { s.stop() })
+	addr := regexp.MustCompile(`http_addr=(127\.0\.0\.1:\d+)`)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if m := addr.FindStringSubmatch(s.stderr.String()); m != nil {
+			s.base = "http://" + m[1]
+			return s
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve exited: %v\n%s", err, s.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not start:\n%s", s.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -151,6 +151,20 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	// The registry exists before the components that report into it; its
+	// scrape-time sources are set once those exist.
+	var rooms *room.Rooms
+	var engine *sfu.Engine
+	mtr := metrics.New(metrics.Config{
+		Version:  version,
+		Revision: revision(),
+		Rooms: func() metrics.RoomStats {
+			s := rooms.Stats()
+			return metrics.RoomStats{Rooms: s.Rooms, Students: s.Students, Proctors: s.Proctors}
+		},
+		Media: func() metrics.MediaStats { return mediaStats(engine.Stats()) },
+	})
+
 	bindIP, advertise := mediaAddresses(cfg.nodeIP)
 	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: bindIP, Port: cfg.rtcUDPPort})
 	if err != nil {
@@ -163,11 +177,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("rtc tcp port: %w", err)
 		}
 	}
-	engine, err := sfu.New(sfu.Config{
+	engine, err = sfu.New(sfu.Config{
 		UDP:             udp,
 		TCP:             tcp,
 		AdvertiseIPs:    advertise,
 		IncludeLoopback: bindIP != nil && bindIP.IsLoopback(),
+		Observer:        mtr,
 		Logger:          log.With("component", "sfu"),
 	})
 	if err != nil {
@@ -175,7 +190,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer engine.Close()
 
-	rooms, err := room.New(room.Config{
+	rooms, err = room.New(room.Config{
 		MaxPerRoom:   cfg.maxPerRoom,
 		MaxPerNode:   cfg.maxPerNode,
 		EmptyTimeout: cfg.emptyTimeout,
@@ -190,6 +205,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Secret:         []byte(cfg.apiSecret),
 		AllowedOrigins: splitList(cfg.allowedOrigins),
 		Version:        version,
+		Observer:       mtr,
 		Logger:         log.With("component", "signaling"),
 	})
 	if err != nil {
@@ -204,6 +220,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	mux.Handle("GET /v1/rtc", sig)
 	mux.HandleFunc("GET /healthz", health.Healthz)
 	mux.HandleFunc("GET /readyz", health.Readyz)
+	mux.Handle("GET /metrics", mtr.Handler())
 	pages := web.Handler()
 	mux.Handle("GET /student", pages)
 	mux.Handle("GET /proctor", pages)
@@ -322,4 +339,15 @@ func printDevLinks(w io.Writer, public, secret string) {
 		fmt.Fprintf(w, "Student %d: %s/student#token=%s\n\n", i, public, mint(id, "Student "+strconv.Itoa(i), room.RoleStudent))
 	}
 	fmt.Fprintf(w, "More tokens: invigil token --dev --room %s --identity NAME --role student\n\n", devRoom)
+}
+
+// mediaStats converts the sfu's snapshot for the metrics package, which
+// imports neither.
+func mediaStats(s sfu.Stats) metrics.MediaStats {
+	return metrics.MediaStats{
+		PacketsIn: s.PacketsIn, BytesIn: s.BytesIn, PacketsOut: s.PacketsOut, BytesOut: s.BytesOut,
+		PacketsLost: s.PacketsLost, NACKs: s.NACKs, Retransmits: s.Retransmits, PLIs: s.PLIsSent,
+		AudioTracksIn: s.AudioTracksIn, VideoTracksIn: s.VideoTracksIn,
+		AudioTracksOut: s.AudioTracksOut, VideoTracksOut: s.VideoTracksOut,
+	}
 }

@@ -1,0 +1,178 @@
+package metrics
+
+import (
+	"net/http"
+	"runtime"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+const namespace = "invigil"
+
+// RoomStats is the node's occupancy at scrape time.
+type RoomStats struct {
+	Rooms, Students, Proctors int
+}
+
+// MediaStats is the media plane's counters at scrape time; the counts are
+// cumulative since the process started.
+type MediaStats struct {
+	PacketsIn, BytesIn, PacketsOut, BytesOut uint64
+	PacketsLost, NACKs, Retransmits, PLIs    uint64
+	LayerSwitches                            uint64
+	AudioTracksIn, VideoTracksIn             int64
+	AudioTracksOut, VideoTracksOut           int64
+}
+
+// TURNStats is the embedded TURN server's state at scrape time.
+type TURNStats struct {
+	Allocations  int
+	RelayedBytes uint64
+}
+
+// Config says where the scrape-time figures come from. Nil functions
+// report zeros (e.g. TURN when it is disabled).
+type Config struct {
+	Version  string
+	Revision string
+	Rooms    func() RoomStats
+	Media    func() MediaStats
+	TURN     func() TURNStats
+}
+
+// Metrics is a node's Prometheus registry and the collectors in it.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	messages    map[string][2]prometheus.Counter // by type: [error, ok]
+	websockets  prometheus.Gauge
+	joinToMedia prometheus.Histogram
+	ice         *prometheus.CounterVec
+	rtt, jitter prometheus.Histogram
+	redisErrors prometheus.Counter
+}
+
+// messageTypes are the values of invigil_signaling_messages_total's type
+// label: the client message types and "invalid".
+var messageTypes = []string{"join", "offer", "answer", "candidate", "ping", "leave", "invalid"}
+
+// candidateTypes are the values of the candidate_type label.
+var candidateTypes = []string{"host", "srflx", "prflx", "relay", "unknown"}
+
+// New builds the registry: Invigil's metrics, the Go runtime and process
+// collectors, and invigil_build_info.
+func New(cfg Config) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{reg: reg, messages: make(map[string][2]prometheus.Counter)}
+
+	msgs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "signaling_messages_total",
+		Help: "Signaling messages received from clients, by type and result (ok or error).",
+	}, []string{"type", "result"})
+	for _, t := range messageTypes {
+		m.messages[t] = [2]prometheus.Counter{msgs.WithLabelValues(t, "error"), msgs.WithLabelValues(t, "ok")}
+	}
+	m.websockets = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "websocket_connections",
+		Help: "Open signaling WebSocket connections.",
+	})
+	m.joinToMedia = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "join_duration_seconds",
+		Help:    "Time from a participant's join message to its first media packet forwarded to a proctor.",
+		Buckets: []float64{.1, .25, .5, .75, 1, 1.5, 2, 3, 5, 10, 30},
+	})
+	m.ice = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "ice_connections_total",
+		Help: "Media connections that came up (result=success, by the client's candidate type) or failed.",
+	}, []string{"result", "candidate_type"})
+	for _, ct := range candidateTypes {
+		m.ice.WithLabelValues("success", ct)
+	}
+	m.ice.WithLabelValues("failure", "unknown")
+	m.rtt = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "rtt_seconds",
+		Help:    "Round-trip time to subscribers, from their RTCP receiver reports.",
+		Buckets: []float64{.001, .005, .01, .025, .05, .1, .15, .25, .5, 1, 2},
+	})
+	m.jitter = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "jitter_seconds",
+		Help:    "Interarrival jitter at subscribers, from their RTCP receiver reports.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5},
+	})
+	m.redisErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "redis_errors_total",
+		Help: "Failed Redis operations (cluster mode only).",
+	})
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "build_info",
+		Help:        "Always 1; the labels say which build is running.",
+		ConstLabels: prometheus.Labels{"version": cfg.Version, "revision": cfg.Revision, "goversion": runtime.Version()},
+	})
+	buildInfo.Set(1)
+
+	reg.MustRegister(
+		msgs, m.websockets, m.joinToMedia, m.ice, m.rtt, m.jitter, m.redisErrors, buildInfo,
+		newSnapshotCollector(cfg),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// Handler serves the exposition format on GET /metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Registry is the registry behind Handler, for tests and extra collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Message counts one signaling message (signaling.Observer).
+func (m *Metrics) Message(typ string, ok bool) {
+	c, found := m.messages[typ]
+	if !found {
+		c = m.messages["invalid"]
+	}
+	if ok {
+		c[1].Inc()
+	} else {
+		c[0].Inc()
+	}
+}
+
+// WebSocket tracks open connections (signaling.Observer).
+func (m *Metrics) WebSocket(delta int) { m.websockets.Add(float64(delta)) }
+
+// JoinToMedia observes one join's time to first media (signaling.Observer).
+func (m *Metrics) JoinToMedia(d time.Duration) { m.joinToMedia.Observe(d.Seconds()) }
+
+// ICEConnection counts a media connection's outcome (signaling.Observer).
+func (m *Metrics) ICEConnection(ok bool, candidateType string) {
+	if !ok {
+		m.ice.WithLabelValues("failure", "unknown").Inc()
+		return
+	}
+	known := false
+	for _, ct := range candidateTypes {
+		known = known || ct == candidateType
+	}
+	if !known {
+		candidateType = "unknown"
+	}
+	m.ice.WithLabelValues("success", candidateType).Inc()
+}
+
+// ReceptionReport observes one subscriber receiver report (sfu.Observer).
+// A zero RTT means the report carried no sender-report reference.
+func (m *Metrics) ReceptionReport(rtt, jitter time.Duration) {
+	if rtt > 0 {
+		m.rtt.Observe(rtt.Seconds())
+	}
+	m.jitter.Observe(jitter.Seconds())
+}
+
+// RedisError counts a failed Redis operation.
+func (m *Metrics) RedisError() { m.redisErrors.Inc() }

@@ -1,0 +1,85 @@
+package metrics
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// snapshotCollector turns the scrape-time snapshots of Config into
+// metrics, so nothing on the forwarding path touches Prometheus.
+type snapshotCollector struct {
+	cfg Config
+
+	rooms, participants, tracks      *prometheus.Desc
+	packets, bytes, lost             *prometheus.Desc
+	nacks, retransmits, plis, layers *prometheus.Desc
+	turnAllocs, turnBytes            *prometheus.Desc
+}
+
+func newSnapshotCollector(cfg Config) *snapshotCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(namespace+"_"+name, help, labels, nil)
+	}
+	return &snapshotCollector{
+		cfg:          cfg,
+		rooms:        d("rooms", "Rooms open on this node."),
+		participants: d("participants", "Participants connected to this node, by role.", "role"),
+		tracks:       d("tracks", "Media tracks: published to this node (in) and forwarded to subscribers (out).", "kind", "direction"),
+		packets:      d("rtp_packets_total", "RTP packets received from publishers (in) and sent to subscribers (out).", "direction"),
+		bytes:        d("rtp_bytes_total", "RTP bytes (header and payload) received (in) and sent (out).", "direction"),
+		lost:         d("rtp_packets_lost_total", "RTP packets subscribers reported lost in their receiver reports."),
+		nacks:        d("nacks_total", "RTP packets subscribers asked to be resent (generic NACK)."),
+		retransmits:  d("retransmits_total", "RTP packets resent to subscribers in answer to NACKs."),
+		plis:         d("plis_total", "Keyframe requests (PLI) sent to publishers."),
+		layers:       d("layer_switches_total", "Simulcast layer switches made for subscribers."),
+		turnAllocs:   d("turn_allocations", "Live allocations on the embedded TURN server."),
+		turnBytes:    d("turn_relayed_bytes_total", "Bytes relayed by the embedded TURN server."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.rooms, c.participants, c.tracks, c.packets, c.bytes, c.lost,
+		c.nacks, c.retransmits, c.plis, c.layers, c.turnAllocs, c.turnBytes} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	var r RoomStats
+	if c.cfg.Rooms != nil {
+		r = c.cfg.Rooms()
+	}
+	gauge(c.rooms, float64(r.Rooms))
+	gauge(c.participants, float64(r.Students), "student")
+	gauge(c.participants, float64(r.Proctors), "proctor")
+
+	var m MediaStats
+	if c.cfg.Media != nil {
+		m = c.cfg.Media()
+	}
+	gauge(c.tracks, float64(m.AudioTracksIn), "audio", "in")
+	gauge(c.tracks, float64(m.VideoTracksIn), "video", "in")
+	gauge(c.tracks, float64(m.AudioTracksOut), "audio", "out")
+	gauge(c.tracks, float64(m.VideoTracksOut), "video", "out")
+	counter(c.packets, m.PacketsIn, "in")
+	counter(c.packets, m.PacketsOut, "out")
+	counter(c.bytes, m.BytesIn, "in")
+	counter(c.bytes, m.BytesOut, "out")
+	counter(c.lost, m.PacketsLost)
+	counter(c.nacks, m.NACKs)
+	counter(c.retransmits, m.Retransmits)
+	counter(c.plis, m.PLIs)
+	counter(c.layers, m.LayerSwitches)
+
+	var t TURNStats
+	if c.cfg.TURN != nil {
+		t = c.cfg.TURN()
+	}
+	gauge(c.turnAllocs, float64(t.Allocations))
+	counter(c.turnBytes, t.RelayedBytes)
+}
