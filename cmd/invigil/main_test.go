@@ -114,8 +114,22 @@ func TestTokenCommand(t *testing.T) {
 // endpoints and --dev links, and that cancelling it (what SIGTERM does)
 // returns cleanly.
 func TestServeLifecycle(t *testing.T) {
-	srv := startServe(t, "--dev")
+	srv := startServe(t, "--dev", "--admin-addr", ":0")
 	base := srv.base
+	admin := regexp.MustCompile(`admin_addr=(127\.0\.0\.1:\d+)`).FindStringSubmatch(srv.stderr.String())
+	if admin == nil {
+		t.Fatalf("no admin listener on loopback:\n%s", srv.stderr.String())
+	}
+	if resp, err := http.Get("http://" + admin[1] + "/debug/pprof/"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("pprof index: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if resp, err := http.Get(base + "/debug/pprof/"); err != nil || resp.StatusCode != 404 {
+		t.Errorf("pprof must not be on the public listener: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200, "/student": 200, "/proctor": 200, "/sdk/invigil.js": 200, "/nope": 404} {
 		resp, err := http.Get(base + path)
 		if err != nil {

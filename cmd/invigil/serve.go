@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"strconv"
@@ -51,6 +52,7 @@ type serveConfig struct {
 	maxPerNode      int
 	emptyTimeout    time.Duration
 	allowedOrigins  string
+	adminAddr       string
 	shutdownTimeout time.Duration
 }
 
@@ -73,6 +75,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.IntVar(&c.maxPerNode, "max-participants-per-node", room.DefaultMaxPerNode, "participants on this node")
 	fs.DurationVar(&c.emptyTimeout, "room-empty-timeout", room.DefaultEmptyTimeout, "how long an empty room is kept")
 	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma-separated Origin hosts allowed besides this server's own (e.g. exam.example.com)")
+	fs.StringVar(&c.adminAddr, "admin-addr", "", "pprof listener, e.g. :7884 (a missing host means 127.0.0.1; empty: off)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for sessions to close")
 	if err := fs.Parse(args); err != nil {
 		return c, usageErr(err)
@@ -247,6 +250,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if tcp != nil {
 		attrs = append(attrs, "rtc_tcp_addr", tcp.Addr().String())
 	}
+	if cfg.adminAddr != "" {
+		admin, err := startAdmin(cfg.adminAddr)
+		if err != nil {
+			return err
+		}
+		defer admin.Close()
+		attrs = append(attrs, "admin_addr", admin.Addr().String())
+	}
 	log.Info("invigil serving", attrs...)
 	if cfg.dev {
 		printDevLinks(stdout, public, cfg.apiSecret)
@@ -350,4 +361,29 @@ func mediaStats(s sfu.Stats) metrics.MediaStats {
 		AudioTracksIn: s.AudioTracksIn, VideoTracksIn: s.VideoTracksIn,
 		AudioTracksOut: s.AudioTracksOut, VideoTracksOut: s.VideoTracksOut,
 	}
+}
+
+// startAdmin serves pprof on its own listener, never on the public one:
+// profiles reveal memory contents. A bare port binds loopback.
+func startAdmin(addr string) (net.Listener, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("--admin-addr: %w", err)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, port))
+	if err != nil {
+		return nil, fmt.Errorf("admin listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return ln, nil
 }
