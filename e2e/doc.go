@@ -1,0 +1,30 @@
+// Package e2e holds Invigil's browser end-to-end tests. It has no non-test
+// code: the tests build the invigil binary once (`go build ./cmd/invigil` in
+// the module root), start `invigil serve` on 127.0.0.1 with ephemeral ports
+// and a fresh data directory, mint join tokens with `invigil token`, and
+// drive one real headless Chromium per test (through chromedp) with several
+// tabs, reading the pages' DOM hooks and RTCPeerConnection.getStats()
+// through window.invigilClient:
+//
+//   - TestBrowserProctorSeesEveryStudent: three students and a proctor; the
+//     proctor shows and decodes every student, students decode nothing and
+//     learn of nobody, focus toggles, a leaving student's tile goes, and the
+//     server exits 0 on SIGTERM.
+//   - TestBrowserSDKGlare: the SDK's polite side of perfect negotiation
+//     against an in-page impolite fake server (the real server only serves
+//     the SDK).
+//   - TestBrowserStudentErrors: bad links show the protocol's error codes.
+//
+// The scripts evaluated in the tabs live in js/ and are embedded.
+//
+// Every process a test starts is stopped by its PID; each test has a hard
+// timeout and a goroutine leak check (goleak). On failure a test saves a PNG
+// screenshot of each tab into a directory it logs (INVIGIL_E2E_ARTIFACTS, or
+// a new temporary directory that is kept) and logs each tab's console, the
+// server's log and Chromium's output.
+//
+// Chromium is expected at /usr/bin/chromium (scripts/install-test-deps.sh
+// installs it). Without it the tests skip, or fail when CI=true.
+//
+// Package e2e imports no project package; it treats the binary as a black box.
+package e2e

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# install-test-deps.sh: installs the external programs Invigil's tests start
+# themselves (Chromium, coturn's turnutils_uclient, redis-server, HAProxy,
+# nginx, promtool, ffprobe) on Debian/Ubuntu, only when some are missing.
+#
+# Idempotent and non-interactive: when every program is present it changes
+# nothing and exits 0. Installing needs root; without root it exits 1 naming
+# what is missing. Services are not started: the tests start each daemon on
+# 127.0.0.1 with ephemeral ports and stop it by PID.
+set -euo pipefail
+
+# Each entry is "program:package".
+deps=(
+  "chromium:chromium"
+  "turnutils_uclient:coturn"
+  "redis-server:redis-server"
+  "haproxy:haproxy"
+  "nginx:nginx"
+  "promtool:prometheus"
+  "ffprobe:ffmpeg"
+)
+
+# have reports whether a program is installed, also in sbin directories that
+# a non-root PATH may lack (haproxy and nginx live in /usr/sbin).
+have() {
+  command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]
+}
+
+missing_programs=()
+missing_packages=()
+for dep in "${deps[@]}"; do
+  program=${dep%%:*}
+  package=${dep#*:}
+  if ! have "$program"; then
+    missing_programs+=("$program")
+    missing_packages+=("$package")
+  fi
+done
+
+if [ ${#missing_packages[@]} -eq 0 ]; then
+  echo "install-test-deps: all test programs present (chromium, turnutils_uclient, redis-server, haproxy, nginx, promtool, ffprobe); nothing to do"
+  exit 0
+fi
+
+echo "install-test-deps: missing ${missing_programs[*]} (packages: ${missing_packages[*]})"
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-test-deps: error: installing needs root; run as root:" >&2
+  echo "  sudo $0" >&2
+  echo "  or: apt-get update && apt-get install -y --no-install-recommends ${missing_packages[*]}" >&2
+  exit 1
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-test-deps: error: apt-get not found; install ${missing_packages[*]} with this system's package manager" >&2
+  exit 1
+fi
+
+echo "install-test-deps: apt-get update"
+apt-get update -q
+echo "install-test-deps: apt-get install ${missing_packages[*]}"
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing_packages[@]}"
+
+still_missing=()
+for program in "${missing_programs[@]}"; do
+  have "$program" || still_missing+=("$program")
+done
+if [ ${#still_missing[@]} -ne 0 ]; then
+  echo "install-test-deps: error: still missing after install: ${still_missing[*]}" >&2
+  exit 1
+fi
+echo "install-test-deps: installed ${missing_packages[*]}"

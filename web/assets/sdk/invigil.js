@@ -1,0 +1,690 @@
+// Invigil browser SDK: one ES module, no dependencies, no build step.
+//
+// It speaks the signaling protocol of docs/protocol.md (v1) over one WebSocket
+// and runs one RTCPeerConnection as the POLITE peer of "perfect negotiation"
+// (the server is the impolite one). Usage is documented in docs/sdk.md.
+//
+//   import {InvigilClient, tokenFromLocation} from 'https://invigil.example/sdk/invigil.js';
+//   const client = new InvigilClient({token: tokenFromLocation()});
+//   await client.connect();
+//   await client.publishCamera();
+
+/** PROTOCOL_VERSION is the `v` this SDK sends and understands. */
+export const PROTOCOL_VERSION = 1;
+
+/** PING_INTERVAL_MS is how often the client sends `ping` to measure signaling RTT. */
+export const PING_INTERVAL_MS = 10_000;
+
+// MAX_HELD_CANDIDATES bounds the remote candidates queued before a remote
+// description exists; the server holds at most 64 of ours, we mirror that.
+const MAX_HELD_CANDIDATES = 64;
+
+// MAX_HELD_TRACKS bounds remote tracks whose publisher is not known yet.
+const MAX_HELD_TRACKS = 64;
+
+// LEAVE_GRACE_MS is how long leave() waits for the server to close the socket.
+const LEAVE_GRACE_MS = 2_000;
+
+/** FATAL_ERROR_CODES are the server error codes after which the socket closes. */
+export const FATAL_ERROR_CODES = Object.freeze(new Set([
+  'unsupported_version', 'too_large', 'join_timeout', 'token_missing',
+  'token_invalid', 'token_expired', 'token_not_yet_valid', 'role_unknown',
+  'room_mismatch', 'room_full', 'node_full', 'slow_consumer', 'shutting_down',
+]));
+
+/**
+ * CAMERA is the one place that says how the camera is captured and sent.
+ * The simulcast work changes cameraEncodings() (and only it) to list layers.
+ */
+export const CAMERA = Object.freeze({width: 640, height: 360, maxFrameRate: 30, maxBitrate: 500_000});
+
+function cameraConstraints(video) {
+  const base = {
+    width: {ideal: CAMERA.width},
+    height: {ideal: CAMERA.height},
+    frameRate: {max: CAMERA.maxFrameRate},
+  };
+  return typeof video === 'object' ? {...base, ...video} : base;
+}
+
+function microphoneConstraints(audio) {
+  const base = {echoCancellation: true, noiseSuppression: true, autoGainControl: true};
+  return typeof audio === 'object' ? {...base, ...audio} : base;
+}
+
+function cameraEncodings() {
+  return [{maxBitrate: CAMERA.maxBitrate, maxFramerate: CAMERA.maxFrameRate}];
+}
+
+/**
+ * InvigilError is what the SDK rejects with and what `error` events carry.
+ * `code` is a server code from docs/protocol.md or one of the SDK's own
+ * (connection_failed, connection_lost, not_connected, closed,
+ * negotiation_failed, media_denied, media_not_found, media_unavailable,
+ * media_failed).
+ */
+export class InvigilError extends Error {
+  constructor(code, message, {fatal = false, ref = undefined, cause = undefined} = {}) {
+    super(message || code, cause === undefined ? undefined : {cause});
+    this.name = 'InvigilError';
+    this.code = code;
+    this.fatal = fatal;
+    this.ref = ref;
+  }
+}
+
+/**
+ * tokenFromLocation returns the join token from a URL fragment such as
+ * `#token=eyJ…` (other `&key=value` pairs may follow), or null. Tokens travel
+ * in the fragment so they never reach server logs, proxies or Referer headers.
+ */
+export function tokenFromLocation(location = globalThis.location) {
+  const hash = location?.hash ?? '';
+  if (hash.length < 2) return null;
+  const token = new URLSearchParams(hash.slice(1)).get('token');
+  return token || null;
+}
+
+/**
+ * defaultSignalingURL is the ws(s) URL of /v1/rtc on the server this module
+ * was loaded from, so an exam platform importing the SDK from
+ * https://invigil.example/sdk/invigil.js talks to wss://invigil.example/v1/rtc.
+ */
+export function defaultSignalingURL(base = import.meta.url) {
+  const url = new URL('../v1/rtc', base);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  url.search = '';
+  url.hash = '';
+  return url.href;
+}
+
+const quietLogger = {debug() {}, info() {}, warn: console.warn.bind(console), error: console.error.bind(console)};
+
+/**
+ * InvigilClient is one participant's session: a signaling WebSocket plus one
+ * RTCPeerConnection. It is an EventTarget; every event is a CustomEvent whose
+ * `detail` is documented in docs/sdk.md.
+ */
+export class InvigilClient extends EventTarget {
+  /** pc is the RTCPeerConnection, created when the server answers `joined`. */
+  pc = null;
+  /** participants maps identity → participant this role may see. */
+  participants = new Map();
+  /** self is this participant as the server described it in `joined`. */
+  self = null;
+  /** room is the room name from `joined`. */
+  room = null;
+  /** state is 'new', 'connecting', 'joined' or 'closed'. */
+  state = 'new';
+  /** localStream is the camera/microphone stream opened by openCamera(). */
+  localStream = null;
+  /** rtt is the last signaling round-trip time in ms (from ping/pong), or null. */
+  rtt = null;
+  /** iceServers are the ICE servers the server handed out in `joined`. */
+  iceServers = [];
+  /** serverVersion is the server's version string from `joined`. */
+  serverVersion = null;
+
+  #token;
+  #options;
+  #log;
+  #ws = null;
+  #connecting = null;
+  #joinWaiter = null;
+  #chain = Promise.resolve();
+  #pingTimer = null;
+  #seq = 0;
+  #makingOffer = false;
+  #settingRemoteAnswer = false;
+  #pendingOfferID = null;
+  #heldCandidates = [];
+  #heldTracks = new Map(); // publisher sid → [RTCTrackEvent]
+  #senders = new Map(); // RTCRtpTransceiver → {source: 'camera'|'microphone'|'screen', stream}
+  #ownsLocalStream = false;
+  #leaveReason = null;
+  #leaving = false; // leave() sent `leave`; the server's close is expected
+  #lastError = null;
+  #closedDispatched = false;
+
+  /**
+   * @param {object} options
+   * @param {string} options.token the join token (required).
+   * @param {string} [options.url] signaling URL; default defaultSignalingURL().
+   * @param {string} [options.room] room to assert; must equal the token's.
+   * @param {number} [options.pingInterval] ms between pings; default 10000.
+   * @param {RTCConfiguration} [options.rtcConfiguration] merged into the PeerConnection config.
+   * @param {object} [options.logger] {debug, info, warn, error}; default: warnings and errors on console.
+   */
+  constructor(options = {}) {
+    super();
+    if (!options.token) throw new InvigilError('token_missing', 'InvigilClient needs a join token');
+    this.#token = options.token;
+    this.#options = {
+      url: options.url ?? defaultSignalingURL(),
+      room: options.room ?? null,
+      pingInterval: options.pingInterval ?? PING_INTERVAL_MS,
+      rtcConfiguration: options.rtcConfiguration ?? {},
+    };
+    this.#log = options.logger ?? quietLogger;
+  }
+
+  /** url is the signaling URL this client connects to. */
+  get url() {
+    return this.#options.url;
+  }
+
+  /**
+   * connect opens the WebSocket, sends `join` and resolves with the `joined`
+   * message once the server accepts. It rejects with an InvigilError (for
+   * example code token_expired or room_full) when the join fails; such errors
+   * are not also dispatched as `error` events. Calling it again returns the
+   * same promise.
+   */
+  connect() {
+    if (this.#connecting) return this.#connecting;
+    if (this.state === 'closed') {
+      return Promise.reject(new InvigilError('closed', 'this client is closed; create a new one'));
+    }
+    this.state = 'connecting';
+    this.#connecting = new Promise((resolve, reject) => {
+      this.#joinWaiter = {resolve, reject};
+      let ws;
+      try {
+        ws = new WebSocket(this.#options.url);
+      } catch (err) {
+        this.#rejectJoin(new InvigilError('connection_failed', `cannot open ${this.#options.url}: ${err.message}`, {cause: err}));
+        this.#teardown();
+        return;
+      }
+      this.#ws = ws;
+      ws.addEventListener('open', () => {
+        const join = {type: 'join', id: 'join', token: this.#token};
+        if (this.#options.room) join.room = this.#options.room;
+        this.#send(join);
+        this.#log.debug('[invigil] socket open, join sent');
+      });
+      ws.addEventListener('message', (ev) => this.#onFrame(ev.data));
+      // Through the same queue as messages, so a fatal `error` or a `leave`
+      // just before the close is handled first.
+      ws.addEventListener('close', (ev) => {
+        this.#chain = this.#chain.then(() => this.#onSocketClose(ev)).catch((err) => {
+          this.#log.error('[invigil] handling the close failed', err);
+        });
+      });
+      ws.addEventListener('error', () => this.#log.debug('[invigil] socket error'));
+    });
+    return this.#connecting;
+  }
+
+  /**
+   * openCamera asks for camera and/or microphone (getUserMedia with the SDK's
+   * camera constraints) without publishing, e.g. for a preflight self-view.
+   * It reuses tracks it opened before. Rejects with an InvigilError
+   * (media_denied, media_not_found, media_unavailable, media_failed).
+   */
+  async openCamera({video = true, audio = true} = {}) {
+    const stream = this.localStream ?? new MediaStream();
+    const wantVideo = video && stream.getVideoTracks().length === 0;
+    const wantAudio = audio && stream.getAudioTracks().length === 0;
+    if (wantVideo || wantAudio) {
+      let got;
+      try {
+        got = await navigator.mediaDevices.getUserMedia({
+          video: wantVideo ? cameraConstraints(video) : false,
+          audio: wantAudio ? microphoneConstraints(audio) : false,
+        });
+      } catch (err) {
+        throw mediaError(err);
+      }
+      if (this.state === 'closed') {
+        got.getTracks().forEach((t) => t.stop());
+        throw new InvigilError('closed', 'the client closed while the camera was opening');
+      }
+      got.getTracks().forEach((t) => stream.addTrack(t));
+      this.localStream = stream;
+      this.#ownsLocalStream = true;
+    }
+    return stream;
+  }
+
+  /**
+   * publishCamera opens the camera (and microphone) if needed and sends them
+   * to the server on sendonly transceivers; negotiation follows by itself.
+   * Waits for connect() if it is in progress. Resolves with the MediaStream.
+   */
+  async publishCamera({video = true, audio = true} = {}) {
+    await this.#whenJoined();
+    const stream = await this.openCamera({video, audio});
+    const published = new Set(this.pc.getSenders().map((s) => s.track).filter(Boolean));
+    for (const track of stream.getTracks()) {
+      if (published.has(track)) continue;
+      if ((track.kind === 'video' && !video) || (track.kind === 'audio' && !audio)) continue;
+      this.#addSender(track, stream, track.kind === 'video' ? 'camera' : 'microphone');
+      this.#log.info(`[invigil] publishing ${track.kind} (${track.label})`);
+    }
+    return stream;
+  }
+
+  /**
+   * leave tells the server this participant is leaving, waits briefly for the
+   * server to close the socket, then closes everything. Resolves when closed.
+   */
+  async leave() {
+    if (this.state === 'closed') return;
+    const ws = this.#ws;
+    if (ws && ws.readyState === WebSocket.OPEN) {
+      const closed = new Promise((resolve) => ws.addEventListener('close', resolve, {once: true}));
+      this.#leaving = true;
+      this.#send({type: 'leave'});
+      await Promise.race([closed, new Promise((r) => setTimeout(r, LEAVE_GRACE_MS))]);
+    }
+    this.close();
+  }
+
+  /**
+   * close ends the session at once without a `leave` (the server sees a
+   * disconnect): closes the socket and the PeerConnection and stops the
+   * tracks openCamera() opened. Dispatches `closed` once.
+   */
+  close() {
+    if (this.#closedDispatched) return;
+    const ws = this.#ws;
+    this.#rejectJoin(new InvigilError('closed', 'the client was closed'));
+    this.#teardown();
+    if (ws && ws.readyState <= WebSocket.OPEN) ws.close(1000, 'client closed');
+    this.#dispatchClosed({code: 1000, reason: 'client closed', wasClean: true, initiator: 'client'});
+  }
+
+  /** participantBySid returns the participant with this sid, or undefined. */
+  participantBySid(sid) {
+    for (const p of this.participants.values()) if (p.sid === sid) return p;
+    return undefined;
+  }
+
+  // ---- signaling -------------------------------------------------------
+
+  #send(msg) {
+    const ws = this.#ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) {
+      this.#log.debug(`[invigil] not sending ${msg.type}: socket not open`);
+      return false;
+    }
+    ws.send(JSON.stringify({v: PROTOCOL_VERSION, ...msg}));
+    return true;
+  }
+
+  #onFrame(data) {
+    let msg;
+    try {
+      msg = JSON.parse(data);
+    } catch {
+      this.#log.warn('[invigil] dropping a frame that is not JSON');
+      return;
+    }
+    if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) return;
+    if (msg.v !== undefined && msg.v !== PROTOCOL_VERSION) {
+      this.#log.warn(`[invigil] dropping a v${msg.v} frame`);
+      return;
+    }
+    // One message at a time, in order: descriptions and candidates must not
+    // interleave, and announcements must not overtake the tracks they name.
+    this.#chain = this.#chain.then(() => this.#handle(msg)).catch((err) => {
+      this.#log.error(`[invigil] handling ${msg.type} failed`, err);
+    });
+  }
+
+  async #handle(msg) {
+    if (this.state === 'closed') return;
+    switch (msg.type) {
+      case 'joined': return this.#onJoined(msg);
+      case 'offer':
+      case 'answer': return this.#onDescription(msg);
+      case 'candidate': return this.#onCandidate(msg);
+      case 'participant_joined': return this.#onParticipantJoined(msg);
+      case 'participant_left': return this.#onParticipantLeft(msg);
+      case 'track_published': return this.#onTrackPublished(msg);
+      case 'track_unpublished': return this.#onTrackUnpublished(msg);
+      case 'pong': return this.#onPong(msg);
+      case 'leave': return this.#onLeave(msg);
+      case 'error': return this.#onError(msg);
+      default:
+        this.#log.debug(`[invigil] ignoring unknown message type ${msg.type}`);
+    }
+  }
+
+  #onJoined(msg) {
+    this.room = msg.room ?? null;
+    this.self = msg.participant ?? null;
+    this.iceServers = Array.isArray(msg.ice_servers) ? msg.ice_servers : [];
+    this.serverVersion = msg.server_version ?? null;
+    this.#createPeerConnection();
+    for (const info of msg.participants ?? []) this.#upsertParticipant(info);
+    this.state = 'joined';
+    this.#pingTimer = setInterval(() => this.#send({type: 'ping', ts: Date.now()}), this.#options.pingInterval);
+    this.#log.info(`[invigil] joined room ${this.room} as ${this.self?.identity} (${this.self?.role})`);
+    const waiter = this.#joinWaiter;
+    this.#joinWaiter = null;
+    this.#emit('joined', msg);
+    waiter?.resolve(msg);
+  }
+
+  #onPong(msg) {
+    if (typeof msg.ts !== 'number') return;
+    this.rtt = Date.now() - msg.ts;
+    this.#emit('pong', {rtt: this.rtt});
+  }
+
+  #onLeave(msg) {
+    this.#leaveReason = msg.reason ?? 'unknown';
+    this.#log.info(`[invigil] server ended the session: ${this.#leaveReason}`);
+    this.#emit('leave', {reason: this.#leaveReason});
+  }
+
+  #onError(msg) {
+    const code = msg.code ?? 'internal';
+    const err = new InvigilError(code, msg.message, {fatal: FATAL_ERROR_CODES.has(code), ref: msg.ref});
+    if (code === 'glare') {
+      this.#onGlare(msg.ref);
+      return;
+    }
+    if (err.fatal) this.#lastError = err;
+    if (this.#joinWaiter) {
+      this.#log.warn(`[invigil] join failed: ${code}: ${err.message}`);
+      if (err.fatal) this.#rejectJoin(err);
+      return;
+    }
+    this.#log.warn(`[invigil] server error ${code}: ${err.message}`);
+    this.#emit('error', err);
+  }
+
+  #onSocketClose(ev) {
+    this.#log.info(`[invigil] socket closed (${ev.code} ${ev.reason})`);
+    const pendingJoin = this.#joinWaiter !== null;
+    this.#rejectJoin(this.#lastError ?? new InvigilError('connection_failed',
+      `the signaling connection closed before joining (${ev.code})`, {fatal: true}));
+    const wasJoined = this.state === 'joined';
+    this.#teardown();
+    if (wasJoined && !pendingJoin && !this.#leaving && !this.#leaveReason && !this.#lastError) {
+      this.#emit('error', new InvigilError('connection_lost', `the signaling connection closed (${ev.code})`, {fatal: true}));
+    }
+    const initiator = this.#leaving ? 'client' : 'server';
+    this.#dispatchClosed({code: ev.code, reason: ev.reason, wasClean: ev.wasClean, initiator});
+  }
+
+  // ---- negotiation (polite peer) -------------------------------------------
+
+  #createPeerConnection() {
+    const extra = this.#options.rtcConfiguration;
+    const pc = new RTCPeerConnection({
+      bundlePolicy: 'max-bundle',
+      ...extra,
+      iceServers: [...this.iceServers, ...(extra.iceServers ?? [])],
+    });
+    pc.addEventListener('negotiationneeded', () => this.#negotiate());
+    pc.addEventListener('icecandidate', ({candidate}) => {
+      if (candidate && candidate.candidate) this.#send({type: 'candidate', candidate: candidate.toJSON()});
+    });
+    pc.addEventListener('track', (ev) => this.#onTrack(ev));
+    pc.addEventListener('connectionstatechange', () => {
+      this.#log.info(`[invigil] connection ${pc.connectionState}`);
+      this.#emit('connectionstatechange', {state: pc.connectionState});
+    });
+    this.pc = pc;
+  }
+
+  async #negotiate() {
+    const pc = this.pc;
+    if (!pc || this.state === 'closed') return;
+    try {
+      this.#makingOffer = true;
+      await pc.setLocalDescription();
+      // A server offer may have rolled ours back meanwhile; send only what we hold.
+      if (pc.signalingState !== 'have-local-offer') return;
+      const id = `offer-${++this.#seq}`;
+      this.#pendingOfferID = id;
+      this.#send({type: 'offer', id, sdp: pc.localDescription.sdp, tracks: this.#trackList()});
+      this.#log.debug(`[invigil] sent ${id}`);
+    } catch (err) {
+      this.#emit('error', new InvigilError('negotiation_failed', `creating an offer failed: ${err.message}`, {cause: err}));
+    } finally {
+      this.#makingOffer = false;
+    }
+  }
+
+  // #addSender sends track on a new sendonly transceiver; negotiationneeded follows.
+  #addSender(track, stream, source) {
+    const init = {direction: 'sendonly', streams: [stream]};
+    if (source === 'camera') init.sendEncodings = cameraEncodings();
+    const transceiver = this.pc.addTransceiver(track, init);
+    this.#senders.set(transceiver, {source, stream});
+    return transceiver;
+  }
+
+  #trackList() {
+    const tracks = [];
+    for (const t of this.pc.getTransceivers()) {
+      const sender = this.#senders.get(t);
+      if (sender && t.mid !== null && t.sender.track && t.currentDirection !== 'stopped') {
+        tracks.push({mid: t.mid, source: sender.source});
+      }
+    }
+    return tracks;
+  }
+
+  async #onDescription(msg) {
+    const pc = this.pc;
+    if (!pc || typeof msg.sdp !== 'string') return;
+    const type = msg.type;
+    if (type === 'answer' && pc.signalingState !== 'have-local-offer') {
+      this.#log.debug(`[invigil] ignoring an answer in state ${pc.signalingState}`);
+      return;
+    }
+    const readyForOffer = !this.#makingOffer && (pc.signalingState === 'stable' || this.#settingRemoteAnswer);
+    const collision = type === 'offer' && !readyForOffer;
+    this.#log.debug(`[invigil] received ${type} in state ${pc.signalingState}`);
+    if (collision) this.#log.debug('[invigil] offer collision: rolling back ours (polite peer)');
+    try {
+      this.#settingRemoteAnswer = type === 'answer';
+      // setRemoteDescription(offer) in have-local-offer rolls back implicitly.
+      await pc.setRemoteDescription({type, sdp: msg.sdp});
+      this.#settingRemoteAnswer = false;
+      if (type === 'answer' || collision) this.#pendingOfferID = null;
+      await this.#flushCandidates();
+      if (type === 'offer') {
+        await pc.setLocalDescription();
+        this.#send({type: 'answer', sdp: pc.localDescription.sdp});
+        this.#log.debug('[invigil] sent answer');
+      }
+    } catch (err) {
+      this.#settingRemoteAnswer = false;
+      this.#emit('error', new InvigilError('negotiation_failed', `applying the server's ${type} failed: ${err.message}`, {cause: err}));
+    }
+  }
+
+  // #onGlare handles the server ignoring our offer because its own crossed it.
+  // Usually its offer already rolled ours back; if ours is still pending, roll
+  // back explicitly; negotiationneeded re-offers once stable.
+  async #onGlare(ref) {
+    const pc = this.pc;
+    this.#log.debug(`[invigil] server reported glare for ${ref}`);
+    if (!pc || ref !== this.#pendingOfferID || pc.signalingState !== 'have-local-offer') return;
+    this.#pendingOfferID = null;
+    try {
+      await pc.setLocalDescription({type: 'rollback'});
+    } catch (err) {
+      this.#log.warn('[invigil] rollback after glare failed', err);
+    }
+  }
+
+  async #onCandidate(msg) {
+    const candidate = msg.candidate;
+    if (!candidate || !candidate.candidate) return; // end of candidates
+    if (!this.pc || !this.pc.remoteDescription) {
+      if (this.#heldCandidates.length < MAX_HELD_CANDIDATES) this.#heldCandidates.push(candidate);
+      else this.#log.warn('[invigil] dropping a remote candidate: too many held');
+      return;
+    }
+    await this.#addCandidate(candidate);
+  }
+
+  async #flushCandidates() {
+    for (const c of this.#heldCandidates.splice(0)) await this.#addCandidate(c);
+  }
+
+  async #addCandidate(candidate) {
+    try {
+      await this.pc.addIceCandidate(candidate);
+    } catch (err) {
+      this.#log.warn(`[invigil] remote candidate rejected: ${err.message}`);
+    }
+  }
+
+  // ---- room state --------------------------------------------------------
+
+  #onTrack(ev) {
+    const stream = ev.streams[0] ?? null;
+    const participant = stream ? this.participantBySid(stream.id) : undefined;
+    if (stream && !participant) {
+      // ontrack may come before the announcement naming its publisher.
+      const held = this.#heldTracks.get(stream.id) ?? [];
+      if (held.length < MAX_HELD_TRACKS) held.push(ev);
+      this.#heldTracks.set(stream.id, held);
+      this.#log.debug(`[invigil] holding track ${ev.track.id} until ${stream.id} is announced`);
+      return;
+    }
+    this.#attachTrack(participant ?? null, ev);
+  }
+
+  #attachTrack(participant, ev) {
+    const {track, transceiver} = ev;
+    const stream = ev.streams[0] ?? null;
+    if (participant) {
+      participant.mediaTracks.set(track.id, track);
+      participant.stream = stream;
+      track.addEventListener('ended', () => {
+        if (participant.mediaTracks.get(track.id) === track) participant.mediaTracks.delete(track.id);
+      });
+    }
+    this.#log.debug(`[invigil] ${track.kind} track ${track.id} from ${participant?.identity ?? 'unknown'}`);
+    this.#emit('track', {
+      track, stream, transceiver, participant,
+      identity: participant?.identity ?? null,
+      sid: stream?.id ?? null,
+    });
+  }
+
+  #releaseHeldTracks(participant) {
+    const held = this.#heldTracks.get(participant.sid);
+    if (!held) return;
+    this.#heldTracks.delete(participant.sid);
+    for (const ev of held) this.#attachTrack(participant, ev);
+  }
+
+  #upsertParticipant(info) {
+    if (!info || !info.identity) return null;
+    let p = this.participants.get(info.identity);
+    if (!p || (info.sid && p.sid !== info.sid)) {
+      p = {sid: info.sid, identity: info.identity, name: info.identity, role: null,
+        tracks: [], mediaTracks: new Map(), stream: null};
+      this.participants.set(info.identity, p);
+    }
+    if (info.name) p.name = info.name;
+    if (info.role) p.role = info.role;
+    if (Array.isArray(info.tracks)) p.tracks = info.tracks.slice();
+    this.#releaseHeldTracks(p);
+    return p;
+  }
+
+  #onParticipantJoined(msg) {
+    const p = this.#upsertParticipant(msg.participant);
+    if (!p) return;
+    this.#log.info(`[invigil] participant joined: ${p.identity} (${p.role}, ${p.sid})`);
+    this.#emit('participant_joined', {participant: p});
+  }
+
+  #onParticipantLeft(msg) {
+    const info = msg.participant;
+    if (!info || !info.identity) return;
+    const current = this.participants.get(info.identity);
+    this.#heldTracks.delete(info.sid);
+    if (current && info.sid && current.sid !== info.sid) {
+      // A stale departure of a session this identity has since replaced.
+      this.#log.debug(`[invigil] ignoring departure of old session ${info.sid} of ${info.identity}`);
+      return;
+    }
+    this.participants.delete(info.identity);
+    this.#log.info(`[invigil] participant left: ${info.identity} (${info.sid}, ${msg.reason ?? 'left'})`);
+    this.#emit('participant_left', {participant: current ?? info, reason: msg.reason ?? 'left'});
+  }
+
+  #onTrackPublished(msg) {
+    const track = msg.track;
+    if (!track) return;
+    let p = (msg.participant_sid && this.participantBySid(msg.participant_sid)) || this.participants.get(msg.identity);
+    if (!p) p = this.#upsertParticipant({sid: msg.participant_sid, identity: msg.identity});
+    if (!p) return;
+    p.tracks = p.tracks.filter((t) => t.track_id !== track.track_id).concat(track);
+    this.#releaseHeldTracks(p);
+    this.#emit('track_published', {participant: p, track});
+  }
+
+  #onTrackUnpublished(msg) {
+    const track = msg.track;
+    if (!track) return;
+    const p = (msg.participant_sid && this.participantBySid(msg.participant_sid)) || this.participants.get(msg.identity);
+    if (p) {
+      p.tracks = p.tracks.filter((t) => t.track_id !== track.track_id);
+      p.mediaTracks.delete(track.track_id);
+    }
+    this.#emit('track_unpublished', {participant: p ?? null, track});
+  }
+
+  // ---- lifecycle ---------------------------------------------------------
+
+  async #whenJoined() {
+    if (this.state === 'joined') return;
+    if (this.state === 'connecting') {
+      await this.#connecting;
+      return;
+    }
+    throw new InvigilError(this.state === 'closed' ? 'closed' : 'not_connected', 'call connect() first');
+  }
+
+  #rejectJoin(err) {
+    const waiter = this.#joinWaiter;
+    this.#joinWaiter = null;
+    waiter?.reject(err);
+  }
+
+  #teardown() {
+    this.state = 'closed';
+    clearInterval(this.#pingTimer);
+    this.#pingTimer = null;
+    this.#heldCandidates = [];
+    this.#heldTracks.clear();
+    if (this.pc && this.pc.signalingState !== 'closed') this.pc.close();
+    if (this.#ownsLocalStream && this.localStream) this.localStream.getTracks().forEach((t) => t.stop());
+  }
+
+  #dispatchClosed(detail) {
+    if (this.#closedDispatched) return;
+    this.#closedDispatched = true;
+    this.#emit('closed', {...detail, leaveReason: this.#leaveReason, error: this.#lastError});
+  }
+
+  #emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, {detail}));
+  }
+}
+
+function mediaError(err) {
+  const codes = {
+    NotAllowedError: 'media_denied',
+    SecurityError: 'media_denied',
+    NotFoundError: 'media_not_found',
+    OverconstrainedError: 'media_not_found',
+    NotReadableError: 'media_unavailable',
+    AbortError: 'media_unavailable',
+  };
+  return new InvigilError(codes[err?.name] ?? 'media_failed', err?.message || String(err), {cause: err});
+}

@@ -1,0 +1,267 @@
+// The proctor page: a grid of student tiles, one per student, each holding
+// that student's video. Clicking a tile focuses the student (enlarged);
+// clicking it again returns to the grid.
+//
+// DOM hooks (stable, see DESIGN.md): each tile is an element with
+// data-identity="<identity>" holding the student's <video>.
+
+import {InvigilClient, tokenFromLocation} from '../sdk/invigil.js';
+import {describeClose, describeError} from './messages.js';
+
+const $ = (id) => document.getElementById(id);
+
+const ui = {
+  grid: $('grid'),
+  empty: $('empty'),
+  template: $('tile-template'),
+  status: $('status'),
+  roomName: $('room-name'),
+  count: $('student-count'),
+  focusHint: $('focus-hint'),
+  error: $('error'),
+  errorTitle: $('error-title'),
+  errorDetail: $('error-detail'),
+  errorCode: $('error-code'),
+  retry: $('retry'),
+};
+
+/** tiles maps identity → {el, video, name, state, sid, seenVideo}. */
+const tiles = new Map();
+let focused = null;
+let failed = false;
+let client = null;
+
+function setStatus(state, text) {
+  ui.status.dataset.state = state;
+  ui.status.textContent = text;
+}
+
+function fail(problem) {
+  if (failed) return;
+  failed = true;
+  setStatus('error', problem.title);
+  ui.errorTitle.textContent = problem.title;
+  ui.errorDetail.textContent = problem.detail;
+  ui.errorCode.textContent = problem.code;
+  ui.error.hidden = false;
+  console.error(`[proctor] ${problem.code}: ${problem.title}`);
+}
+
+ui.retry.addEventListener('click', () => location.reload());
+
+// ---- focus -------------------------------------------------------------------
+
+/**
+ * setFocus is the single place that changes which student is focused
+ * (identity) or returns to the grid (null). A later issue makes it also send
+ * the protocol's `focus` message so the server switches simulcast layers; the
+ * `invigil:focus` event on document lets integrators hook in today.
+ */
+function setFocus(identity) {
+  focused = identity && tiles.has(identity) ? identity : null;
+  ui.grid.classList.toggle('has-focus', focused !== null);
+  ui.focusHint.hidden = focused === null;
+  for (const [id, tile] of tiles) {
+    const on = id === focused;
+    tile.el.classList.toggle('is-focused', on);
+    tile.el.setAttribute('aria-pressed', String(on));
+  }
+  if (focused) tiles.get(focused).el.scrollIntoView({block: 'nearest'});
+  console.info(`[proctor] focus ${focused ?? '(grid)'}`);
+  document.dispatchEvent(new CustomEvent('invigil:focus', {detail: {identity: focused}}));
+}
+
+function toggleFocus(identity) {
+  setFocus(focused === identity ? null : identity);
+}
+
+document.addEventListener('keydown', (ev) => {
+  if (ev.key === 'Escape' && focused) setFocus(null);
+});
+
+// ---- tiles -------------------------------------------------------------------
+
+function tileLabel(p) {
+  return p.name && p.name !== p.identity ? `${p.name} (${p.identity})` : p.identity;
+}
+
+function ensureTile(p) {
+  if (p.role && p.role !== 'student') return null;
+  let tile = tiles.get(p.identity);
+  if (tile && tile.sid !== p.sid) {
+    // The student reconnected as a new session: start the tile afresh.
+    removeTile(p.identity);
+    tile = undefined;
+  }
+  if (!tile) {
+    const el = ui.template.content.firstElementChild.cloneNode(true);
+    el.dataset.identity = p.identity;
+    tile = {
+      el,
+      video: el.querySelector('video'),
+      name: el.querySelector('.tile-name'),
+      state: el.querySelector('.tile-state'),
+      sid: p.sid,
+      seenVideo: false,
+    };
+    tile.video.muted = true;
+    tile.video.addEventListener('playing', () => {
+      tile.seenVideo = true;
+      refreshTile(p.identity);
+    });
+    el.addEventListener('click', () => toggleFocus(p.identity));
+    el.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' || ev.key === ' ') {
+        ev.preventDefault();
+        toggleFocus(p.identity);
+      }
+    });
+    tiles.set(p.identity, tile);
+    insertSorted(el, p);
+    updateCount();
+  }
+  tile.name.textContent = tileLabel(p);
+  tile.el.title = `${tileLabel(p)}: click to focus`;
+  if (p.stream) attachStream(p.identity, p.stream);
+  refreshTile(p.identity);
+  return tile;
+}
+
+function insertSorted(el, p) {
+  const key = (p.name || p.identity).toLocaleLowerCase();
+  for (const other of ui.grid.children) {
+    const op = client.participants.get(other.dataset.identity);
+    const okey = (op?.name || other.dataset.identity).toLocaleLowerCase();
+    if (key.localeCompare(okey) < 0) {
+      ui.grid.insertBefore(el, other);
+      return;
+    }
+  }
+  ui.grid.append(el);
+}
+
+function removeTile(identity) {
+  const tile = tiles.get(identity);
+  if (!tile) return;
+  tile.video.srcObject = null;
+  tile.el.remove();
+  tiles.delete(identity);
+  if (focused === identity) setFocus(null);
+  updateCount();
+}
+
+function updateCount() {
+  const n = tiles.size;
+  ui.count.textContent = `${n} student${n === 1 ? '' : 's'}`;
+  ui.empty.hidden = n > 0;
+}
+
+function attachStream(identity, stream) {
+  const tile = tiles.get(identity);
+  if (!tile || tile.video.srcObject === stream) return;
+  tile.video.srcObject = stream;
+  tile.video.play().catch(() => {}); // autoplay of muted video is allowed; play() only nudges it
+}
+
+function watchTrack(identity, track) {
+  const refresh = () => refreshTile(identity);
+  track.addEventListener('mute', refresh);
+  track.addEventListener('unmute', refresh);
+  track.addEventListener('ended', refresh);
+}
+
+/** refreshTile derives a tile's data-state and label from the participant's media. */
+function refreshTile(identity) {
+  const tile = tiles.get(identity);
+  const p = client.participants.get(identity);
+  if (!tile || !p || client.state === 'closed') return;
+  const video = [...p.mediaTracks.values()].find((t) => t.kind === 'video' && t.readyState === 'live');
+  const published = p.tracks.some((t) => t.kind === 'video');
+  let state;
+  let text;
+  if (video && !video.muted) {
+    [state, text] = ['live', 'Live'];
+  } else if (video && tile.seenVideo) {
+    [state, text] = ['stalled', 'Video interrupted'];
+  } else if (video || published) {
+    [state, text] = ['connecting', 'Connecting video…'];
+  } else {
+    [state, text] = ['waiting', 'Camera not shared yet'];
+  }
+  tile.el.dataset.state = state;
+  tile.state.textContent = text;
+}
+
+// ---- wiring ------------------------------------------------------------------
+
+function wire(c) {
+  c.addEventListener('joined', ({detail}) => {
+    ui.roomName.textContent = detail.room ?? '';
+    document.title = `Invigil · Proctor · ${detail.room ?? ''}`;
+    for (const p of c.participants.values()) ensureTile(p);
+  });
+  c.addEventListener('participant_joined', ({detail}) => ensureTile(detail.participant));
+  c.addEventListener('participant_left', ({detail}) => {
+    const tile = tiles.get(detail.participant.identity);
+    if (tile && (!detail.participant.sid || tile.sid === detail.participant.sid)) removeTile(detail.participant.identity);
+  });
+  c.addEventListener('track_published', ({detail}) => {
+    if (detail.participant) ensureTile(detail.participant);
+  });
+  c.addEventListener('track_unpublished', ({detail}) => {
+    if (detail.participant) refreshTile(detail.participant.identity);
+  });
+  c.addEventListener('track', ({detail}) => {
+    if (!detail.participant) {
+      console.warn(`[proctor] track ${detail.track.id} from an unknown publisher`);
+      return;
+    }
+    watchTrack(detail.identity, detail.track);
+    if (ensureTile(detail.participant) && detail.stream) attachStream(detail.identity, detail.stream);
+    refreshTile(detail.identity);
+  });
+  c.addEventListener('connectionstatechange', ({detail}) => {
+    if (failed) return;
+    const states = {
+      connected: ['live', 'Connected'],
+      connecting: ['connecting', 'Connecting media…'],
+      disconnected: ['warning', 'Connection unstable…'],
+      failed: ['error', 'Media connection failed'],
+    };
+    const [state, text] = states[detail.state] ?? ['connecting', detail.state];
+    setStatus(state, text);
+    if (detail.state === 'failed') fail(describeError('connection_lost'));
+  });
+  c.addEventListener('error', ({detail}) => {
+    if (detail.fatal || detail.code === 'negotiation_failed') fail(describeError(detail.code, detail.message));
+  });
+  c.addEventListener('closed', ({detail}) => {
+    for (const tile of tiles.values()) {
+      tile.el.dataset.state = 'offline';
+      tile.state.textContent = 'Not connected';
+    }
+    if (detail.initiator !== 'client') fail(describeClose(detail));
+  });
+}
+
+async function main() {
+  updateCount();
+  const token = tokenFromLocation();
+  if (!token) {
+    fail(describeError('token_missing'));
+    return;
+  }
+  client = new InvigilClient({token, logger: console});
+  window.invigilClient = client;
+  wire(client);
+  setStatus('connecting', 'Joining…');
+  try {
+    await client.connect();
+  } catch (err) {
+    fail(describeError(err.code ?? 'connection_failed', err.message));
+    return;
+  }
+  if (!failed) setStatus('connecting', 'Waiting for students…');
+}
+
+main();

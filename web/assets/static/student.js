@@ -1,0 +1,120 @@
+// The student page: preflight (camera permission and self-view), then join
+// the room and publish camera + microphone. It never shows anything about
+// other students; the server sends nothing about them anyway.
+
+import {InvigilClient, tokenFromLocation} from '../sdk/invigil.js';
+import {describeClose, describeError} from './messages.js';
+
+const $ = (id) => document.getElementById(id);
+
+const ui = {
+  status: $('status'),
+  title: $('preflight-title'),
+  selfView: $('self-view'),
+  error: $('error'),
+  errorTitle: $('error-title'),
+  errorDetail: $('error-detail'),
+  errorCode: $('error-code'),
+  retry: $('retry'),
+};
+
+let failed = false;
+
+function setStatus(state, text) {
+  ui.status.dataset.state = state;
+  ui.status.textContent = text;
+}
+
+function setStep(step, state) {
+  $(`step-${step}`).dataset.state = state;
+}
+
+function fail(problem, step) {
+  if (failed) return;
+  failed = true;
+  if (step) setStep(step, 'failed');
+  document.body.classList.add('has-error');
+  ui.title.textContent = 'Not connected';
+  setStatus('error', problem.title);
+  ui.errorTitle.textContent = problem.title;
+  ui.errorDetail.textContent = problem.detail;
+  ui.errorCode.textContent = problem.code;
+  ui.error.hidden = false;
+  console.error(`[student] ${problem.code}: ${problem.title}`);
+}
+
+ui.retry.addEventListener('click', () => location.reload());
+
+function watch(client) {
+  client.addEventListener('connectionstatechange', ({detail}) => {
+    if (failed) return;
+    switch (detail.state) {
+      case 'connected':
+        setStep('publish', 'done');
+        setStatus('live', 'Live: your proctor can see you');
+        ui.title.textContent = 'You are checked in';
+        break;
+      case 'disconnected':
+        setStatus('warning', 'Connection unstable…');
+        break;
+      case 'failed':
+        fail(describeError('connection_lost'), 'publish');
+        break;
+      default:
+        if (detail.state === 'connecting') setStatus('connecting', 'Connecting video…');
+    }
+  });
+  client.addEventListener('error', ({detail}) => {
+    if (detail.fatal || detail.code === 'negotiation_failed') fail(describeError(detail.code, detail.message));
+  });
+  client.addEventListener('closed', ({detail}) => {
+    if (detail.initiator !== 'client') {
+      fail(describeClose(detail));
+      return;
+    }
+    if (failed) return;
+    ui.title.textContent = 'You left the exam room';
+    setStatus('ended', 'Not sharing');
+  });
+}
+
+async function main() {
+  const token = tokenFromLocation();
+  if (!token) {
+    fail(describeError('token_missing'), 'connect');
+    return;
+  }
+  const client = new InvigilClient({token, logger: console});
+  window.invigilClient = client;
+  watch(client);
+
+  setStep('camera', 'active');
+  setStatus('camera', 'Waiting for camera permission…');
+  try {
+    ui.selfView.srcObject = await client.openCamera({video: true, audio: true});
+  } catch (err) {
+    fail(describeError(err.code ?? 'media_failed', err.message), 'camera');
+    return;
+  }
+  setStep('camera', 'done');
+
+  setStep('connect', 'active');
+  setStatus('connecting', 'Connecting to the exam room…');
+  try {
+    await client.connect();
+  } catch (err) {
+    fail(describeError(err.code ?? 'connection_failed', err.message), 'connect');
+    return;
+  }
+  setStep('connect', 'done');
+
+  setStep('publish', 'active');
+  setStatus('connecting', 'Sharing your camera…');
+  try {
+    await client.publishCamera({video: true, audio: true});
+  } catch (err) {
+    fail(describeError(err.code ?? 'media_failed', err.message), 'publish');
+  }
+}
+
+main();
