@@ -8,8 +8,11 @@ import (
 
 // Media is what a room needs of a participant's PeerConnection.
 type Media interface {
-	Subscribe(t *sfu.Track) error
+	// Subscribe starts sending t at a quality (sfu.QualityLow, …).
+	Subscribe(t *sfu.Track, quality int) error
 	Unsubscribe(t *sfu.Track) error
+	// SetQuality changes the quality of a subscribed track.
+	SetQuality(trackID string, quality int) error
 }
 
 // Notifier carries the room's announcements to one participant's client.
@@ -41,9 +44,40 @@ type Participant struct {
 	Notify   Notifier
 	Log      *slog.Logger
 
-	// tracks is what the participant publishes now; guarded by the
-	// room's mu.
+	// Guarded by the room's mu: what the participant publishes now and,
+	// for a proctor, how it looks at students.
 	tracks []*sfu.Track
+	focus  string         // identity of the focused student, "" for the grid
+	tiles  map[string]int // identity → quality of visible tiles; nil: every tile visible
+}
+
+// Tile is one student tile a proctor's page shows.
+type Tile struct {
+	Identity string
+	// Height is the tile's height in CSS pixels; tiles of at least
+	// HighTileHeight get the high layer.
+	Height int
+}
+
+// HighTileHeight is the tile height from which a tile gets the high
+// layer: the low layer is ~180 lines, upscaling it past ~1.5× blurs.
+const HighTileHeight = 270
+
+// qualityLocked is the video quality proctor w should receive of student
+// p: high when focused (or in a large tile), off when scrolled out of
+// view, low otherwise. The caller holds the room's mu.
+func (w *Participant) qualityLocked(p *Participant) int {
+	switch {
+	case w.focus == p.Identity:
+		return sfu.QualityHigh
+	case w.tiles == nil:
+		return sfu.QualityLow
+	}
+	q, visible := w.tiles[p.Identity]
+	if !visible {
+		return sfu.QualityOff
+	}
+	return q
 }
 
 // ParticipantInfo is what others are told of a participant.

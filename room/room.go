@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/invigil/invigil/sfu"
+	"github.com/pion/webrtc/v4"
 )
 
 // Room is one exam room on this node.
@@ -39,11 +40,15 @@ func (rm *Room) Publish(p *Participant, t *sfu.Track) error {
 	p.tracks = append(p.tracks, t)
 	info := p.infoLocked(false)
 	watchers := rm.watchersLocked(p)
+	qualities := make([]int, len(watchers))
+	for i, w := range watchers {
+		qualities[i] = w.qualityLocked(p)
+	}
 	rm.mu.Unlock()
 
 	ti := trackInfo(t)
-	for _, w := range watchers {
-		if err := w.Media.Subscribe(t); err != nil {
+	for i, w := range watchers {
+		if err := w.Media.Subscribe(t, qualities[i]); err != nil {
 			w.Log.Warn("subscribe failed", "track", t.ID(), "err", err)
 			continue
 		}
@@ -91,7 +96,7 @@ func (rm *Room) watchersLocked(p *Participant) []*Participant {
 
 // admitLocked computes, for a participant just added, what it may see
 // (view), the tracks it must receive, and who must be told it came.
-func (rm *Room) admitLocked(p *Participant) (view []ParticipantInfo, tracks []*sfu.Track, watchers []*Participant) {
+func (rm *Room) admitLocked(p *Participant) (view []ParticipantInfo, tracks []subscription, watchers []*Participant) {
 	view = []ParticipantInfo{}
 	for _, o := range rm.participants {
 		if o == p {
@@ -99,7 +104,9 @@ func (rm *Room) admitLocked(p *Participant) (view []ParticipantInfo, tracks []*s
 		}
 		if p.Role.Sees(o.Role) {
 			view = append(view, o.infoLocked(true))
-			tracks = append(tracks, o.tracks...)
+			for _, t := range o.tracks {
+				tracks = append(tracks, subscription{track: t, quality: p.qualityLocked(o)})
+			}
 		}
 		if o.Role.Sees(p.Role) {
 			watchers = append(watchers, o)
@@ -107,6 +114,68 @@ func (rm *Room) admitLocked(p *Participant) (view []ParticipantInfo, tracks []*s
 	}
 	slices.SortFunc(view, func(a, b ParticipantInfo) int { return strings.Compare(a.Identity, b.Identity) })
 	return view, tracks, watchers
+}
+
+// subscription is a track to subscribe to at a quality.
+type subscription struct {
+	track   *sfu.Track
+	quality int
+}
+
+// SetFocus makes proctor w watch student identity at the high layer ("":
+// back to the grid). Only proctors may; the caller checks.
+func (rm *Room) SetFocus(w *Participant, identity string) error {
+	return rm.relayout(w, func() { w.focus = identity })
+}
+
+// SetView tells the room which student tiles proctor w shows and how
+// large: only their video is forwarded (audio always is). A nil tiles
+// means every tile is visible.
+func (rm *Room) SetView(w *Participant, tiles []Tile) error {
+	return rm.relayout(w, func() {
+		if tiles == nil {
+			w.tiles = nil
+			return
+		}
+		w.tiles = make(map[string]int, len(tiles))
+		for _, t := range tiles {
+			q := sfu.QualityLow
+			if t.Height >= HighTileHeight {
+				q = sfu.QualityHigh
+			}
+			w.tiles[t.Identity] = q
+		}
+	})
+}
+
+// relayout applies change to w's view and moves each student's video to
+// the quality the new view gives it.
+func (rm *Room) relayout(w *Participant, change func()) error {
+	rm.mu.Lock()
+	if rm.participants[w.SID] != w {
+		rm.mu.Unlock()
+		return ErrNotInRoom
+	}
+	change()
+	var subs []subscription
+	for _, p := range rm.participants {
+		if !w.Role.Sees(p.Role) {
+			continue
+		}
+		q := w.qualityLocked(p)
+		for _, t := range p.tracks {
+			if t.Kind() == webrtc.RTPCodecTypeVideo {
+				subs = append(subs, subscription{track: t, quality: q})
+			}
+		}
+	}
+	rm.mu.Unlock()
+	for _, s := range subs {
+		if err := w.Media.SetQuality(s.track.ID(), s.quality); err != nil && !errors.Is(err, sfu.ErrNotSubscribed) {
+			w.Log.Warn("set quality failed", "track", s.track.ID(), "err", err)
+		}
+	}
+	return nil
 }
 
 // removal is what must be announced after a participant was removed.

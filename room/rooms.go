@@ -127,9 +127,9 @@ func (r *Rooms) Join(name string, p *Participant) (*Room, []ParticipantInfo, err
 	for _, w := range watchers {
 		w.Notify.ParticipantJoined(info)
 	}
-	for _, t := range existing {
-		if err := p.Media.Subscribe(t); err != nil {
-			p.Log.Warn("subscribe failed", "track", t.ID(), "err", err)
+	for _, s := range existing {
+		if err := p.Media.Subscribe(s.track, s.quality); err != nil {
+			p.Log.Warn("subscribe failed", "track", s.track.ID(), "err", err)
 		}
 	}
 	return rm, view, nil

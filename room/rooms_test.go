@@ -19,15 +19,24 @@ type recorder struct {
 	mu      sync.Mutex
 	events  []string
 	subs    map[*sfu.Track]bool
+	quality map[string]int // track id → quality
 	evicted string
 }
 
 func (r *recorder) add(e string) { r.mu.Lock(); r.events = append(r.events, e); r.mu.Unlock() }
 
-func (r *recorder) Subscribe(t *sfu.Track) error {
+func (r *recorder) Subscribe(t *sfu.Track, q int) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.subs[t] = true
+	r.quality[t.ID()] = q
+	return nil
+}
+
+func (r *recorder) SetQuality(id string, q int) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.quality[id] = q
 	return nil
 }
 
@@ -41,8 +50,10 @@ func (r *recorder) Unsubscribe(t *sfu.Track) error {
 	return nil
 }
 
-func (r *recorder) ParticipantJoined(p ParticipantInfo)          { r.add("joined " + p.Identity) }
-func (r *recorder) ParticipantLeft(p ParticipantInfo, why string) { r.add("left " + p.Identity + " " + why) }
+func (r *recorder) ParticipantJoined(p ParticipantInfo) { r.add("joined " + p.Identity) }
+func (r *recorder) ParticipantLeft(p ParticipantInfo, why string) {
+	r.add("left " + p.Identity + " " + why)
+}
 func (r *recorder) TrackPublished(p ParticipantInfo, _ TrackInfo) { r.add("published " + p.Identity) }
 func (r *recorder) TrackUnpublished(p ParticipantInfo, _ TrackInfo) {
 	r.add("unpublished " + p.Identity)
@@ -58,7 +69,7 @@ func (r *recorder) log() []string {
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func newParticipant(identity string, role Role) (*Participant, *recorder) {
-	rec := &recorder{subs: map[*sfu.Track]bool{}}
+	rec := &recorder{subs: map[*sfu.Track]bool{}, quality: map[string]int{}}
 	return &Participant{SID: "PA_" + identity, Identity: identity, Name: identity, Role: role, Media: rec, Notify: rec, Log: quiet}, rec
 }
 

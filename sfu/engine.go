@@ -10,6 +10,10 @@ import (
 	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -46,15 +50,20 @@ type Config struct {
 }
 
 // Engine makes PeerConnections that share the configured sockets, codecs
-// and interceptors. It is safe for concurrent use.
+// and settings. It is safe for concurrent use.
 type Engine struct {
-	api     *webrtc.API
-	udpMux  ice.UDPMux
-	tcpMux  ice.TCPMux
-	log     *slog.Logger
-	pliGap  time.Duration
-	obs     Observer
-	counter counters
+	settings webrtc.SettingEngine
+	// pubMedia is offered to publishers: transport-wide CC feedback lets
+	// the browser's own congestion control pace its upload. subMedia is
+	// offered to subscribers: REMB only (see newAPI).
+	pubMedia, subMedia *webrtc.MediaEngine
+	udpMux             ice.UDPMux
+	tcpMux             ice.TCPMux
+	log                *slog.Logger
+	logs               LoggerFactory
+	pliGap             time.Duration
+	obs                Observer
+	counter            counters
 }
 
 // New builds an Engine over cfg's sockets. Closing the Engine closes them.
@@ -69,20 +78,14 @@ func New(cfg Config) (*Engine, error) {
 		cfg.PLIInterval = DefaultPLIInterval
 	}
 	logs := LoggerFactory{Logger: cfg.Logger}
+	e := &Engine{log: cfg.Logger, logs: logs, pliGap: cfg.PLIInterval, obs: cfg.Observer}
 
-	media := &webrtc.MediaEngine{}
-	if err := registerCodecs(media); err != nil {
-		return nil, fmt.Errorf("sfu: register codecs: %w", err)
+	var err error
+	if e.pubMedia, err = newMediaEngine(true); err != nil {
+		return nil, err
 	}
-	// The registry holds factories; pion builds a fresh interceptor chain
-	// from it for every PeerConnection, so no state is shared between them.
-	registry := &interceptor.Registry{}
-	e := &Engine{log: cfg.Logger, pliGap: cfg.PLIInterval, obs: cfg.Observer}
-	// First in the chain is nearest the transport: it sees the NACK
-	// responder's retransmissions as well as forwarded packets.
-	registry.Add(retransmitCounterFactory{count: &e.counter.retransmits})
-	if err := webrtc.RegisterDefaultInterceptors(media, registry); err != nil {
-		return nil, fmt.Errorf("sfu: register interceptors: %w", err)
+	if e.subMedia, err = newMediaEngine(false); err != nil {
+		return nil, err
 	}
 
 	settings := webrtc.SettingEngine{LoggerFactory: logs}
@@ -109,13 +112,48 @@ func New(cfg Config) (*Engine, error) {
 	// encrypt+decrypt against ~4.6 µs for AES_CM_HMAC_SHA1_80 (NOTES.md),
 	// and Chrome offers both.
 	settings.SetSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80)
-
-	e.api = webrtc.NewAPI(
-		webrtc.WithMediaEngine(media),
-		webrtc.WithInterceptorRegistry(registry),
-		webrtc.WithSettingEngine(settings),
-	)
+	e.settings = settings
 	return e, nil
+}
+
+// newAPI builds one PeerConnection's API with its own interceptor registry.
+//
+// A publisher gets: NACK generation for the server's own upstream losses,
+// RTCP receiver and sender reports, and transport-wide CC feedback so the
+// browser's congestion control can pace its upload.
+//
+// A subscriber gets only RTCP reports. Retransmissions come from the
+// SFU's per-layer caches (DownTrack.resend), not pion's NACK responder,
+// which would copy every packet once per subscriber. Downlink bandwidth
+// comes from the browser's REMB, read off RTCP, so nothing per packet is
+// spent on send-side estimation.
+func (e *Engine) newAPI(publish bool) (*webrtc.API, error) {
+	registry := &interceptor.Registry{}
+	recv, err := report.NewReceiverInterceptor(report.WithReceiverLoggerFactory(e.logs))
+	if err != nil {
+		return nil, err
+	}
+	send, err := report.NewSenderInterceptor(report.WithSenderLoggerFactory(e.logs))
+	if err != nil {
+		return nil, err
+	}
+	registry.Add(recv)
+	registry.Add(send)
+	media := e.subMedia
+	if publish {
+		media = e.pubMedia
+		gen, err := nack.NewGeneratorInterceptor(nack.WithGeneratorLoggerFactory(e.logs))
+		if err != nil {
+			return nil, err
+		}
+		fb, err := twcc.NewSenderInterceptor(twcc.WithLoggerFactory(e.logs))
+		if err != nil {
+			return nil, err
+		}
+		registry.Add(gen)
+		registry.Add(fb)
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(media), webrtc.WithInterceptorRegistry(registry), webrtc.WithSettingEngine(e.settings)), nil
 }
 
 // Stats returns a snapshot of the Engine's counters.
@@ -131,17 +169,45 @@ func (e *Engine) Close() error {
 	return errors.Join(errs...)
 }
 
-// registerCodecs offers what browsers publish and every proctor's browser
-// can decode: VP8 and constrained-baseline H.264 for video, Opus for audio.
-// Forwarding never transcodes, so a codec missing here is one a student
-// cannot publish.
-func registerCodecs(m *webrtc.MediaEngine) error {
+// newMediaEngine offers what browsers publish and every proctor's
+// browser can decode: VP8 and constrained-baseline H.264 for video, Opus
+// for audio. Forwarding never transcodes, so a codec missing here is one a
+// student cannot publish. Publishers also get the simulcast header
+// extensions (mid, rid, repaired rid) and transport-wide CC; subscribers
+// get REMB instead.
+func newMediaEngine(publish bool) (*webrtc.MediaEngine, error) {
+	m := &webrtc.MediaEngine{}
+	if err := registerCodecs(m, publish); err != nil {
+		return nil, fmt.Errorf("sfu: register codecs: %w", err)
+	}
+	if !publish {
+		return m, nil
+	}
+	for _, uri := range []string{sdp.SDESMidURI, sdp.SDESRTPStreamIDURI, sdp.SDESRepairRTPStreamIDURI, sdp.TransportCCURI} {
+		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: uri}, webrtc.RTPCodecTypeVideo); err != nil {
+			return nil, err
+		}
+	}
+	for _, uri := range []string{sdp.SDESMidURI, sdp.TransportCCURI} {
+		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: uri}, webrtc.RTPCodecTypeAudio); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func registerCodecs(m *webrtc.MediaEngine, publish bool) error {
 	videoFB := []webrtc.RTCPFeedback{
-		{Type: webrtc.TypeRTCPFBGoogREMB},
-		{Type: webrtc.TypeRTCPFBTransportCC},
 		{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"},
 		{Type: webrtc.TypeRTCPFBNACK},
 		{Type: webrtc.TypeRTCPFBNACK, Parameter: "pli"},
+	}
+	var audioFB []webrtc.RTCPFeedback
+	if publish {
+		videoFB = append(videoFB, webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC})
+		audioFB = append(audioFB, webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC})
+	} else {
+		videoFB = append(videoFB, webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBGoogREMB})
 	}
 	video := []webrtc.RTPCodecParameters{
 		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: videoFB}, PayloadType: 96},
@@ -160,7 +226,7 @@ func registerCodecs(m *webrtc.MediaEngine) error {
 	}
 	opus := webrtc.RTPCodecParameters{
 		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
-			SDPFmtpLine: "minptime=10;useinbandfec=1", RTCPFeedback: []webrtc.RTCPFeedback{{Type: webrtc.TypeRTCPFBTransportCC}}},
+			SDPFmtpLine: "minptime=10;useinbandfec=1", RTCPFeedback: audioFB},
 		PayloadType: 111,
 	}
 	return m.RegisterCodec(opus, webrtc.RTPCodecTypeAudio)

@@ -2,8 +2,10 @@ package sfu
 
 import (
 	"fmt"
+	"sync/atomic"
 	"testing"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -14,38 +16,68 @@ import (
 type countingWriter struct {
 	packets int
 	last    rtp.Header
-	payload int
+	payload []byte
+	sent    []rtp.Header
+	keep    bool // record every header and payload
 }
 
 func (w *countingWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 	w.packets++
 	w.last = *h
-	w.payload = len(payload)
+	if w.keep {
+		w.sent = append(w.sent, *h)
+		w.payload = append(w.payload[:0], payload...)
+	}
 	return h.MarshalSize() + len(payload), nil
 }
 
 func (w *countingWriter) Write(b []byte) (int, error) { return len(b), nil }
 
-// fanout builds a video Track with n bound subscribers.
-func fanout(n int) (*Track, []*countingWriter) {
-	stats := &counters{}
-	t := &Track{id: "TR_test", streamID: "PA_test", kind: webrtc.RTPCodecTypeVideo, stats: stats, done: make(chan struct{})}
+// testTrack builds a VP8 video Track with the given layer qualities.
+func testTrack(layers ...int) (*Track, []*layer) {
+	t := &Track{id: "TR_test", streamID: "PA_test", kind: webrtc.RTPCodecTypeVideo, mime: "video/vp8",
+		codec: webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "video/VP8", ClockRate: 90000}},
+		stats: &counters{}, done: make(chan struct{}), writeTo: func([]rtcp.Packet) error { return nil }}
 	t.subs.Store(&[]*DownTrack{})
-	writers := make([]*countingWriter, n)
-	for i := range n {
-		d := newDownTrack(t, stats)
-		writers[i] = &countingWriter{}
-		d.binding.Store(&binding{ssrc: uint32(1000 + i), pt: uint8(96 + i%2), writer: writers[i]})
-		t.addSubscriber(d)
+	var ls []*layer
+	for _, q := range layers {
+		l := &layer{index: q, rid: fmt.Sprint(q), ssrc: uint32(100 + q), cache: newPacketCache(cacheSlotsHigh)}
+		t.layers[q].Store(l)
+		ls = append(ls, l)
 	}
-	return t, writers
+	return t, ls
 }
 
-// vp8Packet is a marshalled 1,100-byte VP8 RTP packet with one header
-// extension, as a browser sends it.
-func vp8Packet(tb testing.TB) []byte {
+// subscribe adds n bound down-tracks wanting quality q.
+func subscribe(t *Track, n, q int) ([]*DownTrack, []*countingWriter) {
+	var switches atomic.Uint64
+	var downs []*DownTrack
+	var writers []*countingWriter
+	for i := range n {
+		d := newDownTrack(t, q, t.stats, &switches)
+		w := &countingWriter{}
+		d.binding.Store(&binding{ssrc: uint32(1000 + i), pt: uint8(96 + i%2), writer: w})
+		t.addSubscriber(d)
+		downs, writers = append(downs, d), append(writers, w)
+	}
+	return downs, writers
+}
+
+// vp8 marshals a 1,100-byte VP8 packet with a 15-bit picture ID and
+// TL0PICIDX, as Chrome sends them, and one header extension.
+func vp8(tb testing.TB, seq uint16, ts uint32, pic uint16, tl0 byte, key bool) []byte {
 	tb.Helper()
-	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: 7, Timestamp: 90000, SSRC: 0xCAFE, Marker: true}, Payload: make([]byte, 1100)}
+	payload := make([]byte, 1100)
+	payload[0] = 0x90 // X, S, partition 0
+	payload[1] = 0xC0 // I, L
+	payload[2] = 0x80 | byte(pic>>8)
+	payload[3] = byte(pic)
+	payload[4] = tl0
+	payload[5] = 0x01 // P=1: interframe
+	if key {
+		payload[5] = 0x00
+	}
+	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: ts, SSRC: 0xCAFE, Marker: true}, Payload: payload}
 	if err := p.Header.SetExtension(3, []byte{1, 2, 3}); err != nil {
 		tb.Fatal(err)
 	}
@@ -57,9 +89,14 @@ func vp8Packet(tb testing.TB) []byte {
 }
 
 func TestForwardRewritesPerSubscriber(t *testing.T) {
-	tr, writers := fanout(3)
+	tr, ls := testTrack(QualityLow)
+	_, writers := subscribe(tr, 3, QualityLow)
 	var pkt rtp.Packet
-	tr.forward(&pkt, vp8Packet(t))
+	tr.forward(ls[0], &pkt, vp8(t, 7, 90000, 5, 1, false))
+	if writers[0].packets != 0 {
+		t.Fatal("video forwarded before a keyframe")
+	}
+	tr.forward(ls[0], &pkt, vp8(t, 8, 93000, 6, 1, true))
 	for i, w := range writers {
 		if w.packets != 1 {
 			t.Fatalf("subscriber %d got %d packets", i, w.packets)
@@ -67,62 +104,159 @@ func TestForwardRewritesPerSubscriber(t *testing.T) {
 		if w.last.SSRC != uint32(1000+i) || w.last.PayloadType != uint8(96+i%2) {
 			t.Errorf("subscriber %d got SSRC %d PT %d", i, w.last.SSRC, w.last.PayloadType)
 		}
-		if w.last.SequenceNumber != 7 || w.last.Timestamp != 90000 || !w.last.Marker {
+		if w.last.SequenceNumber != 8 || w.last.Timestamp != 93000 || !w.last.Marker {
 			t.Errorf("subscriber %d: seq/ts/marker not passed through: %+v", i, w.last)
 		}
 		if w.last.Extension || len(w.last.Extensions) != 0 {
 			t.Errorf("subscriber %d got the publisher's header extensions", i)
 		}
-		if w.payload != 1100 {
-			t.Errorf("subscriber %d got %d payload bytes", i, w.payload)
-		}
 	}
-	if s := tr.stats.snapshot(); s.PacketsIn != 1 || s.PacketsOut != 3 {
+	if s := tr.stats.snapshot(); s.PacketsIn != 2 || s.PacketsOut != 3 {
 		t.Errorf("stats %+v", s)
 	}
-	// An unbound subscriber (before the answer) is skipped.
-	d := (*tr.subs.Load())[0]
-	d.binding.Store(nil)
-	tr.forward(&pkt, vp8Packet(t))
-	if writers[0].packets != 1 || writers[1].packets != 2 {
-		t.Errorf("unbound subscriber was written to")
-	}
 	// Malformed input is counted and goes nowhere.
-	tr.forward(&pkt, []byte{0x80, 0x60})
-	if s := tr.stats.snapshot(); s.Malformed != 1 || writers[1].packets != 2 {
+	tr.forward(ls[0], &pkt, []byte{0x80, 0x60})
+	if s := tr.stats.snapshot(); s.Malformed != 1 || writers[1].packets != 1 {
 		t.Errorf("malformed packet forwarded; stats %+v", s)
 	}
 }
 
+// TestLayerSwitchIsSeamless: a subscriber moving from the low to the high
+// layer and back sees one stream: sequence numbers without a gap or a
+// repeat, timestamps that only advance, picture IDs and TL0PICIDX that
+// continue, and the switch lands on a keyframe.
+func TestLayerSwitchIsSeamless(t *testing.T) {
+	tr, ls := testTrack(QualityLow, QualityHigh)
+	low, high := ls[0], ls[1]
+	downs, writers := subscribe(tr, 1, QualityLow)
+	d, w := downs[0], writers[0]
+	w.keep = true
+	var pkt rtp.Packet
+	// The layers have unrelated sequence numbers, timestamps and picture IDs.
+	lowSeq, lowTS, lowPic := uint16(65530), uint32(4_000_000_000), uint16(32760)
+	highSeq, highTS, highPic := uint16(1000), uint32(123), uint16(77)
+	step := func(n int, keyLow, keyHigh bool) {
+		for i := range n {
+			tr.forward(low, &pkt, vp8(t, lowSeq, lowTS, lowPic, byte(lowPic), keyLow && i == 0))
+			tr.forward(high, &pkt, vp8(t, highSeq, highTS, highPic, byte(highPic), keyHigh && i == 0))
+			lowSeq, lowTS, lowPic = lowSeq+1, lowTS+3000, (lowPic+1)&0x7FFF
+			highSeq, highTS, highPic = highSeq+1, highTS+3000, (highPic+1)&0x7FFF
+		}
+	}
+	step(10, true, false) // starts on the low layer's keyframe
+	if d.Layer() != QualityLow {
+		t.Fatalf("on layer %d, want low", d.Layer())
+	}
+	d.setTarget(QualityHigh)
+	step(5, false, false) // no keyframe on high yet: stay on low
+	if d.Layer() != QualityLow {
+		t.Fatal("switched without a keyframe")
+	}
+	step(10, false, true) // high keyframe: switch
+	if d.Layer() != QualityHigh {
+		t.Fatalf("on layer %d after a high keyframe, want high", d.Layer())
+	}
+	d.setTarget(QualityLow)
+	step(10, true, false)
+	if d.Layer() != QualityLow {
+		t.Fatal("did not switch back to low")
+	}
+	if got := w.packets; got != 36 {
+		t.Errorf("sent %d packets, want 36 (one layer at a time)", got)
+	}
+	for i := 1; i < len(w.sent); i++ {
+		prev, cur := w.sent[i-1], w.sent[i]
+		if cur.SequenceNumber != prev.SequenceNumber+1 {
+			t.Errorf("packet %d: seq %d after %d", i, cur.SequenceNumber, prev.SequenceNumber)
+		}
+		if int32(cur.Timestamp-prev.Timestamp) <= 0 {
+			t.Errorf("packet %d: timestamp %d after %d", i, cur.Timestamp, prev.Timestamp)
+		}
+	}
+	// The last payload's picture ID continues the first run's: 36 frames
+	// after the first keyframe's picture ID 32760, modulo 2^15.
+	last := parseVP8(w.payload)
+	if got, want := last.pictureID(w.payload), uint16((32760+35)&0x7FFF); got != want {
+		t.Errorf("last picture ID %d, want %d", got, want)
+	}
+	if got, want := w.payload[last.tl0At], byte((32760+35)%256); got != want {
+		t.Errorf("last TL0PICIDX %d, want %d", got, want)
+	}
+}
+
 // TestForwardAllocatesNothing is the hot path's allocation budget: zero
-// per packet, at 1 and 25 subscribers.
+// per packet, at 1 and 25 subscribers, including a subscriber whose
+// payload must be rewritten after a switch.
 func TestForwardAllocatesNothing(t *testing.T) {
 	for _, n := range []int{1, 25} {
-		tr, _ := fanout(n)
-		b := vp8Packet(t)
+		tr, ls := testTrack(QualityLow)
+		subscribe(tr, n, QualityLow)
 		var pkt rtp.Packet
-		tr.forward(&pkt, b) // first packet sizes the reused slices
-		if allocs := testing.AllocsPerRun(1000, func() { tr.forward(&pkt, b) }); allocs != 0 {
+		tr.forward(ls[0], &pkt, vp8(t, 1, 0, 1, 1, true)) // keyframe starts them
+		b := vp8(t, 2, 3000, 2, 1, false)
+		if allocs := testing.AllocsPerRun(1000, func() { tr.forward(ls[0], &pkt, b) }); allocs != 0 {
 			t.Errorf("%d subscribers: %.1f allocations per packet, want 0", n, allocs)
 		}
 	}
 }
 
 // BenchmarkForward measures the SFU's own work per packet in (parse,
-// fan-out, per-subscriber header rewrite), without pion's SRTP and socket
-// write, which NOTES.md and docs/benchmarks.md account for separately.
+// cache, fan-out, per-subscriber translation and header rewrite), without
+// pion's SRTP and socket write, which docs/benchmarks.md accounts for.
 func BenchmarkForward(b *testing.B) {
 	for _, n := range []int{1, 25} {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
-			tr, _ := fanout(n)
-			pkt := vp8Packet(b)
+			tr, ls := testTrack(QualityLow)
+			subscribe(tr, n, QualityLow)
 			var p rtp.Packet
+			tr.forward(ls[0], &p, vp8(b, 1, 0, 1, 1, true))
+			pkt := vp8(b, 2, 3000, 2, 1, false)
 			b.ReportAllocs()
 			b.SetBytes(int64(len(pkt)))
 			for b.Loop() {
-				tr.forward(&p, pkt)
+				tr.forward(ls[0], &p, pkt)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/packet-out")
+		})
+	}
+}
+
+// TestResendFromCache: a NACK for a forwarded packet is answered from the
+// layer's cache with the subscriber's sequence number, on RTX when
+// negotiated; an unknown one is not.
+func TestResendFromCache(t *testing.T) {
+	for _, withRTX := range []bool{false, true} {
+		t.Run(fmt.Sprintf("rtx=%v", withRTX), func(t *testing.T) {
+			tr, ls := testTrack(QualityLow)
+			downs, writers := subscribe(tr, 1, QualityLow)
+			d, w := downs[0], writers[0]
+			if withRTX {
+				b := *d.binding.Load()
+				b.rtxSSRC, b.rtxPT = 5555, 97
+				d.binding.Store(&b)
+			}
+			var pkt rtp.Packet
+			for i := range 10 {
+				tr.forward(ls[0], &pkt, vp8(t, uint16(100+i), uint32(i*3000), uint16(i), 0, i == 0))
+			}
+			w.keep = true
+			if !d.resend(105) {
+				t.Fatal("NACK for a cached packet not answered")
+			}
+			got := w.sent[len(w.sent)-1]
+			if withRTX {
+				if got.SSRC != 5555 || got.PayloadType != 97 || w.payload[0] != 0 || w.payload[1] != 105 {
+					t.Errorf("RTX packet %+v, OSN %x", got, w.payload[:2])
+				}
+			} else if got.SSRC != 1000 || got.SequenceNumber != 105 {
+				t.Errorf("retransmission %+v", got)
+			}
+			if d.resend(20) {
+				t.Error("NACK for a packet never sent was answered")
+			}
+			if n := tr.stats.snapshot().Retransmits; n != 1 {
+				t.Errorf("retransmits counted %d", n)
+			}
 		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -48,6 +49,13 @@ type PeerConfig struct {
 	// OnFirstForward is called once per published track, on its reader,
 	// when its first packet has been written to a subscriber.
 	OnFirstForward func(*Track)
+	// Publish says the client sends media: its PeerConnection gets the
+	// publisher's codecs and interceptors (see Engine.newAPI).
+	Publish bool
+	// OnLayerDemand tells a publisher which simulcast layers (by RID) of
+	// a video track someone watches; the client should pause the others.
+	// It must not block.
+	OnLayerDemand func(t *Track, active []string)
 }
 
 // Peer is one participant's PeerConnection: it receives what the client
@@ -68,7 +76,13 @@ type Peer struct {
 	early        []webrtc.ICECandidateInit // remote candidates before a remote description
 	subs         map[string]*subscription  // by source track id
 	sources      map[string]string         // mid → source label, from the client's offer
+	published    map[*webrtc.RTPReceiver]*Track
 	closed       bool
+	done         chan struct{} // closed by Close: stops the bandwidth loop
+
+	// remb is the subscriber's latest receiver-estimated maximum bitrate
+	// (bits/s), 0 until one arrives.
+	remb atomic.Uint64
 
 	wg sync.WaitGroup // track readers and RTCP readers
 }
@@ -86,18 +100,24 @@ func (e *Engine) NewPeer(cfg PeerConfig) (*Peer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = e.log
 	}
-	pc, err := e.api.NewPeerConnection(webrtc.Configuration{})
+	api, err := e.newAPI(cfg.Publish)
+	if err != nil {
+		return nil, fmt.Errorf("sfu: interceptors: %w", err)
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, fmt.Errorf("sfu: new peer connection: %w", err)
 	}
 	p := &Peer{
-		id:      cfg.ID,
-		e:       e,
-		pc:      pc,
-		cfg:     cfg,
-		log:     cfg.Logger,
-		subs:    make(map[string]*subscription),
-		sources: make(map[string]string),
+		id:        cfg.ID,
+		e:         e,
+		pc:        pc,
+		cfg:       cfg,
+		log:       cfg.Logger,
+		subs:      make(map[string]*subscription),
+		sources:   make(map[string]string),
+		published: make(map[*webrtc.RTPReceiver]*Track),
+		done:      make(chan struct{}),
 	}
 	e.counter.peers.Add(1)
 	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
@@ -119,6 +139,10 @@ func (e *Engine) NewPeer(cfg PeerConfig) (*Peer, error) {
 		}
 	})
 	pc.OnTrack(p.onTrack)
+	if !cfg.Publish {
+		p.wg.Add(1)
+		go p.bandwidthLoop()
+	}
 	return p, nil
 }
 
@@ -219,9 +243,10 @@ func (p *Peer) flushEarlyLocked() {
 	p.early = nil
 }
 
-// Subscribe starts sending t to this peer. The transceiver is added now;
-// packets flow once the client has answered the resulting offer.
-func (p *Peer) Subscribe(t *Track) error {
+// Subscribe starts sending t to this peer at the given quality (for
+// simulcast video; other tracks have one layer). The transceiver is added
+// now; packets flow once the client has answered the resulting offer.
+func (p *Peer) Subscribe(t *Track, quality int) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -230,15 +255,16 @@ func (p *Peer) Subscribe(t *Track) error {
 	if _, ok := p.subs[t.id]; ok {
 		return nil
 	}
-	down := newDownTrack(t, &p.e.counter)
+	down := newDownTrack(t, quality, &p.e.counter, &p.e.counter.layerSwitches)
 	sender, err := p.pc.AddTrack(down)
 	if err != nil {
 		return fmt.Errorf("sfu: add track %s: %w", t.id, err)
 	}
 	t.addSubscriber(down)
+	t.updateDemand()
 	p.subs[t.id] = &subscription{down: down, sender: sender}
 	p.wg.Add(1)
-	go p.readSenderRTCP(sender, t)
+	go p.readSenderRTCP(sender, down)
 	p.renegotiate = true
 	return p.negotiateLocked()
 }
@@ -253,6 +279,7 @@ func (p *Peer) Unsubscribe(t *Track) error {
 	}
 	delete(p.subs, t.id)
 	t.removeSubscriber(s.down)
+	t.updateDemand()
 	if p.closed {
 		return nil
 	}
@@ -261,6 +288,35 @@ func (p *Peer) Unsubscribe(t *Track) error {
 	}
 	p.renegotiate = true
 	return p.negotiateLocked()
+}
+
+// SetQuality changes the quality this peer receives of track id:
+// QualityLow for a grid tile, QualityHigh for the focused student,
+// QualityOff for a tile out of view. The switch happens on the next
+// keyframe of the new layer, which is requested now.
+func (p *Peer) SetQuality(trackID string, q int) error {
+	if q < QualityOff || q > QualityHigh {
+		return fmt.Errorf("sfu: quality %d out of range", q)
+	}
+	p.mu.Lock()
+	s, ok := p.subs[trackID]
+	p.mu.Unlock()
+	if !ok {
+		return ErrNotSubscribed
+	}
+	s.down.setTarget(q)
+	return nil
+}
+
+// Quality reports the layer this peer receives of track id now.
+func (p *Peer) Quality(trackID string) (int, error) {
+	p.mu.Lock()
+	s, ok := p.subs[trackID]
+	p.mu.Unlock()
+	if !ok {
+		return QualityOff, ErrNotSubscribed
+	}
+	return s.down.Layer(), nil
 }
 
 // negotiateLocked sends an offer when subscriptions changed, the peer has
@@ -286,56 +342,76 @@ func (p *Peer) negotiateLocked() error {
 	return nil
 }
 
-// onTrack starts the reader of a track the client began to publish.
+// onTrack starts the reader of a track (or a simulcast layer of one) the
+// client began to publish. The first layer of a receiver makes the Track
+// and announces it; later layers join it.
 func (p *Peer) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return
 	}
-	source := p.sourceLocked(recv, remote.Kind())
-	p.wg.Add(2)
+	t, known := p.published[recv]
+	if !known {
+		source, mid := p.sourceLocked(recv, remote.Kind())
+		t = newTrack(newID("TR_"), p.id, source, remote, p.pc.WriteRTCP, p.e.pliGap, &p.e.counter)
+		t.mid = mid
+		t.onFirstForward = p.cfg.OnFirstForward
+		t.onDemand = p.cfg.OnLayerDemand
+		p.published[recv] = t
+	}
+	l, ok := t.addLayer(remote)
+	if !ok {
+		p.mu.Unlock()
+		p.log.Warn("duplicate simulcast layer ignored", "track", t.id, "rid", remote.RID())
+		return
+	}
+	p.wg.Add(1)
+	if !known {
+		p.wg.Add(1)
+		go p.drainReceiverRTCP(recv)
+	}
 	p.mu.Unlock()
 
-	t := newTrack(newID("TR_"), p.id, source, remote, p.pc.WriteRTCP, p.e.pliGap, &p.e.counter)
-	t.onFirstForward = p.cfg.OnFirstForward
-	p.log.Debug("track published", "track", t.id, "kind", t.kind.String(), "source", source, "codec", t.codec.MimeType)
-	go p.drainReceiverRTCP(recv)
+	p.log.Debug("track layer published", "track", t.id, "kind", t.kind.String(), "source", t.source, "rid", l.rid, "codec", t.codec.MimeType)
 	go func() {
 		defer p.wg.Done()
 		p.e.counter.tracksIn[kindIndex(t.kind)].Add(1)
 		defer p.e.counter.tracksIn[kindIndex(t.kind)].Add(-1)
-		if p.cfg.OnTrack != nil {
+		if !known && p.cfg.OnTrack != nil {
 			p.cfg.OnTrack(t)
 		}
-		t.run()
-		if p.cfg.OnTrackEnded != nil {
+		if t.run(l) && p.cfg.OnTrackEnded != nil {
 			p.cfg.OnTrackEnded(t)
 		}
 	}()
 }
 
-// sourceLocked names what a received track carries: the label the client
-// gave its mid, else camera for video and microphone for audio.
-func (p *Peer) sourceLocked(recv *webrtc.RTPReceiver, kind webrtc.RTPCodecType) string {
+// sourceLocked names what a received track carries, and its mid: the
+// label the client gave the mid, else camera for video and microphone
+// for audio.
+func (p *Peer) sourceLocked(recv *webrtc.RTPReceiver, kind webrtc.RTPCodecType) (source, mid string) {
 	for _, tr := range p.pc.GetTransceivers() {
 		if tr.Receiver() == recv {
-			if src, ok := p.sources[tr.Mid()]; ok {
-				return src
+			mid = tr.Mid()
+			if src, ok := p.sources[mid]; ok {
+				return src, mid
 			}
 		}
 	}
 	if kind == webrtc.RTPCodecTypeAudio {
-		return "microphone"
+		return "microphone", mid
 	}
-	return "camera"
+	return "camera", mid
 }
 
 // readSenderRTCP drains the subscriber's RTCP for one down-track, so the
-// interceptors see its reports; turns PLI/FIR into keyframe requests to
-// the publisher; and meters its reception reports and NACKs.
-func (p *Peer) readSenderRTCP(sender *webrtc.RTPSender, t *Track) {
+// interceptors see its reports; answers NACKs from the layer caches;
+// turns PLI/FIR into keyframe requests to the publisher; and meters
+// reception reports and REMB.
+func (p *Peer) readSenderRTCP(sender *webrtc.RTPSender, d *DownTrack) {
 	defer p.wg.Done()
+	t := d.src
 	meter := reportMeter{clockRate: t.codec.ClockRate}
 	ssrc := uint32(0)
 	if params := sender.GetParameters(); len(params.Encodings) > 0 {
@@ -350,11 +426,20 @@ func (p *Peer) readSenderRTCP(sender *webrtc.RTPSender, t *Track) {
 		for _, pkt := range pkts {
 			switch pkt := pkt.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				t.RequestKeyframe()
+				t.RequestKeyframe(d.want())
 			case *rtcp.TransportLayerNack:
-				for _, pair := range pkt.Nacks {
-					p.e.counter.nacks.Add(uint64(len(pair.PacketList())))
+				if pkt.MediaSSRC != ssrc {
+					continue
 				}
+				for _, pair := range pkt.Nacks {
+					pair.Range(func(seq uint16) bool {
+						p.e.counter.nacks.Add(1)
+						d.resend(seq)
+						return true
+					})
+				}
+			case *rtcp.ReceiverEstimatedMaximumBitrate:
+				p.remb.Store(uint64(pkt.Bitrate))
 			case *rtcp.ReceiverReport:
 				for _, rr := range pkt.Reports {
 					if rr.SSRC == ssrc {
@@ -395,6 +480,7 @@ func (p *Peer) Close() error {
 		return nil
 	}
 	p.closed = true
+	close(p.done)
 	for id, s := range p.subs {
 		s.down.src.removeSubscriber(s.down)
 		delete(p.subs, id)

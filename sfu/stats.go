@@ -36,6 +36,7 @@ type counters struct {
 	writeErrors, malformed atomic.Uint64
 	packetsLost, nacks     atomic.Uint64
 	retransmits            atomic.Uint64
+	layerSwitches          atomic.Uint64
 	plisSent, plisFolded   atomic.Uint64
 	tracksIn, tracksOut    [2]atomic.Int64 // by kindIndex
 	peers                  atomic.Int64

@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,39 +11,87 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// maxRTPPacket is the read buffer of a track reader: the largest UDP payload
-// on an Ethernet path, which bounds any SRTP packet a browser sends.
+// maxRTPPacket is the read buffer of a layer reader: the largest UDP
+// payload on an Ethernet path, which bounds any SRTP packet a browser sends.
 const maxRTPPacket = 1500
 
-// Track is one published media track, read by one goroutine that forwards
-// every packet to the down-tracks subscribed to it.
+// maxLayers is the most simulcast encodings a track may have.
+const maxLayers = 3
+
+// Quality indexes a simulcast layer: 0 is the lowest resolution.
+// QualityOff asks for no video at all.
+const (
+	QualityLow  = 0
+	QualityMid  = 1
+	QualityHigh = 2
+	QualityOff  = -1
+)
+
+// layerIndex maps a simulcast RID to a quality. The SDK publishes q
+// (quarter), h (half) and f (full), as Chrome's own tests do; l/m/h
+// naming is accepted too. A non-simulcast track is one layer, 0.
+func layerIndex(rid string) int {
+	switch strings.ToLower(rid) {
+	case "", "q", "l", "lo", "low":
+		return QualityLow
+	case "h", "m", "mid", "medium":
+		return QualityMid
+	}
+	return QualityHigh
+}
+
+// Track is one published media track: audio, plain video, or a video
+// with up to three simulcast layers. Each layer has its own reader
+// goroutine that fans its packets out to the track's down-tracks.
 type Track struct {
 	id       string // unique on this node, the subscribers' MediaStreamTrack id
 	streamID string // the publisher's id, the subscribers' MediaStream id
 	source   string // camera, microphone or screen: the caller's label
+	mid      string // the publisher's m-line for it
 	kind     webrtc.RTPCodecType
 	codec    webrtc.RTPCodecParameters
-	ssrc     uint32
+	mime     string // codec MIME type, lower case
 
-	remote  *webrtc.TrackRemote
+	layers  [maxLayers]atomic.Pointer[layer]
 	writeTo func([]rtcp.Packet) error // RTCP to the publisher
 	pliGap  time.Duration
 	stats   *counters
 
 	// subs is the fan-out list: immutable, swapped whole on add/remove so
-	// the reader never locks.
+	// readers never lock to find subscribers.
 	subs atomic.Pointer[[]*DownTrack]
-	// subsMu serialises writers of subs (add/remove), never the reader.
+	// subsMu serialises writers of subs (add/remove).
 	subsMu sync.Mutex
+	// demandMu guards demand and serialises onDemand calls, so the
+	// publisher hears changes in order.
+	demandMu sync.Mutex
+	demand   uint8 // bitmask of layers some subscriber needs, last told
 
-	// onFirstForward is called once, on the reader, after the first
-	// packet reached a subscriber; forwarded records that it was.
 	onFirstForward func(*Track)
-	forwarded      bool
+	onDemand       func(t *Track, active []string)
+	forwarded      atomic.Bool
+
+	readers atomic.Int32 // layer readers running
+	done    chan struct{}
+}
+
+// layer is one encoding of a Track. Its reader owns the scratch fields.
+type layer struct {
+	index  int
+	rid    string
+	ssrc   uint32
+	remote *webrtc.TrackRemote
+	cache  *packetCache // nil for audio
+	bytes  atomic.Uint64
 
 	lastPLI    atomic.Int64 // unix nanos of the last PLI sent
 	pliPending atomic.Bool  // a deferred PLI is scheduled
-	done       chan struct{}
+
+	// Owned by the reader: the outgoing header, its extension array and
+	// a payload buffer for the packets a switch made us rewrite.
+	out     rtp.Header
+	extBuf  [maxOutExtensions]rtp.Extension
+	payload [cacheSlotBytes]byte
 }
 
 // ID is the track's id on this node.
@@ -53,6 +102,20 @@ func (t *Track) StreamID() string { return t.streamID }
 
 // Source is what the publisher said the track carries.
 func (t *Track) Source() string { return t.source }
+
+// Mid is the publisher's media id (SDP a=mid) for the track.
+func (t *Track) Mid() string { return t.mid }
+
+// Simulcast reports whether the publisher sends more than one layer, or
+// named its one layer (a RID): then it can pause layers on request.
+func (t *Track) Simulcast() bool {
+	for i := range t.layers {
+		if l := t.layers[i].Load(); l != nil && l.rid != "" {
+			return true
+		}
+	}
+	return false
+}
 
 // Kind is audio or video.
 func (t *Track) Kind() webrtc.RTPCodecType { return t.kind }
@@ -66,6 +129,17 @@ func (t *Track) Done() <-chan struct{} { return t.done }
 // Subscribers returns how many down-tracks receive this track now.
 func (t *Track) Subscribers() int { return len(*t.subs.Load()) }
 
+// Layers lists the RIDs of the layers published so far, lowest first.
+func (t *Track) Layers() []string {
+	var out []string
+	for i := range t.layers {
+		if l := t.layers[i].Load(); l != nil {
+			out = append(out, l.rid)
+		}
+	}
+	return out
+}
+
 func newTrack(id, streamID, source string, remote *webrtc.TrackRemote, writeRTCP func([]rtcp.Packet) error, pliGap time.Duration, stats *counters) *Track {
 	t := &Track{
 		id:       id,
@@ -73,8 +147,7 @@ func newTrack(id, streamID, source string, remote *webrtc.TrackRemote, writeRTCP
 		source:   source,
 		kind:     remote.Kind(),
 		codec:    remote.Codec(),
-		ssrc:     uint32(remote.SSRC()),
-		remote:   remote,
+		mime:     strings.ToLower(remote.Codec().MimeType),
 		writeTo:  writeRTCP,
 		pliGap:   pliGap,
 		stats:    stats,
@@ -84,34 +157,100 @@ func newTrack(id, streamID, source string, remote *webrtc.TrackRemote, writeRTCP
 	return t
 }
 
-// run is the track's reader: it owns buf and pkt and returns when the
-// publisher's stream ends. Every down-track write happens here.
-func (t *Track) run() {
-	defer close(t.done)
+// addLayer registers one encoding; false if its slot is taken.
+func (t *Track) addLayer(remote *webrtc.TrackRemote) (*layer, bool) {
+	l := &layer{index: layerIndex(remote.RID()), rid: remote.RID(), ssrc: uint32(remote.SSRC()), remote: remote}
+	if t.kind == webrtc.RTPCodecTypeVideo {
+		slots := cacheSlotsLow
+		if l.index == QualityHigh || (l.index == QualityMid && t.layers[QualityHigh].Load() == nil) {
+			slots = cacheSlotsHigh
+		}
+		l.cache = newPacketCache(slots)
+	}
+	if !t.layers[l.index].CompareAndSwap(nil, l) {
+		return nil, false
+	}
+	t.readers.Add(1)
+	t.updateDemand()
+	return l, true
+}
+
+// run is one layer's reader: it owns buf and pkt and returns when the
+// publisher's stream for the layer ends. It reports whether it was the
+// last reader of the track.
+func (t *Track) run(l *layer) (last bool) {
 	buf := make([]byte, maxRTPPacket)
 	var pkt rtp.Packet
 	for {
-		n, _, err := t.remote.Read(buf)
+		n, _, err := l.remote.Read(buf)
 		if err != nil {
-			return
+			break
 		}
-		t.forward(&pkt, buf[:n])
+		t.forward(l, &pkt, buf[:n])
 	}
+	if t.readers.Add(-1) == 0 {
+		close(t.done)
+		return true
+	}
+	return false
 }
 
-// forward parses one packet into pkt (reusing its slices) and writes it to
-// every subscriber. It is the whole per-packet cost the SFU adds on top of
-// pion's SRTP and interceptors, and allocates nothing.
-func (t *Track) forward(pkt *rtp.Packet, b []byte) {
+// forward parses one packet into pkt (reusing its slices), caches it for
+// retransmission, and offers it to every subscriber. It is the whole
+// per-packet cost the SFU adds on top of pion, and allocates nothing.
+func (t *Track) forward(l *layer, pkt *rtp.Packet, b []byte) {
 	if err := pkt.Unmarshal(b); err != nil {
 		t.stats.malformed.Add(1)
 		return
 	}
 	t.stats.packetsIn.Add(1)
 	t.stats.bytesIn.Add(uint64(len(b)))
-	for _, d := range *t.subs.Load() {
-		d.writeRTP(pkt, len(b))
+	l.bytes.Add(uint64(len(b)))
+	if l.cache != nil {
+		l.cache.put(pkt.SequenceNumber, b)
 	}
+	info := packetInfo{now: time.Now().UnixNano()}
+	for _, d := range *t.subs.Load() {
+		d.forward(l, pkt, len(b), &info)
+	}
+}
+
+// packetInfo is what subscribers learn of the packet being forwarded,
+// worked out at most once per packet however many subscribers there are.
+type packetInfo struct {
+	now       int64 // arrival, unix nanos
+	key       int8  // keyUnknown, keyNo, keyYes
+	vp8Parsed bool
+	vp8       vp8Descriptor // valid when vp8Parsed and the codec is VP8
+}
+
+// keyframe states of a packet.
+const (
+	keyUnknown int8 = iota
+	keyNo
+	keyYes
+)
+
+func (t *Track) isKeyframe(payload []byte, info *packetInfo) bool {
+	if info.key == keyUnknown {
+		info.key = keyNo
+		if t.kind == webrtc.RTPCodecTypeVideo && isKeyframeStart(t.mime, payload) {
+			info.key = keyYes
+		}
+	}
+	return info.key == keyYes
+}
+
+// vp8Fields returns the packet's VP8 descriptor, if the codec is VP8 and
+// the descriptor parses.
+func (t *Track) vp8Fields(payload []byte, info *packetInfo) (vp8Descriptor, bool) {
+	if t.mime != "video/vp8" {
+		return vp8Descriptor{}, false
+	}
+	if !info.vp8Parsed {
+		info.vp8, info.vp8Parsed = parseVP8(payload), true
+	}
+	return info.vp8, !info.vp8.malformed
 }
 
 func (t *Track) addSubscriber(d *DownTrack) {
@@ -137,27 +276,89 @@ func (t *Track) removeSubscriber(d *DownTrack) {
 	t.subs.Store(&next)
 }
 
-// RequestKeyframe asks the publisher for a keyframe with an RTCP PLI
-// (RFC 4585 §6.3.1), at most once per PLI interval. A request inside the
-// interval is not lost: one PLI is sent when the interval ends, covering
-// every request that came meanwhile.
-func (t *Track) RequestKeyframe() {
+// nearest is the published layer closest to quality q, preferring lower.
+func (t *Track) nearest(q int) int {
+	best := QualityOff
+	for i := range t.layers {
+		if t.layers[i].Load() == nil {
+			continue
+		}
+		if best == QualityOff || abs(i-q) < abs(best-q) {
+			best = i
+		}
+	}
+	return best
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// updateDemand recomputes which layers subscribers need and tells the
+// publisher when that changed, so it stops encoding layers nobody
+// watches. The lowest layer always stays on: a proctor who arrives or
+// scrolls a tile into view gets video at once. onDemand only queues a
+// message, so calling it under demandMu keeps the order without blocking.
+func (t *Track) updateDemand() {
+	if t.kind != webrtc.RTPCodecTypeVideo || t.onDemand == nil || !t.Simulcast() {
+		return
+	}
+	t.demandMu.Lock()
+	defer t.demandMu.Unlock()
+	lowest := t.nearest(QualityLow)
+	if lowest == QualityOff {
+		return
+	}
+	mask := uint8(1) << lowest
+	for _, d := range *t.subs.Load() {
+		if q := d.want(); q != QualityOff {
+			mask |= 1 << t.nearest(q)
+		}
+	}
+	if mask == t.demand {
+		return
+	}
+	t.demand = mask
+	var active []string
+	for i := range t.layers {
+		if l := t.layers[i].Load(); l != nil && mask&(1<<i) != 0 {
+			active = append(active, l.rid)
+		}
+	}
+	t.onDemand(t, active)
+}
+
+// RequestKeyframe asks for a keyframe on the layer nearest quality q.
+func (t *Track) RequestKeyframe(q int) {
 	if t.kind != webrtc.RTPCodecTypeVideo {
 		return
 	}
+	if i := t.nearest(q); i != QualityOff {
+		t.requestLayerKeyframe(t.layers[i].Load())
+	}
+}
+
+// requestLayerKeyframe sends an RTCP PLI (RFC 4585 §6.3.1) for one layer,
+// at most once per PLI interval. A request inside the interval is not
+// lost: one PLI is sent when the interval ends, covering every request
+// that came meanwhile.
+func (t *Track) requestLayerKeyframe(l *layer) {
 	now := time.Now().UnixNano()
-	last := t.lastPLI.Load()
+	last := l.lastPLI.Load()
 	if wait := time.Duration(last + int64(t.pliGap) - now); wait > 0 {
 		t.stats.plisFolded.Add(1)
-		if t.pliPending.CompareAndSwap(false, true) {
+		if l.pliPending.CompareAndSwap(false, true) {
 			time.AfterFunc(wait, func() {
-				t.pliPending.Store(false)
-				t.RequestKeyframe()
+				l.pliPending.Store(false)
+				t.requestLayerKeyframe(l)
 			})
 		}
 		return
 	}
-	if !t.lastPLI.CompareAndSwap(last, now) {
+	if !l.lastPLI.CompareAndSwap(last, now) {
 		return // a concurrent caller sends this one
 	}
 	select {
@@ -165,7 +366,7 @@ func (t *Track) RequestKeyframe() {
 		return
 	default:
 	}
-	if err := t.writeTo([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: t.ssrc}}); err == nil {
+	if err := t.writeTo([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: l.ssrc}}); err == nil {
 		t.stats.plisSent.Add(1)
 	}
 }

@@ -37,7 +37,13 @@ const (
 	TypeParticipantLeft   = "participant_left"
 	TypeTrackPublished    = "track_published"
 	TypeTrackUnpublished  = "track_unpublished"
+	TypeFocus             = "focus"
+	TypeView              = "view"
+	TypeLayers            = "layers"
 )
+
+// maxTiles bounds a view message: a proctor's grid of a full room.
+const maxTiles = 500
 
 // Inbound is any client frame: the envelope plus the fields of every
 // client message type. Unknown fields are ignored.
@@ -52,6 +58,14 @@ type Inbound struct {
 	Tracks    []TrackSource            `json:"tracks,omitempty"`    // offer
 	Candidate *webrtc.ICECandidateInit `json:"candidate,omitempty"` // candidate
 	TS        json.Number              `json:"ts,omitempty"`        // ping
+	Identity  *string                  `json:"identity,omitempty"`  // focus
+	Tiles     *[]ViewTile              `json:"tiles,omitempty"`     // view; null: all visible
+}
+
+// ViewTile is one visible student tile in a view message.
+type ViewTile struct {
+	Identity string `json:"identity"`
+	Height   int    `json:"height,omitempty"`
 }
 
 // TrackSource names what one m-line of a client's offer carries.
@@ -78,6 +92,14 @@ func DecodeInbound(b []byte) (*Inbound, error) {
 	}
 	switch m.Type {
 	case TypeJoin, TypeCandidate, TypePing, TypeLeave:
+	case TypeFocus:
+		if m.Identity == nil {
+			return &m, protoErr(CodeMalformed, "focus needs identity (\"\" for the grid)")
+		}
+	case TypeView:
+		if m.Tiles != nil && len(*m.Tiles) > maxTiles {
+			return &m, protoErr(CodeMalformed, "view lists %d tiles; the limit is %d", len(*m.Tiles), maxTiles)
+		}
 	case TypeOffer, TypeAnswer:
 		if m.SDP == "" {
 			return &m, protoErr(CodeMalformed, "%s without sdp", m.Type)
@@ -162,6 +184,15 @@ type TrackMessage struct {
 	ParticipantSID string         `json:"participant_sid"`
 	Identity       string         `json:"identity"`
 	Track          room.TrackInfo `json:"track"`
+}
+
+// LayersMessage tells a publisher which simulcast layers of one of its
+// tracks someone watches; it should pause the others.
+type LayersMessage struct {
+	Envelope
+	Mid     string   `json:"mid"`
+	TrackID string   `json:"track_id"`
+	Active  []string `json:"active"`
 }
 
 // LeaveMessage tells the client the server ends its session.

@@ -245,7 +245,8 @@ func (s *session) handle(b []byte) {
 
 // knownTypes are the client message types, the only values of the type
 // label besides "invalid", so the metric's cardinality stays bounded.
-var knownTypes = map[string]bool{TypeJoin: true, TypeOffer: true, TypeAnswer: true, TypeCandidate: true, TypePing: true, TypeLeave: true}
+var knownTypes = map[string]bool{TypeJoin: true, TypeOffer: true, TypeAnswer: true, TypeCandidate: true,
+	TypePing: true, TypeLeave: true, TypeFocus: true, TypeView: true}
 
 func (s *session) dispatch(m *Inbound) error {
 	if !s.joined.Load() {
@@ -269,6 +270,23 @@ func (s *session) dispatch(m *Inbound) error {
 		s.send(Pong{Envelope: envelope(TypePong, m.ID), TS: m.TS})
 	case TypeLeave:
 		s.finish(nil, websocket.StatusNormalClosure, "left", room.ReasonLeft)
+	case TypeFocus:
+		if s.p.Role != room.RoleProctor {
+			return protoErr(CodeForbidden, "only a proctor chooses whom to focus")
+		}
+		return s.rm.SetFocus(s.p, *m.Identity)
+	case TypeView:
+		if s.p.Role != room.RoleProctor {
+			return protoErr(CodeForbidden, "only a proctor has a view of students")
+		}
+		var tiles []room.Tile
+		if m.Tiles != nil {
+			tiles = make([]room.Tile, 0, len(*m.Tiles))
+			for _, t := range *m.Tiles {
+				tiles = append(tiles, room.Tile{Identity: t.Identity, Height: t.Height})
+			}
+		}
+		return s.rm.SetView(s.p, tiles)
 	}
 	return nil
 }
@@ -317,9 +335,13 @@ func (s *session) join(m *Inbound) error {
 	log := s.srv.log.With("room", grant.Room, "identity", grant.Identity, "role", string(grant.Role), "sid", sid)
 	p := &room.Participant{SID: sid, Identity: grant.Identity, Name: grant.Name, Role: grant.Role, Notify: s, Log: log}
 	peer, err := s.srv.cfg.Engine.NewPeer(sfu.PeerConfig{
-		ID:     sid,
-		Signal: s,
-		Logger: log,
+		ID:      sid,
+		Signal:  s,
+		Logger:  log,
+		Publish: grant.Role.CanPublish(),
+		OnLayerDemand: func(t *sfu.Track, active []string) {
+			s.send(LayersMessage{Envelope: envelope(TypeLayers, ""), Mid: t.Mid(), TrackID: t.ID(), Active: active})
+		},
 		OnTrack: func(t *sfu.Track) {
 			if !p.Role.CanPublish() {
 				return

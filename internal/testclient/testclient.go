@@ -18,8 +18,10 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/invigil/invigil/room"
 	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -50,6 +52,7 @@ type Msg struct {
 	Participants []room.ParticipantInfo   `json:"participants"`
 	Identity     string                   `json:"identity"`
 	Track        room.TrackInfo           `json:"track"`
+	Active       []string                 `json:"active"`
 }
 
 // Dial opens a raw signaling connection.
@@ -108,8 +111,12 @@ type Client struct {
 
 	PLIs     atomic.Int64 // PLIs/FIRs the student received
 	closing  atomic.Bool  // close has begun: negotiation errors are expected
-	mu       sync.Mutex   // guards received and trackIDs
+	opts     Options
+	forceKey atomic.Bool // a PLI came: the next frame is a keyframe
+	mu       sync.Mutex  // guards received, trackIDs, video, active
 	received map[string]int64
+	video    map[string]*Video // by publisher sid
+	active   map[string]bool   // layers the server wants; nil: all
 	trackIDs map[string]string // track id → stream id
 	sendStop chan struct{}
 	wg       sync.WaitGroup
@@ -126,11 +133,29 @@ func NewPionAPI(t testing.TB) *webrtc.API {
 	if err := m.RegisterDefaultCodecs(); err != nil {
 		t.Fatal(err)
 	}
-	return webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m))
+	// The defaults bring the simulcast header extensions (mid, rid) a
+	// layered publisher needs, and NACK, as a browser has them.
+	registry := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, registry); err != nil {
+		t.Fatal(err)
+	}
+	return webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(registry))
 }
 
 // join connects a Client and waits for joined. Students start publishing.
 func Join(t testing.TB, url, secret, roomName, identity string, role room.Role) *Client {
+	t.Helper()
+	return JoinWith(t, url, secret, roomName, identity, role, Options{})
+}
+
+// Options vary how a test client publishes.
+type Options struct {
+	// Simulcast publishes two VP8 layers, q (low) and h (high).
+	Simulcast bool
+}
+
+// JoinWith is Join with options.
+func JoinWith(t testing.TB, url, secret, roomName, identity string, role room.Role, opts Options) *Client {
 	t.Helper()
 	c := &Client{
 		t: t, role: role,
@@ -139,6 +164,8 @@ func Join(t testing.TB, url, secret, roomName, identity string, role room.Role) 
 		Events:   make(chan Msg, 256),
 		closed:   make(chan struct{}),
 		received: make(map[string]int64),
+		video:    make(map[string]*Video),
+		opts:     opts,
 		trackIDs: make(map[string]string),
 		sendStop: make(chan struct{}),
 	}
@@ -156,16 +183,27 @@ func Join(t testing.TB, url, secret, roomName, identity string, role room.Role) 
 		c.mu.Lock()
 		c.trackIDs[tr.ID()] = tr.StreamID()
 		c.mu.Unlock()
+		isVideo := tr.Kind() == webrtc.RTPCodecTypeVideo
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
 			buf := make([]byte, 1500)
+			var pkt rtp.Packet
 			for {
-				if _, _, err := tr.Read(buf); err != nil {
+				n, _, err := tr.Read(buf)
+				if err != nil {
 					return
 				}
 				c.mu.Lock()
 				c.received[tr.StreamID()]++
+				if isVideo && pkt.Unmarshal(buf[:n]) == nil {
+					v := c.video[tr.StreamID()]
+					if v == nil {
+						v = &Video{Tags: map[byte]int{}}
+						c.video[tr.StreamID()] = v
+					}
+					v.note(&pkt.Header, pkt.Payload)
+				}
 				c.mu.Unlock()
 			}
 		}()
@@ -218,6 +256,17 @@ func (c *Client) readLoop() {
 			if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m.SDP}); err != nil {
 				c.t.Errorf("apply answer: %v", err)
 			}
+		case "layers":
+			c.mu.Lock()
+			c.active = map[string]bool{}
+			for _, rid := range m.Active {
+				c.active[rid] = true
+			}
+			c.mu.Unlock()
+			select {
+			case c.Events <- m:
+			default:
+			}
 		case "candidate":
 			if m.Candidate != nil {
 				_ = c.pc.AddICECandidate(*m.Candidate)
@@ -254,20 +303,48 @@ func (c *Client) answer(sdp string) {
 
 // publish adds a VP8 camera and an Opus microphone, offers, and sends
 // VP8-shaped RTP at 30 packets/s until closed, answering PLI with a count.
+// publish adds a VP8 camera (two simulcast layers, q and h, when the
+// client was joined with Simulcast) and an Opus microphone, offers, and
+// sends VP8-shaped RTP at 30 frames a second until closed. Each layer's
+// payload carries its RID at byte layerTagAt so receivers can tell which
+// layer reached them. A PLI makes the next frame a keyframe; a layers
+// message pauses the layers it leaves out, as the SDK does.
 func (c *Client) publish() {
-	video, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "camera", "student")
-	if err != nil {
-		c.t.Fatal(err)
+	codec := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
+	rids := []string{""}
+	if c.opts.Simulcast {
+		rids = []string{"q", "h"}
+	}
+	var video []*webrtc.TrackLocalStaticRTP
+	for _, rid := range rids {
+		var opts []func(*webrtc.TrackLocalStaticRTP)
+		if rid != "" {
+			opts = append(opts, webrtc.WithRTPStreamID(rid))
+		}
+		tr, err := webrtc.NewTrackLocalStaticRTP(codec, "camera", "student", opts...)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		video = append(video, tr)
 	}
 	audio, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "mic", "student")
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	for _, tr := range []webrtc.TrackLocal{video, audio} {
-		sender, err := c.pc.AddTrack(tr)
-		if err != nil {
+	vsender, err := c.pc.AddTrack(video[0])
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, tr := range video[1:] {
+		if err := vsender.AddEncoding(tr); err != nil {
 			c.t.Fatal(err)
 		}
+	}
+	asender, err := c.pc.AddTrack(audio)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, sender := range []*webrtc.RTPSender{vsender, asender} {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
@@ -280,6 +357,7 @@ func (c *Client) publish() {
 					switch p.(type) {
 					case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 						c.PLIs.Add(1)
+						c.forceKey.Store(true)
 					}
 				}
 			}
@@ -298,24 +376,144 @@ func (c *Client) publish() {
 		defer c.wg.Done()
 		tick := time.NewTicker(33 * time.Millisecond)
 		defer tick.Stop()
-		payload := make([]byte, 600)
+		payload := make([]byte, 1000)
+		seqs := make([]uint16, len(rids))
+		wasPaused := make([]bool, len(rids))
 		for i := uint32(0); ; i++ {
 			select {
 			case <-c.sendStop:
 				return
 			case <-tick.C:
 			}
-			// VP8 payload descriptor (RFC 7741 §4.2): S=1, PID 0; then a
-			// frame header whose P bit says keyframe every 30th frame.
-			payload[0] = 0x10
-			payload[1] = 0x01
-			if i%30 == 0 {
-				payload[1] = 0x00
+			key := i%60 == 0 || c.forceKey.Swap(false)
+			// pion does not tag simulcast packets itself: a layered
+			// publisher must carry mid and rid header extensions (RFC 8852).
+			midID, ridID := simulcastExtensionIDs(vsender)
+			for j, tr := range video {
+				if c.paused(rids[j]) {
+					wasPaused[j] = true
+					continue
+				}
+				// A browser restarts a re-enabled encoding with a keyframe.
+				layerKey := key || wasPaused[j]
+				wasPaused[j] = false
+				size := 300 + 600*j // the higher layer is larger
+				writeVP8(payload[:size], uint16(i+uint32(j)*1000), layerKey, rids[j])
+				pkt := &rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: seqs[j], Timestamp: i * 3000}, Payload: payload[:size]}
+				if rids[j] != "" && midID != 0 && ridID != 0 {
+					_ = pkt.Header.SetExtension(midID, []byte(vmid(c.pc, vsender)))
+					_ = pkt.Header.SetExtension(ridID, []byte(rids[j]))
+				}
+				_ = tr.WriteRTP(pkt)
+				seqs[j]++
 			}
-			_ = video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: uint16(i), Timestamp: i * 3000}, Payload: payload})
 			_ = audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(i), Timestamp: i * 960}, Payload: payload[:80]})
 		}
 	}()
+}
+
+// simulcastExtensionIDs returns the negotiated ids of the mid and
+// rtp-stream-id header extensions, 0 before negotiation.
+func simulcastExtensionIDs(sender *webrtc.RTPSender) (mid, rid uint8) {
+	for _, e := range sender.GetParameters().HeaderExtensions {
+		switch e.URI {
+		case sdp.SDESMidURI:
+			mid = uint8(e.ID)
+		case sdp.SDESRTPStreamIDURI:
+			rid = uint8(e.ID)
+		}
+	}
+	return mid, rid
+}
+
+// vmid is the mid of sender's transceiver.
+func vmid(pc *webrtc.PeerConnection, sender *webrtc.RTPSender) string {
+	for _, tr := range pc.GetTransceivers() {
+		if tr.Sender() == sender {
+			return tr.Mid()
+		}
+	}
+	return ""
+}
+
+// layerTagAt is where a test payload carries its layer's RID.
+const layerTagAt = 6
+
+// writeVP8 fills p with a VP8 payload descriptor (RFC 7741 §4.2: X, S,
+// partition 0, a 15-bit picture ID), a frame header byte whose P bit says
+// whether this is a keyframe, and the layer tag.
+func writeVP8(p []byte, picID uint16, key bool, rid string) {
+	p[0], p[1] = 0x90, 0x80
+	p[2], p[3] = 0x80|byte(picID>>8)&0x7F, byte(picID)
+	p[4] = 0x01
+	if key {
+		p[4] = 0x00
+	}
+	p[layerTagAt] = '-'
+	if rid != "" {
+		p[layerTagAt] = rid[0]
+	}
+}
+
+// paused reports whether the server's last layers message left rid out.
+func (c *Client) paused(rid string) bool {
+	if rid == "" {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.active != nil && !c.active[rid]
+}
+
+// Video is what a receiver saw of one video track.
+type Video struct {
+	Packets    int
+	Tags       map[byte]int // packets by layer tag
+	LastTag    byte
+	SeqGaps    int // sequence numbers skipped or repeated
+	PicGaps    int // VP8 picture IDs that did not follow on
+	TSBackward int // timestamps that went back
+	lastSeq    uint16
+	lastPic    uint16
+	lastTS     uint32
+}
+
+func (v *Video) note(h *rtp.Header, payload []byte) {
+	if v.Packets > 0 {
+		if h.SequenceNumber != v.lastSeq+1 {
+			v.SeqGaps++
+		}
+		if int32(h.Timestamp-v.lastTS) < 0 {
+			v.TSBackward++
+		}
+	}
+	if len(payload) > layerTagAt && payload[0] == 0x90 {
+		pic := uint16(payload[2]&0x7F)<<8 | uint16(payload[3])
+		if v.Packets > 0 && pic != (v.lastPic+1)&0x7FFF {
+			v.PicGaps++
+		}
+		v.lastPic = pic
+		v.LastTag = payload[layerTagAt]
+		v.Tags[v.LastTag]++
+	}
+	v.lastSeq, v.lastTS = h.SequenceNumber, h.Timestamp
+	v.Packets++
+}
+
+// VideoFrom returns a copy of what arrived on publisher sid's video.
+func (c *Client) VideoFrom(sid string) Video {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.video[sid]
+	if !ok {
+		return Video{}
+	}
+	out := *v
+	out.Tags = make(map[byte]int, len(v.Tags))
+	for k, n := range v.Tags {
+		out.Tags[k] = n
+	}
+	return out
 }
 
 // PacketsFrom returns how many RTP packets arrived from a publisher sid.

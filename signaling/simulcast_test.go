@@ -1,0 +1,104 @@
+package signaling
+
+import (
+	"testing"
+	"time"
+
+	"github.com/invigil/invigil/internal/testclient"
+	"github.com/invigil/invigil/room"
+)
+
+// TestSimulcastFocus: a student publishes two layers; the proctor's grid
+// gets the low one and the layer nobody watches is paused at the source;
+// focusing switches to the high layer as one continuous stream, and back;
+// a view that hides a student stops its video but not its audio.
+func TestSimulcastFocus(t *testing.T) {
+	srv := newTestServer(t, room.Config{})
+	proctor := srv.join(t, "exam-1", "proctor-1", room.RoleProctor)
+	alice := testclient.JoinWith(t, srv.url, testSecret, "exam-1", "alice", room.RoleStudent, testclient.Options{Simulcast: true})
+	bob := testclient.JoinWith(t, srv.url, testSecret, "exam-1", "bob", room.RoleStudent, testclient.Options{Simulcast: true})
+
+	layers := func(c *testclient.Client, want string) {
+		t.Helper()
+		deadline := time.After(5 * time.Second)
+		for {
+			select {
+			case m := <-c.Events:
+				if m.Type == TypeLayers && len(m.Active) > 0 && join(m.Active) == want {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("%s was not told layers %s", c.Me.Identity, want)
+			}
+		}
+	}
+	// Only the grid layer is watched: h is paused at the source.
+	layers(alice, "q")
+	testclient.Eventually(t, 10*time.Second, "alice's low layer at the proctor", func() bool {
+		v := proctor.VideoFrom(alice.Me.SID)
+		return v.Tags['q'] > 20 && v.LastTag == 'q'
+	})
+	if v := proctor.VideoFrom(alice.Me.SID); v.Tags['h'] != 0 {
+		t.Errorf("grid tile received %d high-layer packets", v.Tags['h'])
+	}
+
+	// Focus alice: her high layer is resumed and switched to.
+	proctor.Send(map[string]any{"v": 1, "type": "focus", "identity": "alice"})
+	layers(alice, "q,h")
+	start := time.Now()
+	testclient.Eventually(t, 5*time.Second, "alice's high layer at the proctor", func() bool {
+		v := proctor.VideoFrom(alice.Me.SID)
+		return v.Tags['h'] > 20 && v.LastTag == 'h'
+	})
+	t.Logf("focus switch to the high layer took %s", time.Since(start).Round(time.Millisecond))
+	if v := proctor.VideoFrom(bob.Me.SID); v.LastTag != 'q' {
+		t.Errorf("bob's tile switched too: last layer %c", v.LastTag)
+	}
+
+	// Back to the grid.
+	proctor.Send(map[string]any{"v": 1, "type": "focus", "identity": ""})
+	testclient.Eventually(t, 5*time.Second, "alice back on the low layer", func() bool {
+		return proctor.VideoFrom(alice.Me.SID).LastTag == 'q'
+	})
+	layers(alice, "q")
+	v := proctor.VideoFrom(alice.Me.SID)
+	if v.SeqGaps != 0 || v.TSBackward != 0 || v.PicGaps != 0 {
+		t.Errorf("alice's stream was not continuous through two switches: %d seq gaps, %d timestamps back, %d picture ID gaps",
+			v.SeqGaps, v.TSBackward, v.PicGaps)
+	}
+
+	// Hide bob's tile: his video stops, his audio does not.
+	proctor.Send(map[string]any{"v": 1, "type": "view", "tiles": []map[string]any{{"identity": "alice", "height": 180}}})
+	time.Sleep(300 * time.Millisecond)
+	videoBefore, allBefore := proctor.VideoFrom(bob.Me.SID).Packets, proctor.PacketsFrom(bob.Me.SID)
+	time.Sleep(time.Second)
+	videoAfter, allAfter := proctor.VideoFrom(bob.Me.SID).Packets, proctor.PacketsFrom(bob.Me.SID)
+	if videoAfter != videoBefore {
+		t.Errorf("hidden tile still got %d video packets", videoAfter-videoBefore)
+	}
+	if audio := (allAfter - allBefore) - int64(videoAfter-videoBefore); audio < 10 {
+		t.Errorf("hidden tile got %d audio packets in a second; audio must keep flowing", audio)
+	}
+	// A large tile gets the high layer without a focus.
+	proctor.Send(map[string]any{"v": 1, "type": "view", "tiles": []map[string]any{{"identity": "alice", "height": 180}, {"identity": "bob", "height": 400}}})
+	testclient.Eventually(t, 5*time.Second, "bob's large tile on the high layer", func() bool {
+		return proctor.VideoFrom(bob.Me.SID).LastTag == 'h'
+	})
+
+	// Students may not steer layers.
+	alice.Send(map[string]any{"v": 1, "type": "focus", "identity": "bob", "id": "f"})
+	if m, ok := alice.NextEvent(TypeError, 5*time.Second); !ok || m.Code != CodeForbidden {
+		t.Errorf("student focus got %+v", m)
+	}
+}
+
+func join(xs []string) string {
+	out := ""
+	for i, x := range xs {
+		if i > 0 {
+			out += ","
+		}
+		out += x
+	}
+	return out
+}
