@@ -8,6 +8,7 @@ package testclient
 import (
 	"context"
 	"encoding/json"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -109,22 +110,39 @@ type Client struct {
 	Events chan Msg      // announcements, errors, leave
 	closed chan struct{} // the socket closed
 
-	PLIs     atomic.Int64 // PLIs/FIRs the student received
-	closing  atomic.Bool  // close has begun: negotiation errors are expected
-	opts     Options
-	forceKey atomic.Bool // a PLI came: the next frame is a keyframe
-	mu       sync.Mutex  // guards received, trackIDs, video, active
-	received map[string]int64
-	video    map[string]*Video // by publisher sid
-	active   map[string]bool   // layers the server wants; nil: all
-	trackIDs map[string]string // track id → stream id
-	sendStop chan struct{}
-	wg       sync.WaitGroup
+	PLIs       atomic.Int64 // PLIs/FIRs the student received
+	closing    atomic.Bool  // close has begun: negotiation errors are expected
+	opts       Options
+	forceKey   atomic.Bool // a PLI came: the next frame is a keyframe
+	mu         sync.Mutex  // guards received, trackIDs, video, active
+	received   map[string]int64
+	video      map[string]*Video // by publisher sid
+	active     map[string]bool   // layers the server wants; nil: all
+	videoSSRCs []uint32          // of the video tracks received
+	trackIDs   map[string]string // track id → stream id
+	sendStop   chan struct{}
+	wg         sync.WaitGroup
 }
 
 func NewPionAPI(t testing.TB) *webrtc.API {
 	t.Helper()
+	return newPionAPI(t, 0)
+}
+
+// newPionAPI is NewPionAPI whose UDP socket drops the given share of the
+// RTP packets it receives (a lossy downlink), when drop > 0.
+func newPionAPI(t testing.TB, drop float64) *webrtc.API {
+	t.Helper()
 	var se webrtc.SettingEngine
+	if drop > 0 {
+		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mux := webrtc.NewICEUDPMux(nil, &lossyConn{UDPConn: conn, drop: drop, rng: rand.New(rand.NewPCG(1, 2))})
+		t.Cleanup(func() { mux.Close() })
+		se.SetICEUDPMux(mux)
+	}
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
@@ -152,6 +170,35 @@ func Join(t testing.TB, url, secret, roomName, identity string, role room.Role) 
 type Options struct {
 	// Simulcast publishes two VP8 layers, q (low) and h (high).
 	Simulcast bool
+	// DropInbound is the share of incoming RTP packets the client's
+	// socket drops, to test recovery by retransmission.
+	DropInbound float64
+}
+
+// lossyConn drops a share of the RTP packets it reads; STUN, DTLS and
+// RTCP pass, so only media is lost (RFC 7983 §7 demultiplexing).
+type lossyConn struct {
+	*net.UDPConn
+	drop    float64
+	mu      sync.Mutex // guards rng
+	rng     *rand.Rand
+	Dropped atomic.Int64
+}
+
+func (c *lossyConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.UDPConn.ReadFrom(b)
+		if err != nil || n < 2 || b[0] < 128 || b[0] > 191 || (b[1]&0x7F >= 72 && b[1]&0x7F <= 76) {
+			return n, addr, err
+		}
+		c.mu.Lock()
+		lose := c.rng.Float64() < c.drop
+		c.mu.Unlock()
+		if !lose {
+			return n, addr, err
+		}
+		c.Dropped.Add(1)
+	}
 }
 
 // JoinWith is Join with options.
@@ -169,7 +216,7 @@ func JoinWith(t testing.TB, url, secret, roomName, identity string, role room.Ro
 		trackIDs: make(map[string]string),
 		sendStop: make(chan struct{}),
 	}
-	pc, err := NewPionAPI(t).NewPeerConnection(webrtc.Configuration{})
+	pc, err := newPionAPI(t, opts.DropInbound).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,6 +231,11 @@ func JoinWith(t testing.TB, url, secret, roomName, identity string, role room.Ro
 		c.trackIDs[tr.ID()] = tr.StreamID()
 		c.mu.Unlock()
 		isVideo := tr.Kind() == webrtc.RTPCodecTypeVideo
+		if isVideo {
+			c.mu.Lock()
+			c.videoSSRCs = append(c.videoSSRCs, uint32(tr.SSRC()))
+			c.mu.Unlock()
+		}
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
@@ -473,12 +525,26 @@ type Video struct {
 	SeqGaps    int // sequence numbers skipped or repeated
 	PicGaps    int // VP8 picture IDs that did not follow on
 	TSBackward int // timestamps that went back
+	Unique     int // distinct sequence numbers received
+	First      uint16
+	Highest    uint16
+	seen       map[uint16]bool
 	lastSeq    uint16
 	lastPic    uint16
 	lastTS     uint32
 }
 
 func (v *Video) note(h *rtp.Header, payload []byte) {
+	if v.seen == nil {
+		v.seen, v.First, v.Highest = map[uint16]bool{}, h.SequenceNumber, h.SequenceNumber
+	}
+	if !v.seen[h.SequenceNumber] {
+		v.seen[h.SequenceNumber] = true
+		v.Unique++
+	}
+	if int16(h.SequenceNumber-v.Highest) > 0 {
+		v.Highest = h.SequenceNumber
+	}
 	if v.Packets > 0 {
 		if h.SequenceNumber != v.lastSeq+1 {
 			v.SeqGaps++
@@ -500,6 +566,28 @@ func (v *Video) note(h *rtp.Header, payload []byte) {
 	v.Packets++
 }
 
+// SendREMB tells the server this client's downlink estimate (RFC draft
+// alvestrand-rmcat-remb), as a browser does when REMB is negotiated.
+func (c *Client) SendREMB(bitsPerSecond float64) error {
+	c.mu.Lock()
+	ssrcs := append([]uint32(nil), c.videoSSRCs...)
+	c.mu.Unlock()
+	if len(ssrcs) == 0 {
+		return nil
+	}
+	return c.pc.WriteRTCP([]rtcp.Packet{&rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: float32(bitsPerSecond), SSRCs: ssrcs}})
+}
+
+// Loss is the share of the sequence numbers from the first to the
+// highest received that never arrived (after retransmission).
+func (v Video) Loss() float64 {
+	span := int(v.Highest-v.First) + 1
+	if v.Packets == 0 || span <= 0 {
+		return 0
+	}
+	return 1 - float64(v.Unique)/float64(span)
+}
+
 // VideoFrom returns a copy of what arrived on publisher sid's video.
 func (c *Client) VideoFrom(sid string) Video {
 	c.mu.Lock()
@@ -509,6 +597,7 @@ func (c *Client) VideoFrom(sid string) Video {
 		return Video{}
 	}
 	out := *v
+	out.seen = nil
 	out.Tags = make(map[byte]int, len(v.Tags))
 	for k, n := range v.Tags {
 		out.Tags[k] = n
