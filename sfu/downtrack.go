@@ -43,11 +43,26 @@ type DownTrack struct {
 	mu sync.Mutex
 	m  munger
 
-	// Owned by the subscriber's RTCP reader, to answer NACKs.
-	rtxHdr rtp.Header
+	// Owned by the subscriber's RTCP reader, to answer NACKs: scratch
+	// space, and when each recent sequence number was last resent.
+	resentAt [resendMemory]resent
+	rtxHdr   rtp.Header
 	rtxPkt rtp.Packet
 	rtxBuf [cacheSlotBytes + 2]byte
 	rtxExt [maxOutExtensions]rtp.Extension
+}
+
+// Resend limits. A subscriber repeats a NACK until the packet arrives; a
+// retransmission already on its way must not be sent again for every
+// repeat, or a lossy (or hostile) receiver multiplies its own traffic.
+const (
+	resendMemory = 128                   // recent sequence numbers remembered
+	resendGap    = 80 * time.Millisecond // least time between two resends of one packet
+)
+
+type resent struct {
+	seq uint16
+	at  int64 // unix nanos; 0: never
 }
 
 // binding is what one negotiation fixed for a down-track.
@@ -309,6 +324,11 @@ func (d *DownTrack) resend(seq uint16) bool {
 	if b == nil {
 		return false
 	}
+	now := time.Now().UnixNano()
+	r := &d.resentAt[seq%resendMemory]
+	if r.at != 0 && r.seq == seq && now-r.at < int64(resendGap) {
+		return false
+	}
 	d.mu.Lock()
 	m := d.m
 	var rtxSeq uint16
@@ -358,6 +378,7 @@ func (d *DownTrack) resend(seq uint16) bool {
 	if _, err := b.writer.WriteRTP(h, payload); err != nil {
 		return false
 	}
+	r.seq, r.at = seq, now
 	d.stats.retransmits.Add(1)
 	return true
 }

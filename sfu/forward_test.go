@@ -251,6 +251,9 @@ func TestResendFromCache(t *testing.T) {
 			} else if got.SSRC != 1000 || got.SequenceNumber != 105 {
 				t.Errorf("retransmission %+v", got)
 			}
+			if d.resend(105) {
+				t.Error("a repeated NACK was answered again at once")
+			}
 			if d.resend(20) {
 				t.Error("NACK for a packet never sent was answered")
 			}
