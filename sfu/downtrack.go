@@ -47,9 +47,9 @@ type DownTrack struct {
 	// space, and when each recent sequence number was last resent.
 	resentAt [resendMemory]resent
 	rtxHdr   rtp.Header
-	rtxPkt rtp.Packet
-	rtxBuf [cacheSlotBytes + 2]byte
-	rtxExt [maxOutExtensions]rtp.Extension
+	rtxPkt   rtp.Packet
+	rtxBuf   [cacheSlotBytes + 2]byte
+	rtxExt   [maxOutExtensions]rtp.Extension
 }
 
 // Resend limits. A subscriber repeats a NACK until the packet arrives; a
