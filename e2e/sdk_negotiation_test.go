@@ -59,7 +59,7 @@ func TestBrowserSDKGlare(t *testing.T) {
 			// error; it gives the harness a same-origin document.
 			tb := br.openTab(t, "sdk-"+mode, srv.url("/proctor"))
 			script := strings.ReplaceAll(glareHarnessJS, "MODE", strconv.Quote(mode))
-			res, err := evaluateFor[glareResult](tb, script, mediaTimeout)
+			res, err := evaluateFor[glareResult](tb, script, 2*mediaTimeout)
 			if err != nil {
 				t.Fatalf("harness: %v", err)
 			}

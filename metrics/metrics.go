@@ -53,11 +53,22 @@ type Metrics struct {
 	ice         *prometheus.CounterVec
 	rtt, jitter prometheus.Histogram
 	redisErrors prometheus.Counter
+	refusals    map[string]prometheus.Counter
+}
+
+// refusalReasons are the values of invigil_refusals_total's reason label:
+// connection limits, then the wire codes of refused requests. Anything
+// else is counted as "other".
+var refusalReasons = []string{
+	"connections_per_ip", "connection_rate", "handshake", "rate_limited",
+	"token_missing", "token_invalid", "token_expired", "token_not_yet_valid", "role_unknown", "room_mismatch",
+	"room_full", "node_full", "too_many_rooms", "forbidden", "too_many_candidates", "too_many_tracks",
+	"sdp_too_large", "too_large", "join_timeout", "slow_consumer", "other",
 }
 
 // messageTypes are the values of invigil_signaling_messages_total's type
 // label: the client message types and "invalid".
-var messageTypes = []string{"join", "offer", "answer", "candidate", "ping", "leave", "invalid"}
+var messageTypes = []string{"join", "offer", "answer", "candidate", "ping", "leave", "focus", "view", "invalid"}
 
 // candidateTypes are the values of the candidate_type label.
 var candidateTypes = []string{"host", "srflx", "prflx", "relay", "unknown"}
@@ -66,7 +77,14 @@ var candidateTypes = []string{"host", "srflx", "prflx", "relay", "unknown"}
 // collectors, and invigil_build_info.
 func New(cfg Config) *Metrics {
 	reg := prometheus.NewRegistry()
-	m := &Metrics{reg: reg, messages: make(map[string][2]prometheus.Counter)}
+	m := &Metrics{reg: reg, messages: make(map[string][2]prometheus.Counter), refusals: make(map[string]prometheus.Counter)}
+	refusals := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "refusals_total",
+		Help: "Connections and requests refused by policy: per-address limits, message rate, bad tokens, forbidden requests, full rooms.",
+	}, []string{"reason"})
+	for _, r := range refusalReasons {
+		m.refusals[r] = refusals.WithLabelValues(r)
+	}
 
 	msgs := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "signaling_messages_total",
@@ -114,7 +132,7 @@ func New(cfg Config) *Metrics {
 	buildInfo.Set(1)
 
 	reg.MustRegister(
-		msgs, m.websockets, m.joinToMedia, m.ice, m.rtt, m.jitter, m.redisErrors, buildInfo,
+		msgs, refusals, m.websockets, m.joinToMedia, m.ice, m.rtt, m.jitter, m.redisErrors, buildInfo,
 		newSnapshotCollector(cfg),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -172,6 +190,15 @@ func (m *Metrics) ReceptionReport(rtt, jitter time.Duration) {
 		m.rtt.Observe(rtt.Seconds())
 	}
 	m.jitter.Observe(jitter.Seconds())
+}
+
+// Refused counts a refusal by reason (signaling.Observer).
+func (m *Metrics) Refused(reason string) {
+	c, ok := m.refusals[reason]
+	if !ok {
+		c = m.refusals["other"]
+	}
+	c.Inc()
 }
 
 // RedisError counts a failed Redis operation.

@@ -9,6 +9,9 @@ var (
 	// ErrNodeFull is returned by Join when this node has its maximum
 	// number of participants.
 	ErrNodeFull = errors.New("room: node is full")
+	// ErrTooManyRooms is returned by Join when the participant would
+	// open a room and this node holds its maximum number of rooms.
+	ErrTooManyRooms = errors.New("room: node holds its maximum number of rooms")
 	// ErrClosed is returned by Join once the registry is shutting down.
 	ErrClosed = errors.New("room: shutting down")
 	// ErrUnknownRole is returned by ParseRole.

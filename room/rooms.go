@@ -14,6 +14,11 @@ const (
 	// DefaultMaxPerNode is what one node serves before it refuses joins;
 	// docs/benchmarks.md gives the figures to size it from.
 	DefaultMaxPerNode = 1000
+	// DefaultMaxRooms bounds rooms per node: at the 1:25 ratio, a full
+	// node of DefaultMaxPerNode holds ~40 rooms; 200 leaves room for many
+	// small ones (retakes, single students) without letting a flood of
+	// one-person rooms exhaust memory.
+	DefaultMaxRooms = 200
 	// DefaultEmptyTimeout keeps an empty room a while, so a proctor whose
 	// Wi-Fi drops finds the room as it was when it comes back.
 	DefaultEmptyTimeout = 30 * time.Second
@@ -23,13 +28,14 @@ const (
 type Config struct {
 	MaxPerRoom   int           // participants in one room
 	MaxPerNode   int           // participants on this node
+	MaxRooms     int           // rooms on this node
 	EmptyTimeout time.Duration // how long an empty room lives
 	Logger       *slog.Logger
 }
 
 // Validate checks the limits.
 func (c Config) Validate() error {
-	if c.MaxPerRoom < 0 || c.MaxPerNode < 0 || c.EmptyTimeout < 0 {
+	if c.MaxPerRoom < 0 || c.MaxPerNode < 0 || c.MaxRooms < 0 || c.EmptyTimeout < 0 {
 		return errors.New("room: limits must not be negative")
 	}
 	return nil
@@ -66,6 +72,9 @@ func New(cfg Config) (*Rooms, error) {
 	if cfg.MaxPerNode == 0 {
 		cfg.MaxPerNode = DefaultMaxPerNode
 	}
+	if cfg.MaxRooms == 0 {
+		cfg.MaxRooms = DefaultMaxRooms
+	}
 	if cfg.EmptyTimeout == 0 {
 		cfg.EmptyTimeout = DefaultEmptyTimeout
 	}
@@ -87,6 +96,10 @@ func (r *Rooms) Join(name string, p *Participant) (*Room, []ParticipantInfo, err
 	}
 	rm := r.rooms[name]
 	if rm == nil {
+		if len(r.rooms) >= r.cfg.MaxRooms {
+			r.mu.Unlock()
+			return nil, nil, ErrTooManyRooms
+		}
 		rm = &Room{name: name, rooms: r, participants: make(map[string]*Participant)}
 		r.rooms[name] = rm
 		r.log.Info("room opened", "room", name)

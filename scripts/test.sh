@@ -9,3 +9,8 @@ bash scripts/lint.sh
 # -race on everything: the packages are concurrent through and through.
 # -timeout bounds a hung run well inside CI's budget.
 go test -race -count=1 -timeout 15m ./...
+# Each fuzz target runs briefly beyond its seed corpus (testdata/fuzz):
+# parsers of untrusted input must not crash or hang on new inputs.
+for target in signaling:FuzzDecodeInbound signaling:FuzzVerifyToken signaling:FuzzSendingSections sfu:FuzzPayloadParsers; do
+  go test "./${target%%:*}" -run '^$' -fuzz "^${target##*:}\$" -fuzztime 4s
+done

@@ -30,6 +30,9 @@ const (
 	CodeSDPTooLarge        = "sdp_too_large"
 	CodeCandidateInvalid   = "candidate_invalid"
 	CodeTooManyCandidates  = "too_many_candidates"
+	CodeTooManyTracks      = "too_many_tracks"
+	CodeTooManyRooms       = "too_many_rooms"
+	CodeRateLimited        = "rate_limited"
 	CodeGlare              = "glare"
 	CodeSlowConsumer       = "slow_consumer"
 	CodeShuttingDown       = "shutting_down"
@@ -45,11 +48,20 @@ var (
 	ErrRoomMismatch     = errors.New("token is for another room")
 )
 
+// refusalCodes are the codes counted as refusals (Observer.Refused): a
+// request turned down by policy rather than a malformed one.
+var refusalCodes = map[string]bool{
+	CodeTokenMissing: true, CodeTokenInvalid: true, CodeTokenExpired: true, CodeTokenNotYetValid: true,
+	CodeRoleUnknown: true, CodeRoomMismatch: true, CodeRoomFull: true, CodeNodeFull: true, CodeTooManyRooms: true,
+	CodeForbidden: true, CodeTooManyCandidates: true, CodeTooManyTracks: true, CodeSDPTooLarge: true,
+	CodeTooLarge: true, CodeJoinTimeout: true, CodeSlowConsumer: true,
+}
+
 // fatalCodes close the connection right after the error frame.
 var fatalCodes = map[string]bool{
 	CodeUnsupportedVersion: true, CodeJoinTimeout: true, CodeTokenMissing: true,
 	CodeTokenInvalid: true, CodeTokenExpired: true, CodeTokenNotYetValid: true,
-	CodeRoleUnknown: true, CodeRoomMismatch: true, CodeRoomFull: true, CodeNodeFull: true,
+	CodeRoleUnknown: true, CodeRoomMismatch: true, CodeRoomFull: true, CodeNodeFull: true, CodeTooManyRooms: true,
 	CodeSlowConsumer: true, CodeShuttingDown: true, CodeTooLarge: true,
 }
 
@@ -86,6 +98,8 @@ func wireError(err error) (code, message string) {
 		return CodeRoomFull, "the room is full"
 	case errors.Is(err, room.ErrNodeFull):
 		return CodeNodeFull, "this server is full"
+	case errors.Is(err, room.ErrTooManyRooms):
+		return CodeTooManyRooms, "this server holds its maximum number of rooms"
 	case errors.Is(err, room.ErrClosed):
 		return CodeShuttingDown, "the server is shutting down"
 	case errors.Is(err, sfu.ErrGlare):

@@ -26,7 +26,7 @@ type testServer struct {
 	sig    *Server
 }
 
-func newTestServer(t *testing.T, rc room.Config) *testServer {
+func newTestServer(t *testing.T, rc room.Config, opts ...func(*Config)) *testServer {
 	t.Helper()
 	log := testLogger(t)
 	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -46,7 +46,11 @@ func newTestServer(t *testing.T, rc room.Config) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sig, err := NewServer(Config{Rooms: rooms, Engine: engine, Secret: []byte(testSecret), Version: "test", Logger: log})
+	cfg := Config{Rooms: rooms, Engine: engine, Secret: []byte(testSecret), Version: "test", Logger: log}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	sig, err := NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

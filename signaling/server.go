@@ -15,8 +15,8 @@ import (
 
 // Timing limits of docs/protocol.md.
 const (
-	// JoinTimeout is how long a new connection has to send join.
-	JoinTimeout = 10 * time.Second
+	// DefaultJoinTimeout is how long a new connection has to send join.
+	DefaultJoinTimeout = 10 * time.Second
 	// writeTimeout bounds one frame's write; a client slower than this is
 	// dropped instead of holding its session's queue.
 	writeTimeout = 5 * time.Second
@@ -45,6 +45,11 @@ type Config struct {
 	// server's own host (coder/websocket AcceptOptions.OriginPatterns).
 	AllowedOrigins []string
 	Version        string
+	// Limits are the abuse limits; zero fields take the defaults.
+	Limits Limits
+	// JoinTimeout is how long a new connection has to join; 0 means
+	// DefaultJoinTimeout.
+	JoinTimeout time.Duration
 	// Observer receives events for metrics; nil means none.
 	Observer Observer
 	Logger   *slog.Logger
@@ -64,6 +69,9 @@ type Observer interface {
 	// ICEConnection reports a media connection coming up (with the
 	// client's candidate type) or failing.
 	ICEConnection(ok bool, candidateType string)
+	// Refused counts a refused connection or request by reason: a wire
+	// error code, or connections_per_ip, connection_rate, handshake.
+	Refused(reason string)
 }
 
 type nopObserver struct{}
@@ -72,12 +80,14 @@ func (nopObserver) Message(string, bool)       {}
 func (nopObserver) WebSocket(int)              {}
 func (nopObserver) JoinToMedia(time.Duration)  {}
 func (nopObserver) ICEConnection(bool, string) {}
+func (nopObserver) Refused(string)             {}
 
 // Server serves GET /v1/rtc.
 type Server struct {
-	cfg Config
-	log *slog.Logger
-	obs Observer
+	cfg   Config
+	log   *slog.Logger
+	obs   Observer
+	addrs *addrLimits
 
 	// mu guards sessions and closing.
 	mu       sync.Mutex
@@ -101,7 +111,11 @@ func NewServer(cfg Config) (*Server, error) {
 	if obs == nil {
 		obs = nopObserver{}
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, obs: obs, sessions: make(map[*session]struct{})}, nil
+	cfg.Limits = cfg.Limits.withDefaults()
+	if cfg.JoinTimeout <= 0 {
+		cfg.JoinTimeout = DefaultJoinTimeout
+	}
+	return &Server{cfg: cfg, log: cfg.Logger, obs: obs, addrs: newAddrLimits(cfg.Limits), sessions: make(map[*session]struct{})}, nil
 }
 
 // ServeHTTP upgrades to a WebSocket and runs one session until it ends.
@@ -116,8 +130,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	defer s.wg.Done()
 
+	addr := clientAddr(r.RemoteAddr)
+	if reason, ok := s.addrs.admit(addr, time.Now()); !ok {
+		s.obs.Refused(reason)
+		s.log.Debug("connection refused", "remote", r.RemoteAddr, "reason", reason)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "too many connections from your address ("+reason+")", http.StatusTooManyRequests)
+		return
+	}
+	defer s.addrs.release(addr, time.Now())
+
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
 	if err != nil {
+		// coder/websocket has answered already: 403 for a foreign
+		// Origin, 400 for a request that is not a WebSocket upgrade.
+		s.obs.Refused("handshake")
 		s.log.Debug("websocket accept failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}

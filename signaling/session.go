@@ -15,6 +15,7 @@ import (
 	"github.com/invigil/invigil/sfu"
 	"github.com/pion/webrtc/v4"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 )
 
 // errSessionEnded stops a session's goroutines once it closed itself.
@@ -28,13 +29,15 @@ type session struct {
 	remote string
 	log    *slog.Logger
 
-	out        chan []byte // outbound frames, bounded; see outQueue
-	endCh      chan endReq // at most one request, see finish
-	endOnce    sync.Once   // finish runs once
-	reason     string      // why the participant left; written in finish
-	joined     atomic.Bool // join succeeded
-	firstMedia atomic.Bool // a published track reached a subscriber
-	joinWait   *time.Timer // fires join_timeout
+	out        chan []byte   // outbound frames, bounded; see outQueue
+	endCh      chan endReq   // at most one request, see finish
+	endOnce    sync.Once     // finish runs once
+	reason     string        // why the participant left; written in finish
+	joined     atomic.Bool   // join succeeded
+	firstMedia atomic.Bool   // a published track reached a subscriber
+	joinWait   *time.Timer   // fires join_timeout
+	msgs       *rate.Limiter // messages per second; read goroutine only
+	cands      int           // candidates received; read goroutine only
 
 	// Set by the reader goroutine on join, before the client can cause
 	// any callback that reads them.
@@ -63,6 +66,7 @@ func newSession(srv *Server, conn *websocket.Conn, remote string) *session {
 		log:    srv.log.With("remote", remote),
 		out:    make(chan []byte, outQueue),
 		endCh:  make(chan endReq, 1),
+		msgs:   rate.NewLimiter(rate.Limit(srv.cfg.Limits.MsgRate), srv.cfg.Limits.MsgBurst),
 		reason: room.ReasonDisconnect,
 	}
 }
@@ -70,9 +74,10 @@ func newSession(srv *Server, conn *websocket.Conn, remote string) *session {
 // run serves the connection until it closes, then leaves the room and
 // closes the PeerConnection.
 func (s *session) run(ctx context.Context) {
-	s.joinWait = time.AfterFunc(JoinTimeout, func() {
+	timeout := s.srv.cfg.JoinTimeout
+	s.joinWait = time.AfterFunc(timeout, func() {
 		if !s.joined.Load() {
-			s.reject(protoErr(CodeJoinTimeout, "no join within %s", JoinTimeout), "")
+			s.reject(protoErr(CodeJoinTimeout, "no join within %s", timeout), "")
 		}
 	})
 	g, gctx := errgroup.WithContext(ctx)
@@ -110,10 +115,21 @@ func cause(err error) string {
 }
 
 func (s *session) readLoop(ctx context.Context) error {
+	var lastLimited time.Time
 	for {
 		typ, b, err := s.conn.Read(ctx)
 		if err != nil {
 			return err
+		}
+		if !s.msgs.Allow() {
+			// Dropped unread. One error a second at most: answering each
+			// dropped frame would let a flood double itself.
+			s.srv.obs.Refused(CodeRateLimited)
+			if now := time.Now(); now.Sub(lastLimited) >= time.Second {
+				lastLimited = now
+				s.reject(protoErr(CodeRateLimited, "more than %.0f messages a second; messages are being dropped", s.srv.cfg.Limits.MsgRate), "")
+			}
+			continue
 		}
 		if typ != websocket.MessageText {
 			s.reject(protoErr(CodeMalformed, "frames must be text (JSON)"), "")
@@ -207,6 +223,9 @@ func (s *session) finish(frame []byte, status websocket.StatusCode, text, reason
 // session when the code is fatal.
 func (s *session) reject(err error, ref string) {
 	code, msg := wireError(err)
+	if refusalCodes[code] {
+		s.srv.obs.Refused(code)
+	}
 	if code == CodeInternal {
 		s.log.Error("request failed", "ref", ref, "err", err)
 	} else {
@@ -295,6 +314,11 @@ func (s *session) handleOffer(m *Inbound) error {
 	if !s.p.Role.CanPublish() {
 		return protoErr(CodeForbidden, "a %s does not send media", s.p.Role)
 	}
+	if n, err := sendingSections(m.SDP); err != nil {
+		return protoErr(CodeSDPInvalid, "offer not parsed: %v", err)
+	} else if n > s.srv.cfg.Limits.MaxTracks {
+		return protoErr(CodeTooManyTracks, "the offer sends %d tracks; the limit is %d", n, s.srv.cfg.Limits.MaxTracks)
+	}
 	sources := make(map[string]string, len(m.Tracks))
 	for _, t := range m.Tracks {
 		sources[t.Mid] = t.Source
@@ -309,6 +333,9 @@ func (s *session) handleOffer(m *Inbound) error {
 func (s *session) handleCandidate(m *Inbound) error {
 	if m.Candidate == nil {
 		return nil
+	}
+	if s.cands++; s.cands > s.srv.cfg.Limits.MaxCandidates {
+		return protoErr(CodeTooManyCandidates, "more than %d candidates in one session", s.srv.cfg.Limits.MaxCandidates)
 	}
 	err := s.peer.AddCandidate(*m.Candidate)
 	if err != nil && !errors.Is(err, sfu.ErrTooManyCandidates) {

@@ -50,6 +50,9 @@ type serveConfig struct {
 	logFormat       string
 	maxPerRoom      int
 	maxPerNode      int
+	maxRooms        int
+	maxConnsPerIP   int
+	messageRate     float64
 	emptyTimeout    time.Duration
 	allowedOrigins  string
 	adminAddr       string
@@ -73,6 +76,9 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	fs.IntVar(&c.maxPerRoom, "max-participants-per-room", room.DefaultMaxPerRoom, "participants in one room")
 	fs.IntVar(&c.maxPerNode, "max-participants-per-node", room.DefaultMaxPerNode, "participants on this node")
+	fs.IntVar(&c.maxRooms, "max-rooms", room.DefaultMaxRooms, "rooms on this node")
+	fs.IntVar(&c.maxConnsPerIP, "max-connections-per-ip", signaling.DefaultMaxConnsPerIP, "open signaling connections from one client address")
+	fs.Float64Var(&c.messageRate, "message-rate", signaling.DefaultMsgRate, "signaling messages per second one connection may send")
 	fs.DurationVar(&c.emptyTimeout, "room-empty-timeout", room.DefaultEmptyTimeout, "how long an empty room is kept")
 	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma-separated Origin hosts allowed besides this server's own (e.g. exam.example.com)")
 	fs.StringVar(&c.adminAddr, "admin-addr", "", "pprof listener, e.g. :7884 (a missing host means 127.0.0.1; empty: off)")
@@ -196,6 +202,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rooms, err = room.New(room.Config{
 		MaxPerRoom:   cfg.maxPerRoom,
 		MaxPerNode:   cfg.maxPerNode,
+		MaxRooms:     cfg.maxRooms,
 		EmptyTimeout: cfg.emptyTimeout,
 		Logger:       log.With("component", "room"),
 	})
@@ -207,6 +214,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Engine:         engine,
 		Secret:         []byte(cfg.apiSecret),
 		AllowedOrigins: splitList(cfg.allowedOrigins),
+		Limits:         signaling.Limits{MaxConnsPerIP: cfg.maxConnsPerIP, MsgRate: cfg.messageRate},
 		Version:        version,
 		Observer:       mtr,
 		Logger:         log.With("component", "signaling"),

@@ -160,8 +160,10 @@
 
   // settled waits until both sides are stable, the client has sent
   // wantOffers offers, and each side decodes at least the frames asked for.
+  // Up to 15 s: a loaded CI machine (tests run in parallel) can take
+  // seconds to bring an in-page PeerConnection to its first frame.
   const settled = async (wantOffers, wantServerFrames, wantClientFrames) => {
-    for (let i = 0; i < 100; i++) {
+    for (let i = 0; i < 150; i++) {
       result.serverFrames = await framesDecoded(server);
       result.clientFrames = await framesDecoded(client.pc);
       if (clientOffers.length === wantOffers &&
