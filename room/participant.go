@@ -4,6 +4,7 @@ import (
 	"log/slog"
 
 	"github.com/invigil/invigil/sfu"
+	"github.com/pion/webrtc/v4"
 )
 
 // Media is what a room needs of a participant's PeerConnection.
@@ -62,6 +63,15 @@ type Tile struct {
 // HighTileHeight is the tile height from which a tile gets the high
 // layer: the low layer is ~180 lines, upscaling it past ~1.5× blurs.
 const HighTileHeight = 270
+
+// trackQualityLocked is the quality proctor w should receive of track t
+// of student p: audio always flows; video as qualityLocked says.
+func (w *Participant) trackQualityLocked(p *Participant, t *sfu.Track) int {
+	if t.Kind() != webrtc.RTPCodecTypeVideo {
+		return sfu.QualityLow
+	}
+	return w.qualityLocked(p)
+}
 
 // qualityLocked is the video quality proctor w should receive of student
 // p: high when focused (or in a large tile), off when scrolled out of

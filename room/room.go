@@ -42,7 +42,7 @@ func (rm *Room) Publish(p *Participant, t *sfu.Track) error {
 	watchers := rm.watchersLocked(p)
 	qualities := make([]int, len(watchers))
 	for i, w := range watchers {
-		qualities[i] = w.qualityLocked(p)
+		qualities[i] = w.trackQualityLocked(p, t)
 	}
 	rm.mu.Unlock()
 
@@ -53,6 +53,24 @@ func (rm *Room) Publish(p *Participant, t *sfu.Track) error {
 			continue
 		}
 		w.Notify.TrackPublished(info, ti)
+	}
+	// A proctor may have changed its view between the qualities being
+	// computed and the subscriptions existing; its SetQuality found no
+	// subscription then. Settle on the view as it is now.
+	rm.mu.Lock()
+	for i, w := range watchers {
+		qualities[i] = -2 // unchanged marker, below every quality
+		if rm.participants[w.SID] == w {
+			qualities[i] = w.trackQualityLocked(p, t)
+		}
+	}
+	rm.mu.Unlock()
+	for i, w := range watchers {
+		if qualities[i] >= sfu.QualityOff {
+			if err := w.Media.SetQuality(t.ID(), qualities[i]); err != nil && !errors.Is(err, sfu.ErrNotSubscribed) {
+				w.Log.Warn("set quality failed", "track", t.ID(), "err", err)
+			}
+		}
 	}
 	return nil
 }
@@ -105,7 +123,7 @@ func (rm *Room) admitLocked(p *Participant) (view []ParticipantInfo, tracks []su
 		if p.Role.Sees(o.Role) {
 			view = append(view, o.infoLocked(true))
 			for _, t := range o.tracks {
-				tracks = append(tracks, subscription{track: t, quality: p.qualityLocked(o)})
+				tracks = append(tracks, subscription{track: t, quality: p.trackQualityLocked(o, t)})
 			}
 		}
 		if o.Role.Sees(p.Role) {

@@ -366,11 +366,8 @@ func (p *Peer) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 		p.log.Warn("duplicate simulcast layer ignored", "track", t.id, "rid", remote.RID())
 		return
 	}
-	p.wg.Add(1)
-	if !known {
-		p.wg.Add(1)
-		go p.drainReceiverRTCP(recv)
-	}
+	p.wg.Add(2)
+	go p.drainReceiverRTCP(recv, l.rid)
 	p.mu.Unlock()
 
 	p.log.Debug("track layer published", "track", t.id, "kind", t.kind.String(), "source", t.source, "rid", l.rid, "codec", t.codec.MimeType)
@@ -461,12 +458,19 @@ func (p *Peer) remoteCandidateType() string {
 	return pair.Remote.Typ.String()
 }
 
-// drainReceiverRTCP reads the publisher's RTCP (sender reports) so the
-// receive-side interceptors process it and pion's buffers never fill.
-func (p *Peer) drainReceiverRTCP(recv *webrtc.RTPReceiver) {
+// drainReceiverRTCP reads the publisher's RTCP (sender reports) for one
+// layer, so the receive-side interceptors process it and pion's buffers
+// never fill. A simulcast layer's RTCP is read by its RID.
+func (p *Peer) drainReceiverRTCP(recv *webrtc.RTPReceiver, rid string) {
 	defer p.wg.Done()
 	for {
-		if _, _, err := recv.ReadRTCP(); err != nil {
+		var err error
+		if rid == "" {
+			_, _, err = recv.ReadRTCP()
+		} else {
+			_, _, err = recv.ReadSimulcastRTCP(rid)
+		}
+		if err != nil {
 			return
 		}
 	}

@@ -21,14 +21,16 @@ func TestSimulcastFocus(t *testing.T) {
 	layers := func(c *testclient.Client, want string) {
 		t.Helper()
 		deadline := time.After(5 * time.Second)
+		var seen []string
 		for {
 			select {
 			case m := <-c.Events:
+				seen = append(seen, m.Type+":"+join(m.Active))
 				if m.Type == TypeLayers && len(m.Active) > 0 && join(m.Active) == want {
 					return
 				}
 			case <-deadline:
-				t.Fatalf("%s was not told layers %s", c.Me.Identity, want)
+				t.Fatalf("%s was not told layers %s; got %v", c.Me.Identity, want, seen)
 			}
 		}
 	}
