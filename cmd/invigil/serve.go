@@ -53,6 +53,7 @@ type serveConfig struct {
 	maxRooms        int
 	maxConnsPerIP   int
 	messageRate     float64
+	joinTimeout     time.Duration
 	emptyTimeout    time.Duration
 	allowedOrigins  string
 	adminAddr       string
@@ -79,6 +80,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.IntVar(&c.maxRooms, "max-rooms", room.DefaultMaxRooms, "rooms on this node")
 	fs.IntVar(&c.maxConnsPerIP, "max-connections-per-ip", signaling.DefaultMaxConnsPerIP, "open signaling connections from one client address")
 	fs.Float64Var(&c.messageRate, "message-rate", signaling.DefaultMsgRate, "signaling messages per second one connection may send")
+	fs.DurationVar(&c.joinTimeout, "join-timeout", signaling.DefaultJoinTimeout, "how long a new connection has to send join")
 	fs.DurationVar(&c.emptyTimeout, "room-empty-timeout", room.DefaultEmptyTimeout, "how long an empty room is kept")
 	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma-separated Origin hosts allowed besides this server's own (e.g. exam.example.com)")
 	fs.StringVar(&c.adminAddr, "admin-addr", "", "pprof listener, e.g. :7884 (a missing host means 127.0.0.1; empty: off)")
@@ -215,6 +217,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Secret:         []byte(cfg.apiSecret),
 		AllowedOrigins: splitList(cfg.allowedOrigins),
 		Limits:         signaling.Limits{MaxConnsPerIP: cfg.maxConnsPerIP, MsgRate: cfg.messageRate},
+		JoinTimeout:    cfg.joinTimeout,
 		Version:        version,
 		Observer:       mtr,
 		Logger:         log.With("component", "signaling"),

@@ -20,6 +20,7 @@ import (
 	"github.com/invigil/invigil/room"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
@@ -152,9 +153,13 @@ func newPionAPI(t testing.TB, drop float64) *webrtc.API {
 		t.Fatal(err)
 	}
 	// The defaults bring the simulcast header extensions (mid, rid) a
-	// layered publisher needs, and NACK, as a browser has them.
+	// layered publisher needs, and NACK, as a browser has them. A small
+	// resend buffer (64 packets, 2 s of video here) keeps the client's
+	// memory flat after its first seconds, so tests can measure the
+	// server's.
 	registry := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(m, registry); err != nil {
+	if err := webrtc.RegisterDefaultInterceptorsWithOptions(m, registry,
+		webrtc.WithNackResponderOptions(nack.ResponderSize(64))); err != nil {
 		t.Fatal(err)
 	}
 	return webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(registry))
