@@ -47,6 +47,7 @@ func (rm *Room) Publish(p *Participant, t *sfu.Track) error {
 	rm.mu.Unlock()
 
 	ti := trackInfo(t)
+	rm.rooms.record(rm.name, EventTrackPublished, p.Identity, p.Identity, map[string]any{"track_id": ti.TrackID, "kind": ti.Kind, "source": ti.Source})
 	for i, w := range watchers {
 		if err := w.Media.Subscribe(t, qualities[i]); err != nil {
 			w.Log.Warn("subscribe failed", "track", t.ID(), "err", err)
@@ -89,6 +90,7 @@ func (rm *Room) Unpublish(p *Participant, t *sfu.Track) {
 	watchers := rm.watchersLocked(p)
 	rm.mu.Unlock()
 	unpublish(watchers, info, t)
+	rm.rooms.record(rm.name, EventTrackUnpublished, p.Identity, p.Identity, map[string]any{"track_id": t.ID(), "kind": t.Kind().String(), "source": t.Source()})
 }
 
 func unpublish(watchers []*Participant, info ParticipantInfo, t *sfu.Track) {
@@ -211,6 +213,15 @@ func (rm *Room) removeLocked(p *Participant, reason string) removal {
 	gone := removal{info: p.infoLocked(false), reason: reason, tracks: p.tracks, watchers: rm.watchersLocked(p)}
 	p.tracks = nil
 	return gone
+}
+
+// record writes track_unpublished for each track the participant took
+// with it.
+func (g removal) record(r *Rooms, room string) {
+	for _, t := range g.tracks {
+		r.record(room, EventTrackUnpublished, g.info.Identity, g.info.Identity,
+			map[string]any{"track_id": t.ID(), "kind": t.Kind().String(), "source": t.Source(), "reason": g.reason})
+	}
 }
 
 func (g removal) announce() {

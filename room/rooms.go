@@ -30,7 +30,11 @@ type Config struct {
 	MaxPerNode   int           // participants on this node
 	MaxRooms     int           // rooms on this node
 	EmptyTimeout time.Duration // how long an empty room lives
-	Logger       *slog.Logger
+	// Events, if set, receives every room's audit trail.
+	Events EventStore
+	// NodeID names this node in audit events.
+	NodeID string
+	Logger *slog.Logger
 }
 
 // Validate checks the limits.
@@ -135,7 +139,10 @@ func (r *Rooms) Join(name string, p *Participant) (*Room, []ParticipantInfo, err
 	if old != nil {
 		gone.announce()
 		old.Notify.Evict(ReasonReplaced)
+		gone.record(r, name)
+		r.record(name, EventLeave, old.Identity, old.Identity, map[string]any{"reason": ReasonReplaced, "sid": old.SID})
 	}
+	r.record(name, EventJoin, p.Identity, p.Identity, map[string]any{"role": string(p.Role), "sid": p.SID, "name": p.Name})
 	info := ParticipantInfo{SID: p.SID, Identity: p.Identity, Name: p.Name, Role: p.Role}
 	for _, w := range watchers {
 		w.Notify.ParticipantJoined(info)
@@ -165,16 +172,22 @@ func (r *Rooms) leave(rm *Room, p *Participant, reason string) {
 	rm.mu.Unlock()
 	r.mu.Unlock()
 	gone.announce()
+	gone.record(r, rm.name)
+	r.record(rm.name, EventLeave, p.Identity, p.Identity, map[string]any{"reason": reason, "sid": p.SID})
 }
 
 func (r *Rooms) dropIfEmpty(rm *Room) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	rm.mu.Lock()
-	defer rm.mu.Unlock()
-	if len(rm.participants) == 0 && r.rooms[rm.name] == rm {
+	dropped := len(rm.participants) == 0 && r.rooms[rm.name] == rm
+	if dropped {
 		delete(r.rooms, rm.name)
+	}
+	rm.mu.Unlock()
+	r.mu.Unlock()
+	if dropped {
 		r.log.Info("room closed", "room", rm.name, "reason", "empty")
+		r.record(rm.name, EventRoomClosed, "", "", map[string]any{"reason": "empty"})
 	}
 }
 

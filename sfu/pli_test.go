@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -15,32 +16,41 @@ func TestPLIThrottle(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tr, _ := testTrack(QualityLow, QualityHigh)
 		tr.pliGap = 500 * time.Millisecond
-		var sent []uint32
+		var mu sync.Mutex // guards pli, written by the deferred PLI's timer
+		var pli []uint32
 		tr.writeTo = func(pkts []rtcp.Packet) error {
+			mu.Lock()
+			defer mu.Unlock()
 			for _, p := range pkts {
-				sent = append(sent, p.(*rtcp.PictureLossIndication).MediaSSRC)
+				pli = append(pli, p.(*rtcp.PictureLossIndication).MediaSSRC)
 			}
 			return nil
+		}
+		sentPLIs := func() []uint32 {
+			mu.Lock()
+			defer mu.Unlock()
+			return append([]uint32(nil), pli...)
 		}
 		for range 20 {
 			tr.RequestKeyframe(QualityHigh)
 		}
+		sent := sentPLIs()
 		if len(sent) != 1 || sent[0] != 102 {
 			t.Fatalf("burst sent %v, want one PLI for the high layer's SSRC 102", sent)
 		}
 		time.Sleep(100 * time.Millisecond)
 		synctest.Wait()
-		if len(sent) != 1 {
+		if sent = sentPLIs(); len(sent) != 1 {
 			t.Fatalf("PLI inside the interval: %v", sent)
 		}
 		time.Sleep(450 * time.Millisecond)
 		synctest.Wait()
-		if len(sent) != 2 {
+		if sent = sentPLIs(); len(sent) != 2 {
 			t.Fatalf("the folded requests were not sent when the interval ended: %v", sent)
 		}
 		// Layers are throttled apart: the low layer's PLI goes now.
 		tr.RequestKeyframe(QualityLow)
-		if len(sent) != 3 || sent[2] != 100 {
+		if sent = sentPLIs(); len(sent) != 3 || sent[2] != 100 {
 			t.Fatalf("low layer PLI: %v", sent)
 		}
 		if s := tr.stats.snapshot(); s.PLIsSent != 3 || s.PLIsThrottled != 19 {

@@ -258,6 +258,9 @@ func (s *session) handle(b []byte) {
 	}
 	s.srv.obs.Message(typ, err == nil)
 	if err != nil {
+		if code, _ := wireError(err); code == CodeForbidden && s.rm != nil {
+			s.rm.Record(room.EventForbidden, s.p.Identity, "", map[string]any{"request": typ})
+		}
 		s.reject(err, ref)
 	}
 }

@@ -174,7 +174,8 @@ func startServe(t *testing.T, extra ...string) *served {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &served{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
 	done := make(chan error, 1)
-	args := append([]string{"--http-addr", "127.0.0.1:0", "--rtc-udp-port", "0", "--rtc-tcp-port", "0", "--node-ip", "127.0.0.1"}, extra...)
+	args := append([]string{"--http-addr", "127.0.0.1:0", "--rtc-udp-port", "0", "--rtc-tcp-port", "0", "--node-ip", "127.0.0.1",
+		"--data-dir", t.TempDir()}, extra...)
 	go func() { done <- serve(ctx, args, s.stdout, s.stderr) }()
 	var once sync.Once
 	var result error

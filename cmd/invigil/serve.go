@@ -12,9 +12,11 @@ import (
 	"net/http/pprof"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
+	"github.com/invigil/invigil/cluster"
 	"github.com/invigil/invigil/metrics"
 	"github.com/invigil/invigil/room"
 	"github.com/invigil/invigil/sfu"
@@ -54,6 +56,7 @@ type serveConfig struct {
 	maxConnsPerIP   int
 	messageRate     float64
 	joinTimeout     time.Duration
+	nodeID          string
 	emptyTimeout    time.Duration
 	allowedOrigins  string
 	adminAddr       string
@@ -72,6 +75,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.apiSecret, "api-secret", "", "HS256 key for join tokens, at least 32 bytes (required unless --dev)")
 	fs.StringVar(&c.publicURL, "public-url", "", "base URL clients use to reach this node (default: derived from --http-addr)")
 	fs.StringVar(&c.dataDir, "data-dir", "./data", "audit log and recordings when no Redis")
+	fs.StringVar(&c.nodeID, "node-id", "", "this node's name in the cluster and in audit events (default: the hostname)")
 	fs.BoolVar(&c.dev, "dev", false, "development mode: fixed dev secret, loopback only, prints ready-to-open links")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
@@ -96,6 +100,9 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if err := resolve(fs, *configPath); err != nil {
 		return c, err
+	}
+	if c.nodeID == "" {
+		c.nodeID, _ = os.Hostname()
 	}
 	if c.dev {
 		if c.apiSecret == "" {
@@ -201,7 +208,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer engine.Close()
 
+	events, err := cluster.NewFileEvents(filepath.Join(cfg.dataDir, "events"), log.With("component", "events"))
+	if err != nil {
+		return err
+	}
+	defer events.Close()
 	rooms, err = room.New(room.Config{
+		Events:       events,
+		NodeID:       cfg.nodeID,
 		MaxPerRoom:   cfg.maxPerRoom,
 		MaxPerNode:   cfg.maxPerNode,
 		MaxRooms:     cfg.maxRooms,
@@ -235,6 +249,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	mux.HandleFunc("GET /healthz", health.Healthz)
 	mux.HandleFunc("GET /readyz", health.Readyz)
 	mux.Handle("GET /metrics", mtr.Handler())
+	mux.Handle("GET /v1/rooms/{room}/events", signaling.EventsHandler([]byte(cfg.apiSecret), events))
 	pages := web.Handler()
 	mux.Handle("GET /student", pages)
 	mux.Handle("GET /proctor", pages)

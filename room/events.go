@@ -1,0 +1,62 @@
+package room
+
+import (
+	"context"
+	"time"
+)
+
+// Event kinds (DESIGN.md, "events").
+const (
+	EventJoin             = "join"
+	EventLeave            = "leave"
+	EventTrackPublished   = "track_published"
+	EventTrackUnpublished = "track_unpublished"
+	EventForbidden        = "forbidden"
+	EventRoomClosed       = "room_closed"
+)
+
+// Event is one entry of a room's audit trail. Seq is per room, gap-free
+// and increasing; the store assigns it.
+type Event struct {
+	Seq     int64          `json:"seq"`
+	Time    time.Time      `json:"time"`
+	Node    string         `json:"node,omitempty"`
+	Kind    string         `json:"kind"`
+	Actor   string         `json:"actor,omitempty"`
+	Subject string         `json:"subject,omitempty"`
+	Details map[string]any `json:"details"`
+}
+
+// EventStore keeps rooms' audit trails. Append returns once the event is
+// durable (for a file store: written and fsynced), with its Seq.
+type EventStore interface {
+	Append(ctx context.Context, room string, e Event) (Event, error)
+	// List returns up to limit events with Seq > after, oldest first.
+	List(ctx context.Context, room string, after int64, limit int) ([]Event, error)
+}
+
+// recordTimeout bounds how long recording an event may hold up the
+// session that caused it; a store slower than this loses the event, and
+// says so in the log.
+const recordTimeout = 5 * time.Second
+
+// Record appends an event to the room's trail. Failures are logged, not
+// returned: an audit store in trouble must not stop an exam.
+func (rm *Room) Record(kind, actor, subject string, details map[string]any) {
+	rm.rooms.record(rm.name, kind, actor, subject, details)
+}
+
+func (r *Rooms) record(room, kind, actor, subject string, details map[string]any) {
+	if r.cfg.Events == nil {
+		return
+	}
+	if details == nil {
+		details = map[string]any{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+	defer cancel()
+	e := Event{Time: time.Now().UTC(), Node: r.cfg.NodeID, Kind: kind, Actor: actor, Subject: subject, Details: details}
+	if _, err := r.cfg.Events.Append(ctx, room, e); err != nil {
+		r.log.Error("audit event not recorded", "room", room, "kind", kind, "err", err)
+	}
+}

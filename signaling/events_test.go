@@ -1,0 +1,99 @@
+package signaling
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/invigil/invigil/cluster"
+	"github.com/invigil/invigil/internal/testclient"
+	"github.com/invigil/invigil/room"
+)
+
+// TestAuditTrail: a session leaves its events in the room's trail, a
+// student's forbidden request among them, and the events endpoint gives
+// them to an admin or the room's proctor only.
+func TestAuditTrail(t *testing.T) {
+	store, err := cluster.NewFileEvents(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	srv := newTestServer(t, room.Config{Events: store, NodeID: "node-a"})
+	proctor := srv.join(t, "exam-1", "proctor-1", room.RoleProctor)
+	alice := srv.join(t, "exam-1", "alice", room.RoleStudent)
+	testclient.Eventually(t, 10*time.Second, "media", func() bool { return proctor.PacketsFrom(alice.Me.SID) > 5 })
+	alice.Send(map[string]any{"v": 1, "type": "focus", "identity": "bob"})
+	if m, ok := alice.NextEvent(TypeError, 5*time.Second); !ok || m.Code != CodeForbidden {
+		t.Fatalf("student focus: %+v", m)
+	}
+	alice.Send(map[string]any{"v": 1, "type": "leave"})
+	if _, ok := proctor.NextEvent(TypeParticipantLeft, 5*time.Second); !ok {
+		t.Fatal("no participant_left")
+	}
+
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux := http.NewServeMux()
+		mux.Handle("GET /v1/rooms/{room}/events", EventsHandler([]byte(testSecret), store))
+		mux.ServeHTTP(w, r)
+	}))
+	defer api.Close()
+	get := func(token, query string) (int, []room.Event) {
+		req, _ := http.NewRequest(http.MethodGet, api.URL+"/v1/rooms/exam-1/events"+query, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct {
+			Events []room.Event `json:"events"`
+		}
+		json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body.Events
+	}
+	var events []room.Event
+	testclient.Eventually(t, 5*time.Second, "the leave recorded", func() bool {
+		_, events = get(mint(t, "*", "api", room.RoleAdmin), "")
+		return len(events) > 0 && events[len(events)-1].Kind == room.EventLeave
+	})
+	var kinds []string
+	for i, e := range events {
+		kinds = append(kinds, e.Kind+":"+e.Actor)
+		if e.Seq != int64(i+1) || e.Node != "node-a" || e.Time.IsZero() {
+			t.Errorf("event %d: %+v", i, e)
+		}
+	}
+	want := []string{"join:proctor-1", "join:alice", "track_published:alice", "track_published:alice", "forbidden:alice",
+		"track_unpublished:alice", "track_unpublished:alice", "leave:alice"}
+	if join(kinds) != join(want) {
+		t.Errorf("trail %v, want %v", kinds, want)
+	}
+	if f := events[4]; f.Details["request"] != "focus" {
+		t.Errorf("forbidden event details %v", f.Details)
+	}
+	if code, evs := get(mint(t, "exam-1", "proctor-1", room.RoleProctor), "?after=4"); code != 200 || len(evs) != 4 || evs[0].Seq != 5 {
+		t.Errorf("room's proctor, after=4: %d %d events", code, len(evs))
+	}
+	for name, tc := range map[string]struct {
+		token string
+		code  int
+	}{
+		"no token":             {"", 401},
+		"forged":               {"a.b.c", 401},
+		"student":              {mint(t, "exam-1", "alice", room.RoleStudent), 403},
+		"other room's proctor": {mint(t, "exam-2", "p2", room.RoleProctor), 403},
+		"admin":                {mint(t, "*", "api", room.RoleAdmin), 200},
+	} {
+		if code, _ := get(tc.token, ""); code != tc.code {
+			t.Errorf("%s: HTTP %d, want %d", name, code, tc.code)
+		}
+	}
+	if code, _ := get(mint(t, "*", "api", room.RoleAdmin), "?after=-1"); code != 400 {
+		t.Errorf("after=-1: HTTP %d", code)
+	}
+}
