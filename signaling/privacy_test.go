@@ -1,0 +1,106 @@
+package signaling
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/invigil/invigil/internal/testclient"
+	"github.com/invigil/invigil/room"
+	"github.com/pion/webrtc/v4"
+)
+
+// TestStudentCannotReceive: a student whose offer asks to receive (extra
+// recvonly transceivers) gets no media, while another student publishes
+// and a proctor watches both.
+func TestStudentCannotReceive(t *testing.T) {
+	srv := newTestServer(t, room.Config{})
+	proctor := srv.join(t, "exam-1", "proctor-1", room.RoleProctor)
+	bob := srv.join(t, "exam-1", "bob", room.RoleStudent)
+
+	c := testclient.Dial(t, srv.url)
+	testclient.Send(t, c, map[string]any{"v": 1, "type": "join", "token": mint(t, "exam-1", "mallory", room.RoleStudent)})
+	if m, err := testclient.Recv(c, 5*time.Second); err != nil || m.Type != TypeJoined {
+		t.Fatalf("join: %+v %v", m, err)
+	}
+	pc, err := testclient.NewPionAPI(t).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	var received atomic.Int64
+	pc.OnTrack(func(*webrtc.TrackRemote, *webrtc.RTPReceiver) { received.Add(1) })
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	offer, _ := pc.CreateOffer(nil)
+	pc.SetLocalDescription(offer)
+	testclient.Send(t, c, map[string]any{"v": 1, "type": "offer", "sdp": offer.SDP})
+	m, err := testclient.Recv(c, 5*time.Second)
+	for err == nil && m.Type != TypeAnswer {
+		m, err = testclient.Recv(c, 5*time.Second)
+	}
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m.SDP}); err != nil {
+		t.Fatal(err)
+	}
+	// pion answers a recvonly m-line "sendonly" even with nothing to send;
+	// what matters is that no stream is declared and none arrives.
+	if strings.Contains(m.SDP, "a=ssrc:") || strings.Contains(m.SDP, "a=msid:") {
+		t.Errorf("the answer to a student declares media for it:\n%s", m.SDP)
+	}
+	testclient.Eventually(t, 10*time.Second, "bob's media at the proctor", func() bool { return proctor.PacketsFrom(bob.Me.SID) > 30 })
+	if n := received.Load(); n != 0 {
+		t.Fatalf("a student asking to receive got %d tracks", n)
+	}
+}
+
+// TestNoSecretsInLogs: at debug level, a session with bad and good tokens
+// logs neither the API secret nor any token.
+func TestNoSecretsInLogs(t *testing.T) {
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelDebug - 4}))
+	srv := newTestServer(t, room.Config{}, func(c *Config) { c.Logger = logger })
+	good := mint(t, "exam-1", "alice", room.RoleStudent)
+	c := testclient.Dial(t, srv.url)
+	testclient.Send(t, c, map[string]any{"v": 1, "type": "join", "token": good})
+	testclient.Recv(c, 5*time.Second)
+	bad := good[:len(good)-4] + "AAAA"
+	c2 := testclient.Dial(t, srv.url)
+	testclient.Send(t, c2, map[string]any{"v": 1, "type": "join", "token": bad})
+	testclient.Recv(c2, 5*time.Second)
+	c.CloseNow()
+	c2.CloseNow()
+	time.Sleep(200 * time.Millisecond)
+	mu.Lock()
+	logs := buf.String()
+	mu.Unlock()
+	if !strings.Contains(logs, "joined") {
+		t.Fatal("nothing was logged; the test checks nothing")
+	}
+	for name, secret := range map[string]string{"API secret": testSecret, "token": good, "bad token": bad, "token signature": good[strings.LastIndex(good, ".")+1:]} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the logs contain the %s", name)
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
