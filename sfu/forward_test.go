@@ -2,8 +2,10 @@ package sfu
 
 import (
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -288,6 +290,46 @@ func TestMatchCodec(t *testing.T) {
 			if ok != (tc.pt != 0) || (ok && got.PayloadType != tc.pt) {
 				t.Fatalf("got %v %v, want PT %d", got.PayloadType, ok, tc.pt)
 			}
+		})
+	}
+}
+
+// BenchmarkForwardScraped compares forwarding with and without a
+// concurrent metrics scrape: the Prometheus collector only reads the
+// Engine's atomic counters (Stats), so a scrape — here every millisecond,
+// 15,000 times Prometheus's usual rate — must not slow the hot path.
+func BenchmarkForwardScraped(b *testing.B) {
+	for _, scrape := range []bool{false, true} {
+		b.Run(fmt.Sprintf("metrics=%v", scrape), func(b *testing.B) {
+			tr, ls := testTrack(QualityLow)
+			subscribe(tr, 25, QualityLow)
+			var p rtp.Packet
+			tr.forward(ls[0], &p, vp8(b, 1, 0, 1, 1, true))
+			pkt := vp8(b, 2, 3000, 2, 1, false)
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			if scrape {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					tick := time.NewTicker(time.Millisecond)
+					defer tick.Stop()
+					for {
+						select {
+						case <-stop:
+							return
+						case <-tick.C:
+							_ = tr.stats.snapshot()
+						}
+					}
+				}()
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				tr.forward(ls[0], &p, pkt)
+			}
+			close(stop)
+			wg.Wait()
 		})
 	}
 }
