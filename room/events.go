@@ -56,7 +56,25 @@ func (r *Rooms) record(room, kind, actor, subject string, details map[string]any
 	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
 	defer cancel()
 	e := Event{Time: time.Now().UTC(), Node: r.cfg.NodeID, Kind: kind, Actor: actor, Subject: subject, Details: details}
-	if _, err := r.cfg.Events.Append(ctx, room, e); err != nil {
+	e, err := r.cfg.Events.Append(ctx, room, e)
+	if err != nil {
 		r.log.Error("audit event not recorded", "room", room, "kind", kind, "err", err)
+		return
+	}
+	// Proctors see the trail as it is written.
+	r.mu.Lock()
+	var proctors []*Participant
+	if rm := r.rooms[room]; rm != nil {
+		rm.mu.Lock()
+		for _, p := range rm.participants {
+			if p.Role == RoleProctor {
+				proctors = append(proctors, p)
+			}
+		}
+		rm.mu.Unlock()
+	}
+	r.mu.Unlock()
+	for _, p := range proctors {
+		p.Notify.Event(e)
 	}
 }

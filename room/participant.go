@@ -25,6 +25,8 @@ type Notifier interface {
 	TrackUnpublished(p ParticipantInfo, t TrackInfo)
 	// Evict ends the participant's session from the server's side.
 	Evict(reason string)
+	// Event passes one audit event of the room to a proctor, live.
+	Event(e Event)
 }
 
 // Reasons a participant leaves, as announced to others.

@@ -29,6 +29,19 @@ func TestAuditTrail(t *testing.T) {
 	if m, ok := alice.NextEvent(TypeError, 5*time.Second); !ok || m.Code != CodeForbidden {
 		t.Fatalf("student focus: %+v", m)
 	}
+	// The proctor sees the trail live: its own join first, then alice's
+	// events, the forbidden request among them.
+	var live []string
+	for len(live) < 5 {
+		m, ok := proctor.NextEvent(TypeEvent, 5*time.Second)
+		if !ok {
+			t.Fatalf("live events so far %v", live)
+		}
+		live = append(live, m.Event.Kind+":"+m.Event.Actor)
+	}
+	if want := "join:proctor-1,join:alice,track_published:alice,track_published:alice,forbidden:alice"; join(live) != want {
+		t.Errorf("live events %v, want %s", live, want)
+	}
 	alice.Send(map[string]any{"v": 1, "type": "leave"})
 	if _, ok := proctor.NextEvent(TypeParticipantLeft, 5*time.Second); !ok {
 		t.Fatal("no participant_left")

@@ -40,6 +40,7 @@ const (
 	TypeFocus             = "focus"
 	TypeView              = "view"
 	TypeLayers            = "layers"
+	TypeEvent             = "event"
 )
 
 // maxTiles bounds a view message: a proctor's grid of a full room.
@@ -193,6 +194,12 @@ type LayersMessage struct {
 	Mid     string   `json:"mid"`
 	TrackID string   `json:"track_id"`
 	Active  []string `json:"active"`
+}
+
+// EventMessage passes one audit event of the room to a proctor.
+type EventMessage struct {
+	Envelope
+	Event room.Event `json:"event"`
 }
 
 // LeaveMessage tells the client the server ends its session.

@@ -39,6 +39,12 @@ type session struct {
 	msgs       *rate.Limiter // messages per second; read goroutine only
 	cands      int           // candidates received; read goroutine only
 
+	// eventsMu guards eventsLive and eventsEarly: audit events for a
+	// proctor wait for its joined reply.
+	eventsMu    sync.Mutex
+	eventsLive  bool
+	eventsEarly []room.Event
+
 	// Set by the reader goroutine on join, before the client can cause
 	// any callback that reads them.
 	p    *room.Participant
@@ -427,6 +433,7 @@ func (s *session) join(m *Inbound) error {
 		ICEServers:    ice,
 		ServerVersion: s.srv.cfg.Version,
 	})
+	s.startEvents()
 	log.Info("joined", "remote", s.remote)
 	return peer.Start()
 }
@@ -467,6 +474,36 @@ func (s *session) TrackPublished(p room.ParticipantInfo, t room.TrackInfo) {
 // TrackUnpublished implements room.Notifier.
 func (s *session) TrackUnpublished(p room.ParticipantInfo, t room.TrackInfo) {
 	s.send(TrackMessage{Envelope: envelope(TypeTrackUnpublished, ""), ParticipantSID: p.SID, Identity: p.Identity, Track: t})
+}
+
+// Event implements room.Notifier: one audit event, live, to a proctor.
+// Events that come before the joined reply (the proctor's own join) wait
+// for it.
+func (s *session) Event(e room.Event) {
+	s.eventsMu.Lock()
+	defer s.eventsMu.Unlock()
+	if !s.eventsLive {
+		if len(s.eventsEarly) < maxEarlyEvents {
+			s.eventsEarly = append(s.eventsEarly, e)
+		}
+		return
+	}
+	s.send(EventMessage{Envelope: envelope(TypeEvent, ""), Event: e})
+}
+
+// maxEarlyEvents bounds the events held for a proctor before its joined
+// reply: its own join and whatever the room did in those microseconds.
+const maxEarlyEvents = 32
+
+// startEvents sends the events held so far and every later one live.
+func (s *session) startEvents() {
+	s.eventsMu.Lock()
+	defer s.eventsMu.Unlock()
+	s.eventsLive = true
+	for _, e := range s.eventsEarly {
+		s.send(EventMessage{Envelope: envelope(TypeEvent, ""), Event: e})
+	}
+	s.eventsEarly = nil
 }
 
 // Evict implements room.Notifier: the server ends this session.

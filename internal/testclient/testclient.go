@@ -55,6 +55,7 @@ type Msg struct {
 	Identity     string                   `json:"identity"`
 	Track        room.TrackInfo           `json:"track"`
 	Active       []string                 `json:"active"`
+	Event        room.Event               `json:"event"`
 }
 
 // Dial opens a raw signaling connection.
