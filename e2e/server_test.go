@@ -54,6 +54,7 @@ func startServer(t *testing.T, ctx context.Context, bin, secret string, extra ..
 		"--rtc-tcp-port", "0",
 		"--node-ip", "127.0.0.1",
 		"--data-dir", t.TempDir(),
+		"--turn-udp-port", "0", // a test that wants TURN passes its own port
 	}
 	s.cmd = exec.Command(bin, append(args, extra...)...)
 	s.cmd.Stdout = s.logs

@@ -31,6 +31,9 @@ type MediaStats struct {
 type TURNStats struct {
 	Allocations  int
 	RelayedBytes uint64
+	// Refused counts refused requests by reason (bad_credentials,
+	// expired, forbidden_peer, quota, bandwidth).
+	Refused map[string]uint64
 }
 
 // Config says where the scrape-time figures come from. Nil functions

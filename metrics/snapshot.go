@@ -2,6 +2,10 @@ package metrics
 
 import "github.com/prometheus/client_golang/prometheus"
 
+// turnRefusalReasons are the reason label values of
+// invigil_turn_refusals_total, always all present.
+var turnRefusalReasons = []string{"bad_credentials", "expired", "forbidden_peer", "quota", "bandwidth"}
+
 // snapshotCollector turns the scrape-time snapshots of Config into
 // metrics, so nothing on the forwarding path touches Prometheus.
 type snapshotCollector struct {
@@ -11,6 +15,7 @@ type snapshotCollector struct {
 	packets, bytes, lost             *prometheus.Desc
 	nacks, retransmits, plis, layers *prometheus.Desc
 	turnAllocs, turnBytes            *prometheus.Desc
+	turnRefused                      *prometheus.Desc
 }
 
 func newSnapshotCollector(cfg Config) *snapshotCollector {
@@ -31,13 +36,14 @@ func newSnapshotCollector(cfg Config) *snapshotCollector {
 		layers:       d("layer_switches_total", "Simulcast layer switches made for subscribers."),
 		turnAllocs:   d("turn_allocations", "Live allocations on the embedded TURN server."),
 		turnBytes:    d("turn_relayed_bytes_total", "Bytes relayed by the embedded TURN server."),
+		turnRefused:  d("turn_refusals_total", "TURN requests the embedded server refused, by reason.", "reason"),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.rooms, c.participants, c.tracks, c.packets, c.bytes, c.lost,
-		c.nacks, c.retransmits, c.plis, c.layers, c.turnAllocs, c.turnBytes} {
+		c.nacks, c.retransmits, c.plis, c.layers, c.turnAllocs, c.turnBytes, c.turnRefused} {
 		ch <- d
 	}
 }
@@ -82,4 +88,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(c.turnAllocs, float64(t.Allocations))
 	counter(c.turnBytes, t.RelayedBytes)
+	for _, reason := range turnRefusalReasons {
+		counter(c.turnRefused, t.Refused[reason], reason)
+	}
 }

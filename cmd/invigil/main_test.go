@@ -175,7 +175,7 @@ func startServe(t *testing.T, extra ...string) *served {
 	s := &served{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
 	done := make(chan error, 1)
 	args := append([]string{"--http-addr", "127.0.0.1:0", "--rtc-udp-port", "0", "--rtc-tcp-port", "0", "--node-ip", "127.0.0.1",
-		"--data-dir", t.TempDir()}, extra...)
+		"--data-dir", t.TempDir(), "--turn-udp-port", "0"}, extra...)
 	go func() { done <- serve(ctx, args, s.stdout, s.stderr) }()
 	var once sync.Once
 	var result error

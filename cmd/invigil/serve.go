@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -57,6 +58,15 @@ type serveConfig struct {
 	messageRate     float64
 	joinTimeout     time.Duration
 	nodeID          string
+	turnUDPPort     int
+	turnTLSPort     int
+	turnCert        string
+	turnKey         string
+	turnSecret      string
+	turnAllowPeers  string
+	turnURLs        string
+	turnQuota       int
+	turnBitrate     int
 	emptyTimeout    time.Duration
 	allowedOrigins  string
 	adminAddr       string
@@ -72,6 +82,15 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.IntVar(&c.rtcUDPPort, "rtc-udp-port", 7882, "the one UDP port all PeerConnections share (0: any free port)")
 	fs.IntVar(&c.rtcTCPPort, "rtc-tcp-port", 7881, "ICE-TCP fallback port (0: any free port, -1: off)")
 	fs.StringVar(&c.nodeIP, "node-ip", "", "IP advertised in ICE candidates (default: the host's addresses)")
+	fs.IntVar(&c.turnUDPPort, "turn-udp-port", 3478, "STUN/TURN over UDP and TCP on this port; 0 disables the embedded TURN server")
+	fs.IntVar(&c.turnTLSPort, "turn-tls-port", 5349, "TURN over TLS, when --turn-cert and --turn-key are set")
+	fs.StringVar(&c.turnCert, "turn-cert", "", "PEM certificate for TURNS (reloaded on SIGHUP and on change)")
+	fs.StringVar(&c.turnKey, "turn-key", "", "PEM private key for TURNS")
+	fs.StringVar(&c.turnSecret, "turn-secret", "", "shared secret for TURN REST credentials, at least 32 bytes (default: the API secret)")
+	fs.StringVar(&c.turnAllowPeers, "turn-allow-peers", "", "comma-separated CIDRs a relay may reach although private or loopback (tests: 127.0.0.0/8)")
+	fs.StringVar(&c.turnURLs, "turn-urls", "", "comma-separated STUN/TURN URLs handed to clients instead of this node's (e.g. an external coturn with the same --turn-secret)")
+	fs.IntVar(&c.turnQuota, "turn-max-allocations-per-user", 0, "TURN allocations one identity may hold (0: default 16; negative: unlimited)")
+	fs.IntVar(&c.turnBitrate, "turn-max-bitrate", 0, "bits per second each TURN allocation may relay in each direction (0: default 10 Mb/s; negative: unlimited)")
 	fs.StringVar(&c.apiSecret, "api-secret", "", "HS256 key for join tokens, at least 32 bytes (required unless --dev)")
 	fs.StringVar(&c.publicURL, "public-url", "", "base URL clients use to reach this node (default: derived from --http-addr)")
 	fs.StringVar(&c.dataDir, "data-dir", "./data", "audit log and recordings when no Redis")
@@ -108,6 +127,10 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 		if c.apiSecret == "" {
 			c.apiSecret = devSecret
 		}
+		if c.turnAllowPeers == "" {
+			// A dev node's media address is loopback; nothing else is.
+			c.turnAllowPeers = "127.0.0.0/8"
+		}
 		// --dev never faces a network: everything on loopback.
 		host, port, err := net.SplitHostPort(c.httpAddr)
 		if err != nil {
@@ -118,6 +141,9 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 		}
 		c.nodeIP = "127.0.0.1"
 	}
+	if c.turnSecret == "" {
+		c.turnSecret = c.apiSecret
+	}
 	return c, c.validate()
 }
 
@@ -127,6 +153,12 @@ func (c serveConfig) validate() error {
 		return errors.New("--api-secret (or INVIGIL_API_SECRET) is required; use --dev for a local demo")
 	case !c.dev && len(c.apiSecret) < minSecretBytes:
 		return fmt.Errorf("--api-secret must be at least %d bytes (it is %d)", minSecretBytes, len(c.apiSecret))
+	case !c.dev && len(c.turnSecret) < minSecretBytes:
+		return fmt.Errorf("--turn-secret must be at least %d bytes (it is %d)", minSecretBytes, len(c.turnSecret))
+	case c.turnUDPPort < 0 || c.turnUDPPort > 65535 || c.turnTLSPort < 0 || c.turnTLSPort > 65535:
+		return errors.New("--turn-udp-port and --turn-tls-port must be ports (0: off)")
+	case (c.turnCert == "") != (c.turnKey == ""):
+		return errors.New("--turn-cert and --turn-key go together")
 	case c.rtcUDPPort < 0 || c.rtcUDPPort > 65535:
 		return fmt.Errorf("--rtc-udp-port %d is not a port", c.rtcUDPPort)
 	case c.rtcTCPPort < -1 || c.rtcTCPPort > 65535:
@@ -135,6 +167,9 @@ func (c serveConfig) validate() error {
 		return fmt.Errorf("--node-ip %q is not an IP address", c.nodeIP)
 	case c.logFormat != "text" && c.logFormat != "json":
 		return fmt.Errorf("--log-format %q: want text or json", c.logFormat)
+	}
+	if _, err := parsePrefixes(c.turnAllowPeers); err != nil {
+		return fmt.Errorf("--turn-allow-peers: %w", err)
 	}
 	if c.publicURL != "" {
 		if u, err := url.Parse(c.publicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -173,6 +208,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// scrape-time sources are set once those exist.
 	var rooms *room.Rooms
 	var engine *sfu.Engine
+	turnStats := func() metrics.TURNStats { return metrics.TURNStats{} }
 	mtr := metrics.New(metrics.Config{
 		Version:  version,
 		Revision: revision(),
@@ -181,6 +217,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return metrics.RoomStats{Rooms: s.Rooms, Students: s.Students, Proctors: s.Proctors}
 		},
 		Media: func() metrics.MediaStats { return mediaStats(engine.Stats()) },
+		TURN:  func() metrics.TURNStats { return turnStats() },
 	})
 
 	bindIP, advertise := mediaAddresses(cfg.nodeIP)
@@ -225,7 +262,44 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	ln, err := net.Listen("tcp", cfg.httpAddr)
+	if err != nil {
+		return fmt.Errorf("http listener: %w", err)
+	}
+	defer ln.Close()
+	public := cfg.publicURL
+	if public == "" {
+		public = "http://" + reachable(ln.Addr().String())
+	}
+	// TURN may relay to the SFU's media ports, never to the node's other
+	// listeners.
+	mediaIP := net.ParseIP(cfg.nodeIP)
+	if mediaIP == nil {
+		mediaIP = hostIP()
+	}
+	media := []netip.AddrPort{netip.AddrPortFrom(netipAddr(mediaIP), uint16(udp.LocalAddr().(*net.UDPAddr).Port))}
+	if tcp != nil {
+		media = append(media, netip.AddrPortFrom(netipAddr(mediaIP), uint16(tcp.Addr().(*net.TCPAddr).Port)))
+	}
+	deny := []netip.AddrPort{addrPort(ln.Addr())}
+	if cfg.adminAddr != "" {
+		if ap, err := netip.ParseAddrPort(cfg.adminAddr); err == nil {
+			deny = append(deny, ap)
+		} else if _, port, err := net.SplitHostPort(cfg.adminAddr); err == nil {
+			if p, err := strconv.Atoi(port); err == nil {
+				deny = append(deny, netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(p)))
+			}
+		}
+	}
+	turnSrv, err := startTURN(ctx, cfg, bindIP, media, deny, public, log)
+	if err != nil {
+		return err
+	}
+	defer turnSrv.Close()
+	turnStats = turnSrv.stats
+
 	sig, err := signaling.NewServer(signaling.Config{
+		ICEServers:     turnSrv.iceServers,
 		Rooms:          rooms,
 		Engine:         engine,
 		Secret:         []byte(cfg.apiSecret),
@@ -260,21 +334,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(w, "Invigil media server. Pages: /student and /proctor, with #token=… in the URL.")
 	})
 
-	ln, err := net.Listen("tcp", cfg.httpAddr)
-	if err != nil {
-		return fmt.Errorf("http listener: %w", err)
-	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
-	public := cfg.publicURL
-	if public == "" {
-		public = "http://" + reachable(ln.Addr().String())
-	}
 	attrs := []any{"http_addr", ln.Addr().String(), "rtc_udp_addr", udp.LocalAddr().String(), "public_url", public, "version", version}
 	if tcp != nil {
 		attrs = append(attrs, "rtc_tcp_addr", tcp.Addr().String())
+	}
+	if turnSrv.udpAddr != "" {
+		attrs = append(attrs, "turn_addr", turnSrv.udpAddr)
 	}
 	if cfg.adminAddr != "" {
 		admin, err := startAdmin(cfg.adminAddr)
@@ -376,6 +445,12 @@ func printDevLinks(w io.Writer, public, secret string) {
 		fmt.Fprintf(w, "Student %d: %s/student#token=%s\n\n", i, public, mint(id, "Student "+strconv.Itoa(i), room.RoleStudent))
 	}
 	fmt.Fprintf(w, "More tokens: invigil token --dev --room %s --identity NAME --role student\n\n", devRoom)
+}
+
+// netipAddr converts a net.IP, unmapping IPv4.
+func netipAddr(ip net.IP) netip.Addr {
+	a, _ := netip.AddrFromSlice(ip)
+	return a.Unmap()
 }
 
 // mediaStats converts the sfu's snapshot for the metrics package, which

@@ -56,6 +56,7 @@ type Msg struct {
 	Track        room.TrackInfo           `json:"track"`
 	Active       []string                 `json:"active"`
 	Event        room.Event               `json:"event"`
+	ICEServers   []ICEServer              `json:"ice_servers"`
 }
 
 // Dial opens a raw signaling connection.
@@ -115,8 +116,10 @@ type Client struct {
 	PLIs       atomic.Int64 // PLIs/FIRs the student received
 	closing    atomic.Bool  // close has begun: negotiation errors are expected
 	opts       Options
-	forceKey   atomic.Bool // a PLI came: the next frame is a keyframe
-	mu         sync.Mutex  // guards received, trackIDs, video, active
+	ready      chan struct{} // closed once pc is set
+	ICEServers []ICEServer   // what joined handed this client
+	forceKey   atomic.Bool   // a PLI came: the next frame is a keyframe
+	mu         sync.Mutex    // guards received, trackIDs, video, active
 	received   map[string]int64
 	video      map[string]*Video // by publisher sid
 	active     map[string]bool   // layers the server wants; nil: all
@@ -166,63 +169,10 @@ func newPionAPI(t testing.TB, drop float64) *webrtc.API {
 	return webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(registry))
 }
 
-// join connects a Client and waits for joined. Students start publishing.
-func Join(t testing.TB, url, secret, roomName, identity string, role room.Role) *Client {
-	t.Helper()
-	return JoinWith(t, url, secret, roomName, identity, role, Options{})
-}
-
-// Options vary how a test client publishes.
-type Options struct {
-	// Simulcast publishes two VP8 layers, q (low) and h (high).
-	Simulcast bool
-	// DropInbound is the share of incoming RTP packets the client's
-	// socket drops, to test recovery by retransmission.
-	DropInbound float64
-}
-
-// lossyConn drops a share of the RTP packets it reads; STUN, DTLS and
-// RTCP pass, so only media is lost (RFC 7983 §7 demultiplexing).
-type lossyConn struct {
-	*net.UDPConn
-	drop    float64
-	mu      sync.Mutex // guards rng
-	rng     *rand.Rand
-	Dropped atomic.Int64
-}
-
-func (c *lossyConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	for {
-		n, addr, err := c.UDPConn.ReadFrom(b)
-		if err != nil || n < 2 || b[0] < 128 || b[0] > 191 || (b[1]&0x7F >= 72 && b[1]&0x7F <= 76) {
-			return n, addr, err
-		}
-		c.mu.Lock()
-		lose := c.rng.Float64() < c.drop
-		c.mu.Unlock()
-		if !lose {
-			return n, addr, err
-		}
-		c.Dropped.Add(1)
-	}
-}
-
-// JoinWith is Join with options.
-func JoinWith(t testing.TB, url, secret, roomName, identity string, role room.Role, opts Options) *Client {
-	t.Helper()
-	c := &Client{
-		t: t, role: role,
-		ws:       Dial(t, url),
-		joined:   make(chan Msg, 1),
-		Events:   make(chan Msg, 256),
-		closed:   make(chan struct{}),
-		received: make(map[string]int64),
-		video:    make(map[string]*Video),
-		opts:     opts,
-		trackIDs: make(map[string]string),
-		sendStop: make(chan struct{}),
-	}
-	pc, err := newPionAPI(t, opts.DropInbound).NewPeerConnection(webrtc.Configuration{})
+// setupPC makes the client's PeerConnection and lets the reader apply
+// negotiation messages to it.
+func (c *Client) setupPC(t testing.TB, config webrtc.Configuration) {
+	pc, err := newPionAPI(t, c.opts.DropInbound).NewPeerConnection(config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,18 +216,101 @@ func JoinWith(t testing.TB, url, secret, roomName, identity string, role room.Ro
 			}
 		}()
 	})
+	close(c.ready)
+}
+
+// join connects a Client and waits for joined. Students start publishing.
+func Join(t testing.TB, url, secret, roomName, identity string, role room.Role) *Client {
+	t.Helper()
+	return JoinWith(t, url, secret, roomName, identity, role, Options{})
+}
+
+// Options vary how a test client publishes.
+type Options struct {
+	// Simulcast publishes two VP8 layers, q (low) and h (high).
+	Simulcast bool
+	// DropInbound is the share of incoming RTP packets the client's
+	// socket drops, to test recovery by retransmission.
+	DropInbound float64
+	// RelayOnly uses only the TURN servers joined hands out (ICE
+	// transport policy "relay"), as a client behind a UDP-blocking
+	// firewall would end up doing.
+	RelayOnly bool
+}
+
+// ICEServer is one entry of joined's ice_servers.
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username"`
+	Credential string   `json:"credential"`
+}
+
+// lossyConn drops a share of the RTP packets it reads; STUN, DTLS and
+// RTCP pass, so only media is lost (RFC 7983 §7 demultiplexing).
+type lossyConn struct {
+	*net.UDPConn
+	drop    float64
+	mu      sync.Mutex // guards rng
+	rng     *rand.Rand
+	Dropped atomic.Int64
+}
+
+func (c *lossyConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.UDPConn.ReadFrom(b)
+		if err != nil || n < 2 || b[0] < 128 || b[0] > 191 || (b[1]&0x7F >= 72 && b[1]&0x7F <= 76) {
+			return n, addr, err
+		}
+		c.mu.Lock()
+		lose := c.rng.Float64() < c.drop
+		c.mu.Unlock()
+		if !lose {
+			return n, addr, err
+		}
+		c.Dropped.Add(1)
+	}
+}
+
+// JoinWith is Join with options.
+func JoinWith(t testing.TB, url, secret, roomName, identity string, role room.Role, opts Options) *Client {
+	t.Helper()
+	c := &Client{
+		t: t, role: role,
+		ws:       Dial(t, url),
+		joined:   make(chan Msg, 1),
+		Events:   make(chan Msg, 256),
+		closed:   make(chan struct{}),
+		received: make(map[string]int64),
+		video:    make(map[string]*Video),
+		opts:     opts,
+		trackIDs: make(map[string]string),
+		sendStop: make(chan struct{}),
+		ready:    make(chan struct{}),
+	}
 	c.wg.Add(1)
 	go c.readLoop()
 	c.Send(map[string]any{"v": 1, "type": "join", "token": Mint(t, secret, roomName, identity, role), "id": "j1"})
+	var joined Msg
 	select {
-	case m := <-c.joined:
-		c.Me = m.Participant
-		c.View = m.Participants
+	case joined = <-c.joined:
+		c.Me = joined.Participant
+		c.View = joined.Participants
+		c.ICEServers = joined.ICEServers
 	case m := <-c.Events:
 		t.Fatalf("%s: join answered %+v", identity, m)
 	case <-time.After(5 * time.Second):
 		t.Fatalf("%s: no joined reply", identity)
 	}
+	// The PeerConnection is made once joined says which ICE servers to
+	// use; negotiation messages wait for it (c.ready).
+	config := webrtc.Configuration{}
+	if opts.RelayOnly {
+		for _, s := range joined.ICEServers {
+			config.ICEServers = append(config.ICEServers, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+		}
+		config.ICETransportPolicy = webrtc.ICETransportPolicyRelay
+	}
+	c.setupPC(t, config)
 	if role == room.RoleStudent {
 		c.publish()
 	}
@@ -304,6 +337,14 @@ func (c *Client) readLoop() {
 		if err := json.Unmarshal(b, &m); err != nil {
 			c.t.Errorf("server sent invalid JSON: %s", b)
 			return
+		}
+		switch m.Type {
+		case "offer", "answer", "candidate":
+			select {
+			case <-c.ready:
+			case <-c.sendStop:
+				return
+			}
 		}
 		switch m.Type {
 		case "joined":
@@ -637,7 +678,9 @@ func (c *Client) Close() {
 	c.closing.Store(true)
 	close(c.sendStop)
 	c.ws.Close(websocket.StatusNormalClosure, "")
-	c.pc.Close()
+	if c.pc != nil {
+		c.pc.Close()
+	}
 	c.wg.Wait()
 }
 
