@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -114,7 +116,7 @@ func TestTokenCommand(t *testing.T) {
 // endpoints and --dev links, and that cancelling it (what SIGTERM does)
 // returns cleanly.
 func TestServeLifecycle(t *testing.T) {
-	srv := startServe(t, "--dev", "--admin-addr", ":0")
+	srv := startServe(t, "--dev", "--admin-addr", ":0", "--agent-addr", "127.0.0.1:0")
 	base := srv.base
 	admin := regexp.MustCompile(`admin_addr=(127\.0\.0\.1:\d+)`).FindStringSubmatch(srv.stderr.String())
 	if admin == nil {
@@ -130,7 +132,20 @@ func TestServeLifecycle(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
-	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200, "/student": 200, "/proctor": 200, "/sdk/invigil.js": 200, "/nope": 404} {
+	agent := regexp.MustCompile(`agent_addr=(127\.0\.0\.1:\d+)`).FindStringSubmatch(srv.stderr.String())
+	if agent == nil {
+		t.Fatal("no agent-check listener")
+	}
+	if c, err := net.Dial("tcp", agent[1]); err != nil {
+		t.Fatal(err)
+	} else {
+		b, _ := io.ReadAll(c)
+		c.Close()
+		if string(b) != "ready up 100%\n" {
+			t.Errorf("agent-check of an idle node: %q", b)
+		}
+	}
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200, "/capacity": 200, "/student": 200, "/proctor": 200, "/sdk/invigil.js": 200, "/nope": 404} {
 		resp, err := http.Get(base + path)
 		if err != nil {
 			t.Fatal(err)

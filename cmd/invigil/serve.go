@@ -70,6 +70,7 @@ type serveConfig struct {
 	emptyTimeout    time.Duration
 	allowedOrigins  string
 	adminAddr       string
+	agentAddr       string
 	shutdownTimeout time.Duration
 }
 
@@ -106,6 +107,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.DurationVar(&c.joinTimeout, "join-timeout", signaling.DefaultJoinTimeout, "how long a new connection has to send join")
 	fs.DurationVar(&c.emptyTimeout, "room-empty-timeout", room.DefaultEmptyTimeout, "how long an empty room is kept")
 	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma-separated Origin hosts allowed besides this server's own (e.g. exam.example.com)")
+	fs.StringVar(&c.agentAddr, "agent-addr", "", "HAProxy agent-check listener, e.g. :7883 (empty: off)")
 	fs.StringVar(&c.adminAddr, "admin-addr", "", "pprof listener, e.g. :7884 (a missing host means 127.0.0.1; empty: off)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for sessions to close")
 	if err := fs.Parse(args); err != nil {
@@ -282,13 +284,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		media = append(media, netip.AddrPortFrom(netipAddr(mediaIP), uint16(tcp.Addr().(*net.TCPAddr).Port)))
 	}
 	deny := []netip.AddrPort{addrPort(ln.Addr())}
-	if cfg.adminAddr != "" {
-		if ap, err := netip.ParseAddrPort(cfg.adminAddr); err == nil {
+	for _, a := range []string{cfg.adminAddr, cfg.agentAddr} {
+		if ap, ok := listenAddrPort(a); ok {
 			deny = append(deny, ap)
-		} else if _, port, err := net.SplitHostPort(cfg.adminAddr); err == nil {
-			if p, err := strconv.Atoi(port); err == nil {
-				deny = append(deny, netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(p)))
-			}
 		}
 	}
 	turnSrv, err := startTURN(ctx, cfg, bindIP, media, deny, public, log)
@@ -322,6 +320,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	mux.Handle("GET /v1/rtc", sig)
 	mux.HandleFunc("GET /healthz", health.Healthz)
 	mux.HandleFunc("GET /readyz", health.Readyz)
+	capacity := func() metrics.Capacity {
+		st := rooms.Stats()
+		return metrics.Capacity{
+			NodeID: cfg.nodeID, Version: version, Draining: health.Draining(),
+			Rooms: st.Rooms, Students: st.Students, Proctors: st.Proctors,
+			MaxParticipants: cfg.maxPerNode, MaxRooms: cfg.maxRooms,
+		}.Compute()
+	}
+	mux.Handle("GET /capacity", metrics.CapacityHandler(capacity))
 	mux.Handle("GET /metrics", mtr.Handler())
 	mux.Handle("GET /v1/rooms/{room}/events", signaling.EventsHandler([]byte(cfg.apiSecret), events))
 	pages := web.Handler()
@@ -344,6 +351,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if turnSrv.udpAddr != "" {
 		attrs = append(attrs, "turn_addr", turnSrv.udpAddr)
+	}
+	if cfg.agentAddr != "" {
+		aln, err := net.Listen("tcp", cfg.agentAddr)
+		if err != nil {
+			return fmt.Errorf("agent listener: %w", err)
+		}
+		agent := metrics.ServeAgent(aln, capacity, log.With("component", "agent"))
+		defer agent.Close(context.Background())
+		attrs = append(attrs, "agent_addr", agent.Addr().String())
 	}
 	if cfg.adminAddr != "" {
 		admin, err := startAdmin(cfg.adminAddr)
@@ -445,6 +461,26 @@ func printDevLinks(w io.Writer, public, secret string) {
 		fmt.Fprintf(w, "Student %d: %s/student#token=%s\n\n", i, public, mint(id, "Student "+strconv.Itoa(i), room.RoleStudent))
 	}
 	fmt.Fprintf(w, "More tokens: invigil token --dev --room %s --identity NAME --role student\n\n", devRoom)
+}
+
+// listenAddrPort parses a listen address; a missing host means every
+// address (the unspecified IP).
+func listenAddrPort(a string) (netip.AddrPort, bool) {
+	if a == "" {
+		return netip.AddrPort{}, false
+	}
+	if ap, err := netip.ParseAddrPort(a); err == nil {
+		return ap, true
+	}
+	_, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(p)), true
 }
 
 // netipAddr converts a net.IP, unmapping IPv4.
