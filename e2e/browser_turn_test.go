@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,6 +10,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/invigil/invigil/internal/testclient"
 )
 
 // forceRelayJS makes every RTCPeerConnection the page creates use only
@@ -56,7 +55,7 @@ func TestBrowserRelayOnly(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), hardTimeout)
 	t.Cleanup(cancel)
 
-	port := freeUDPTCPPort(t)
+	port := testclient.FreeUDPTCPPort(t)
 	srv := startServer(t, ctx, bin, apiSecret, "--turn-udp-port", strconv.Itoa(port))
 	studentToken := srv.token(t, ctx, room, "alice", "student", "Alice")
 	proctorToken := srv.token(t, ctx, room, "pat", "proctor", "Pat")
@@ -121,25 +120,4 @@ func (b *browser) openTabWithInit(t *testing.T, name, url, script string) *tab {
 		t.Fatalf("tab %s: navigating: %v", name, err)
 	}
 	return tb
-}
-
-// freeUDPTCPPort finds a loopback port free for both UDP and TCP (STUN
-// and TURN share one port number on both).
-func freeUDPTCPPort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := u.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", fmt.Sprint(port)))
-		u.Close()
-		if err == nil {
-			l.Close()
-			return port
-		}
-	}
-	t.Fatal("no port free for both UDP and TCP")
-	return 0
 }

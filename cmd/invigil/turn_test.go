@@ -1,7 +1,6 @@
 package main
 
 import (
-	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,32 +11,11 @@ import (
 	"github.com/invigil/invigil/turn"
 )
 
-// freePort finds a port free for both UDP and TCP on loopback, for a
-// listener pair that must share a number (STUN/TURN on UDP and TCP).
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := u.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		u.Close()
-		if err == nil {
-			l.Close()
-			return port
-		}
-	}
-	t.Fatal("no port free for both UDP and TCP")
-	return 0
-}
-
 // TestTURNRelayOnly: a student whose PeerConnection may only use relays
 // reaches the SFU through the node's own TURN server with the credentials
 // joined handed it, and the proctor gets its media.
 func TestTURNRelayOnly(t *testing.T) {
-	port := freePort(t)
+	port := testclient.FreeUDPTCPPort(t)
 	srv := startServe(t, "--api-secret", secret, "--turn-udp-port", strconv.Itoa(port))
 	if !strings.Contains(srv.stderr.String(), "turn_addr=127.0.0.1:"+strconv.Itoa(port)) {
 		t.Fatalf("TURN not listening on %d:\n%s", port, srv.stderr.String())

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -733,4 +734,25 @@ func (c *Client) fail(what string, err error) {
 	if !c.closing.Load() {
 		c.t.Errorf("%s: %v", what, err)
 	}
+}
+
+// FreeUDPTCPPort finds a loopback port free for both UDP and TCP, for a
+// server that listens on one port number with both (STUN and TURN).
+func FreeUDPTCPPort(t testing.TB) int {
+	t.Helper()
+	for range 20 {
+		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := u.LocalAddr().(*net.UDPAddr).Port
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		u.Close()
+		if err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatal("no port free for both UDP and TCP")
+	return 0
 }
