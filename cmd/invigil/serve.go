@@ -55,6 +55,8 @@ type serveConfig struct {
 	maxPerNode      int
 	maxRooms        int
 	maxConnsPerIP   int
+	connRatePerIP   float64
+	connBurstPerIP  int
 	messageRate     float64
 	joinTimeout     time.Duration
 	nodeID          string
@@ -103,6 +105,8 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.IntVar(&c.maxPerNode, "max-participants-per-node", room.DefaultMaxPerNode, "participants on this node")
 	fs.IntVar(&c.maxRooms, "max-rooms", room.DefaultMaxRooms, "rooms on this node")
 	fs.IntVar(&c.maxConnsPerIP, "max-connections-per-ip", signaling.DefaultMaxConnsPerIP, "open signaling connections from one client address")
+	fs.Float64Var(&c.connRatePerIP, "connection-rate-per-ip", signaling.DefaultConnRatePerIP, "new signaling connections per second from one client address")
+	fs.IntVar(&c.connBurstPerIP, "connection-burst-per-ip", signaling.DefaultConnBurstPerIP, "new connections one client address may open at once beyond the rate")
 	fs.Float64Var(&c.messageRate, "message-rate", signaling.DefaultMsgRate, "signaling messages per second one connection may send")
 	fs.DurationVar(&c.joinTimeout, "join-timeout", signaling.DefaultJoinTimeout, "how long a new connection has to send join")
 	fs.DurationVar(&c.emptyTimeout, "room-empty-timeout", room.DefaultEmptyTimeout, "how long an empty room is kept")
@@ -302,11 +306,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Engine:         engine,
 		Secret:         []byte(cfg.apiSecret),
 		AllowedOrigins: splitList(cfg.allowedOrigins),
-		Limits:         signaling.Limits{MaxConnsPerIP: cfg.maxConnsPerIP, MsgRate: cfg.messageRate},
-		JoinTimeout:    cfg.joinTimeout,
-		Version:        version,
-		Observer:       mtr,
-		Logger:         log.With("component", "signaling"),
+		Limits: signaling.Limits{MaxConnsPerIP: cfg.maxConnsPerIP, ConnRatePerIP: cfg.connRatePerIP,
+			ConnBurstPerIP: cfg.connBurstPerIP, MsgRate: cfg.messageRate},
+		JoinTimeout: cfg.joinTimeout,
+		Version:     version,
+		Observer:    mtr,
+		Logger:      log.With("component", "signaling"),
 	})
 	if err != nil {
 		return err
