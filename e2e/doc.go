@@ -10,6 +10,14 @@
 //     proctor shows and decodes every student, students decode nothing and
 //     learn of nobody, focus toggles, a leaving student's tile goes, and the
 //     server exits 0 on SIGTERM.
+//   - TestBrowserSimulcastFocus: two students and a proctor; grid tiles
+//     decode the low simulcast layer (≤ 200 lines) and students send only
+//     q; clicking a tile switches that student to the high layer (≥ 300
+//     lines) within 3 s, clicking again back to low, with frames decoded
+//     throughout and few freezes; a tile out of view (smaller window) stops
+//     receiving video but not audio, and resumes when visible again.
+//   - TestBrowserSimulcastThreeLayers: a 1280×720 camera is published as
+//     q/h/f (÷4/÷2/÷1) in VP8, and only q keeps sending while nobody watches.
 //   - TestBrowserSDKGlare: the SDK's polite side of perfect negotiation
 //     against an in-page impolite fake server (the real server only serves
 //     the SDK).
@@ -26,5 +34,6 @@
 // Chromium is expected at /usr/bin/chromium (scripts/install-test-deps.sh
 // installs it). Without it the tests skip, or fail when CI=true.
 //
-// Package e2e imports no project package; it treats the binary as a black box.
+// Package e2e treats the binary as a black box; it imports no project
+// package but internal/testclient (for a free port in the TURN test).
 package e2e

@@ -358,6 +358,11 @@ func (p *Peer) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 		t.mid = mid
 		t.onFirstForward = p.cfg.OnFirstForward
 		t.onDemand = p.cfg.OnLayerDemand
+		for _, tr := range recv.Tracks() { // made from the SDP, before any packet
+			if tr.RID() != "" {
+				t.declared = append(t.declared, tr.RID())
+			}
+		}
 		p.published[recv] = t
 	}
 	l, ok := t.addLayer(remote)

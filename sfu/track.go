@@ -62,10 +62,11 @@ type Track struct {
 	subs atomic.Pointer[[]*DownTrack]
 	// subsMu serialises writers of subs (add/remove).
 	subsMu sync.Mutex
-	// demandMu guards demand and serialises onDemand calls, so the
-	// publisher hears changes in order.
+	// demandMu guards told and declared and serialises onDemand calls,
+	// so the publisher hears changes in order.
 	demandMu sync.Mutex
-	demand   uint8 // bitmask of layers some subscriber needs, last told
+	told     string   // the active RIDs last told, comma-joined
+	declared []string // RIDs the publisher's offer lists, before any arrives
 
 	onFirstForward func(*Track)
 	onDemand       func(t *Track, active []string)
@@ -318,17 +319,24 @@ func (t *Track) updateDemand() {
 			mask |= 1 << t.nearest(q)
 		}
 	}
-	if mask == t.demand {
-		return
-	}
-	t.demand = mask
 	var active []string
 	for i := range t.layers {
 		if l := t.layers[i].Load(); l != nil && mask&(1<<i) != 0 {
 			active = append(active, l.rid)
 		}
 	}
-	t.onDemand(t, active)
+	// A layer the offer declares is known only once its first packet
+	// arrives; pausing it before then would mean it never arrives, and
+	// focus could never switch to it. It stays on until it is seen.
+	for _, rid := range t.declared {
+		if t.layers[layerIndex(rid)].Load() == nil {
+			active = append(active, rid)
+		}
+	}
+	if told := strings.Join(active, ","); told != t.told {
+		t.told = told
+		t.onDemand(t, active)
+	}
 }
 
 // RequestKeyframe asks for a keyframe on the layer nearest quality q.

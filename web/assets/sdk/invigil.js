@@ -33,10 +33,25 @@ export const FATAL_ERROR_CODES = Object.freeze(new Set([
 ]));
 
 /**
- * CAMERA is the one place that says how the camera is captured and sent.
- * The simulcast work changes cameraEncodings() (and only it) to list layers.
+ * CAMERA says how the camera is captured: 640×360 at most 30 fps; maxBitrate
+ * is the 640×360 layer's. cameraEncodings() is the one place that turns it
+ * into simulcast encodings.
  */
 export const CAMERA = Object.freeze({width: 640, height: 360, maxFrameRate: 30, maxBitrate: 500_000});
+
+/**
+ * SIMULCAST_LAYERS are the camera's simulcast encodings, lowest first, by the
+ * RIDs docs/protocol.md maps to qualities: q (320×180), h (640×360) and, when
+ * the camera gives at least 1280×720, f (1280×720).
+ */
+export const SIMULCAST_LAYERS = Object.freeze([
+  Object.freeze({rid: 'q', maxBitrate: 150_000}),
+  Object.freeze({rid: 'h', maxBitrate: CAMERA.maxBitrate}),
+  Object.freeze({rid: 'f', maxBitrate: 1_200_000}),
+]);
+
+// MAX_VIEW_TILES is the most tiles a `view` message may list (docs/protocol.md).
+const MAX_VIEW_TILES = 500;
 
 function cameraConstraints(video) {
   const base = {
@@ -52,16 +67,33 @@ function microphoneConstraints(audio) {
   return typeof audio === 'object' ? {...base, ...audio} : base;
 }
 
-function cameraEncodings() {
-  return [{maxBitrate: CAMERA.maxBitrate, maxFramerate: CAMERA.maxFrameRate}];
+// cameraEncodings lists the simulcast encodings for a camera track, lowest
+// first (#onLayers relies on that order): the highest is the capture size,
+// each lower one half as high. Two layers at 640×360; a third (f) only when
+// the camera gives 1280×720 or more, in either orientation.
+function cameraEncodings(track) {
+  const {width = 0, height = 0} = track.getSettings?.() ?? {};
+  const n = Math.max(width, height) >= 1280 && Math.min(width, height) >= 720 ? 3 : 2;
+  return SIMULCAST_LAYERS.slice(0, n).map(({rid, maxBitrate}, i) => ({
+    rid, maxBitrate, maxFramerate: CAMERA.maxFrameRate, active: true, scaleResolutionDownBy: 2 ** (n - 1 - i),
+  }));
+}
+
+// preferVP8 puts VP8 first in the camera's codec list: the server rewrites
+// VP8 picture IDs when it switches layers, so the subscriber sees one stream.
+function preferVP8(transceiver) {
+  const codecs = globalThis.RTCRtpReceiver?.getCapabilities?.('video')?.codecs;
+  if (!codecs || typeof transceiver.setCodecPreferences !== 'function') return;
+  const vp8 = (c) => c.mimeType.toLowerCase() === 'video/vp8';
+  transceiver.setCodecPreferences([...codecs.filter(vp8), ...codecs.filter((c) => !vp8(c))]);
 }
 
 /**
  * InvigilError is what the SDK rejects with and what `error` events carry.
  * `code` is a server code from docs/protocol.md or one of the SDK's own
  * (connection_failed, connection_lost, not_connected, closed,
- * negotiation_failed, media_denied, media_not_found, media_unavailable,
- * media_failed).
+ * negotiation_failed, layers_failed, media_denied, media_not_found,
+ * media_unavailable, media_failed).
  */
 export class InvigilError extends Error {
   constructor(code, message, {fatal = false, ref = undefined, cause = undefined} = {}) {
@@ -124,6 +156,8 @@ export class InvigilClient extends EventTarget {
   iceServers = [];
   /** serverVersion is the server's version string from `joined`. */
   serverVersion = null;
+  /** layers maps a published m-line's mid → the last `layers` event detail. */
+  layers = new Map();
 
   #token;
   #options;
@@ -266,6 +300,28 @@ export class InvigilClient extends EventTarget {
   }
 
   /**
+   * focus asks the server for one student's high simulcast layer (proctors;
+   * a student gets `forbidden`); '' or null returns to the grid. Returns false
+   * when the socket is not open.
+   */
+  focus(identity) {
+    return this.#send({type: 'focus', identity: String(identity ?? '')});
+  }
+
+  /**
+   * setView tells the server which student tiles the proctor sees now and how
+   * high they are in CSS px, [{identity, height}]: only their video is
+   * forwarded (audio always is), at the high layer from 270 px. null means
+   * every tile at the low layer (the default). Returns false when not sent.
+   */
+  setView(tiles) {
+    const list = tiles == null ? null : Array.from(tiles).slice(0, MAX_VIEW_TILES).map((t) => ({
+      identity: String(t.identity), height: Math.max(0, Math.round(Number(t.height) || 0)),
+    }));
+    return this.#send({type: 'view', tiles: list});
+  }
+
+  /**
    * leave tells the server this participant is leaving, waits briefly for the
    * server to close the socket, then closes everything. Resolves when closed.
    */
@@ -344,6 +400,7 @@ export class InvigilClient extends EventTarget {
       case 'participant_left': return this.#onParticipantLeft(msg);
       case 'track_published': return this.#onTrackPublished(msg);
       case 'track_unpublished': return this.#onTrackUnpublished(msg);
+      case 'layers': return this.#onLayers(msg);
       case 'pong': return this.#onPong(msg);
       case 'leave': return this.#onLeave(msg);
       case 'error': return this.#onError(msg);
@@ -454,10 +511,49 @@ export class InvigilClient extends EventTarget {
   // #addSender sends track on a new sendonly transceiver; negotiationneeded follows.
   #addSender(track, stream, source) {
     const init = {direction: 'sendonly', streams: [stream]};
-    if (source === 'camera') init.sendEncodings = cameraEncodings();
+    if (source === 'camera') init.sendEncodings = cameraEncodings(track);
     const transceiver = this.pc.addTransceiver(track, init);
+    if (source === 'camera') {
+      try {
+        preferVP8(transceiver);
+      } catch (err) {
+        this.#log.warn(`[invigil] cannot prefer VP8: ${err.message}`);
+      }
+    }
     this.#senders.set(transceiver, {source, stream});
     return transceiver;
+  }
+
+  // #onLayers pauses the simulcast encodings nobody watches and resumes the
+  // ones someone does (`layers`, docs/protocol.md). The lowest (first) stays
+  // active whatever the message says, so a proctor always has a picture.
+  async #onLayers(msg) {
+    const t = this.pc?.getTransceivers().find((x) => x.mid === msg.mid && this.#senders.has(x));
+    const params = t?.sender.getParameters();
+    if (!Array.isArray(msg.active) || !params?.encodings?.some((e) => e.rid)) {
+      this.#log.debug(`[invigil] ignoring layers for mid ${msg.mid}: no active list or no simulcast sender`);
+      return;
+    }
+    const want = new Set(msg.active);
+    let changed = false;
+    params.encodings.forEach((e, i) => {
+      const on = i === 0 || want.has(e.rid);
+      changed ||= e.active !== on;
+      e.active = on;
+    });
+    let error = null;
+    try {
+      if (changed) await t.sender.setParameters(params);
+    } catch (err) {
+      error = new InvigilError('layers_failed', `pausing/resuming layers failed: ${err.message}`, {cause: err});
+      this.#log.warn(`[invigil] ${error.message}`);
+    }
+    const active = t.sender.getParameters().encodings.filter((e) => e.active).map((e) => e.rid);
+    const detail = {mid: msg.mid, trackId: msg.track_id ?? null, source: this.#senders.get(t).source,
+      active, requested: msg.active.slice(), error};
+    this.layers.set(msg.mid, detail);
+    this.#log.info(`[invigil] layers of mid ${msg.mid}: sending ${active.join(',')}`);
+    this.#emit('layers', detail);
   }
 
   #trackList() {

@@ -1,6 +1,8 @@
 // The proctor page: a grid of student tiles, one per student, each holding
-// that student's video. Clicking a tile focuses the student (enlarged);
-// clicking it again returns to the grid.
+// that student's video. Clicking a tile focuses the student (enlarged, the
+// high simulcast layer); clicking it again returns to the grid. The page
+// tells the server which tiles are visible and how high, so students
+// scrolled out of view cost no video and large tiles get the high layer.
 //
 // DOM hooks (stable, see DESIGN.md): each tile is an element with
 // data-identity="<identity>" holding the student's <video>.
@@ -28,6 +30,7 @@ const ui = {
 /** tiles maps identity → {el, video, name, state, sid, seenVideo}. */
 const tiles = new Map();
 let focused = null;
+let sentFocus = ''; // the identity the server was last told to focus ('' = grid)
 let failed = false;
 let client = null;
 
@@ -53,12 +56,13 @@ ui.retry.addEventListener('click', () => location.reload());
 
 /**
  * setFocus is the single place that changes which student is focused
- * (identity) or returns to the grid (null). A later issue makes it also send
- * the protocol's `focus` message so the server switches simulcast layers; the
- * `invigil:focus` event on document lets integrators hook in today.
+ * (identity) or returns to the grid (null). It sends the protocol's `focus`
+ * message, so the server switches that student to the high simulcast layer,
+ * and dispatches `invigil:focus` on document for integrators.
  */
 function setFocus(identity) {
   focused = identity && tiles.has(identity) ? identity : null;
+  if ((focused ?? '') !== sentFocus && client?.focus(focused ?? '')) sentFocus = focused ?? '';
   ui.grid.classList.toggle('has-focus', focused !== null);
   ui.focusHint.hidden = focused === null;
   for (const [id, tile] of tiles) {
@@ -78,6 +82,41 @@ function toggleFocus(identity) {
 document.addEventListener('keydown', (ev) => {
   if (ev.key === 'Escape' && focused) setFocus(null);
 });
+
+// ---- view: which tiles are visible, and how high -----------------------------
+
+// VIEW_DELAY_MS coalesces scrolling and resizing into one `view` message at
+// most every 200 ms; the server allows 20 messages a second.
+const VIEW_DELAY_MS = 200;
+const visible = new Set(); // identities whose tiles intersect the viewport
+let viewTimer = null;
+let sentView = null; // JSON of the tiles last sent
+
+const intersections = new IntersectionObserver((entries) => {
+  for (const e of entries) {
+    if (e.isIntersecting) visible.add(e.target.dataset.identity);
+    else visible.delete(e.target.dataset.identity);
+  }
+  scheduleView();
+});
+const resizes = new ResizeObserver(() => scheduleView());
+
+function scheduleView() {
+  viewTimer ??= setTimeout(sendView, VIEW_DELAY_MS);
+}
+
+/** sendView reports the visible tiles and their heights when they changed. */
+function sendView() {
+  viewTimer = null;
+  if (client?.state !== 'joined') return;
+  const view = [...visible].filter((id) => tiles.has(id)).sort().map((identity) => ({
+    identity, height: Math.round(tiles.get(identity).el.getBoundingClientRect().height),
+  }));
+  const json = JSON.stringify(view);
+  if (json === sentView) return;
+  if (client.setView(view)) sentView = json;
+  console.debug(`[proctor] view ${view.map((t) => `${t.identity}:${t.height}`).join(' ') || '(none)'}`);
+}
 
 // ---- tiles -------------------------------------------------------------------
 
@@ -118,6 +157,8 @@ function ensureTile(p) {
     });
     tiles.set(p.identity, tile);
     insertSorted(el, p);
+    intersections.observe(el);
+    resizes.observe(el);
     updateCount();
   }
   tile.name.textContent = tileLabel(p);
@@ -144,8 +185,12 @@ function removeTile(identity) {
   const tile = tiles.get(identity);
   if (!tile) return;
   tile.video.srcObject = null;
+  intersections.unobserve(tile.el);
+  resizes.unobserve(tile.el);
   tile.el.remove();
   tiles.delete(identity);
+  visible.delete(identity);
+  scheduleView();
   if (focused === identity) setFocus(null);
   updateCount();
 }
