@@ -30,6 +30,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/invigil/invigil/internal/logbuf"
 	"github.com/invigil/invigil/internal/testclient"
 )
 
@@ -157,7 +158,7 @@ type node struct {
 	base   string // http://127.0.0.1:PORT
 	addr   string // 127.0.0.1:PORT
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *logbuf.Buffer
 }
 
 // startNode starts `invigil serve` on loopback with ephemeral ports, waits
@@ -177,7 +178,7 @@ func startNode(t *testing.T, extra ...string) *node {
 		"--node-ip", "127.0.0.1",
 		"--data-dir", t.TempDir(),
 	}, extra...)
-	n := &node{stderr: &syncBuffer{}}
+	n := &node{stderr: &logbuf.Buffer{}}
 	n.cmd = exec.Command(bin, args...)
 	n.cmd.Env = cleanEnv()
 	n.cmd.Stdout = n.stderr
@@ -272,29 +273,10 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// syncBuffer is a bytes.Buffer safe for a process's output copier and
-// the test reading it.
-type syncBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // process is an external daemon a test started; stop ends it by PID.
 type process struct {
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *logbuf.Buffer
 	exited chan error
 }
 
@@ -302,7 +284,7 @@ type process struct {
 // that sends it sig by PID (then SIGKILL after 10 s).
 func startProcess(t *testing.T, sig syscall.Signal, name string, args ...string) *process {
 	t.Helper()
-	p := &process{out: &syncBuffer{}, exited: make(chan error, 1)}
+	p := &process{out: &logbuf.Buffer{}, exited: make(chan error, 1)}
 	p.cmd = exec.Command(name, args...)
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out

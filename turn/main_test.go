@@ -1,7 +1,6 @@
 package turn
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -10,11 +9,11 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/invigil/invigil/internal/logbuf"
 	"go.uber.org/goleak"
 )
 
@@ -32,34 +31,16 @@ type testServer struct {
 	*Server
 	port    int // UDP and TCP
 	tlsPort int // 0 without TLS
-	logs    *syncBuffer
+	logs    *logbuf.Buffer
 }
 
 func (ts *testServer) udpAddr() string { return "127.0.0.1:" + strconv.Itoa(ts.port) }
 func (ts *testServer) tlsAddr() string { return "127.0.0.1:" + strconv.Itoa(ts.tlsPort) }
 
-// syncBuffer collects log output for assertions.
-type syncBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // teeWriter writes to the test log and to a buffer.
 type teeWriter struct {
 	t   *testing.T
-	buf *syncBuffer
+	buf *logbuf.Buffer
 }
 
 func (w teeWriter) Write(p []byte) (int, error) {
@@ -93,7 +74,7 @@ func listenUDPAndTCP(t testing.TB) (net.PacketConn, net.Listener, int) {
 func newTestServer(t *testing.T, mod func(*Config)) *testServer {
 	t.Helper()
 	udp, tcp, port := listenUDPAndTCP(t)
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	cfg := Config{
 		UDP:     udp,
 		TCP:     tcp,
@@ -155,7 +136,7 @@ func startPeer(t *testing.T) int {
 	port := freeUDPPort(t)
 	cmd := exec.Command(bin, "-L", "127.0.0.1", "-p", strconv.Itoa(port))
 	cmd.Dir = t.TempDir()
-	var out syncBuffer
+	var out logbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -193,7 +174,7 @@ func runTool(t *testing.T, timeout time.Duration, bin string, args ...string) (s
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = t.TempDir()
-	var out syncBuffer
+	var out logbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/invigil/invigil/internal/logbuf"
 	"github.com/pion/stun/v4"
 )
 
@@ -105,7 +106,7 @@ func TestCloseWithLiveAllocations(t *testing.T) {
 // TestRefusalLogRateLimited: one line per refusal kind per interval, with
 // the count of suppressed ones; the counters stay exact.
 func TestRefusalLogRateLimited(t *testing.T) {
-	buf := &syncBuffer{}
+	buf := &logbuf.Buffer{}
 	rs := &refusals{log: slog.New(slog.NewTextHandler(buf, nil))}
 	attrs := func() []slog.Attr { return []slog.Attr{slog.String("client", "192.0.2.1:1")} }
 	for range 5 {

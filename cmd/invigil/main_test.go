@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/invigil/invigil/internal/logbuf"
 	"github.com/invigil/invigil/room"
 	"github.com/invigil/invigil/signaling"
 )
@@ -178,7 +179,7 @@ func TestServeLifecycle(t *testing.T) {
 // served is a node run in-process by startServe.
 type served struct {
 	base           string // http://127.0.0.1:port
-	stdout, stderr *syncBuffer
+	stdout, stderr *logbuf.Buffer
 	stop           func() error // cancels serve (what SIGTERM does) and waits
 }
 
@@ -187,7 +188,7 @@ type served struct {
 func startServe(t *testing.T, extra ...string) *served {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &served{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	s := &served{stdout: &logbuf.Buffer{}, stderr: &logbuf.Buffer{}}
 	done := make(chan error, 1)
 	args := append([]string{"--http-addr", "127.0.0.1:0", "--rtc-udp-port", "0", "--rtc-tcp-port", "0", "--node-ip", "127.0.0.1",
 		"--data-dir", t.TempDir(), "--turn-udp-port", "0"}, extra...)
@@ -223,22 +224,4 @@ func startServe(t *testing.T, extra ...string) *served {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the writer goroutine and the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

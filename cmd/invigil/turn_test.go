@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/invigil/invigil/internal/logbuf"
 	"github.com/invigil/invigil/internal/testclient"
 	"github.com/invigil/invigil/room"
 	"github.com/invigil/invigil/turn"
@@ -52,11 +53,11 @@ func TestTURNRelayOnly(t *testing.T) {
 // TestTURNSecretLength: outside --dev, a short TURN secret is refused
 // like a short API secret.
 func TestTURNSecretLength(t *testing.T) {
-	_, err := parseServe([]string{"--api-secret", secret, "--turn-secret", "short"}, &syncBuffer{})
+	_, err := parseServe([]string{"--api-secret", secret, "--turn-secret", "short"}, &logbuf.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "--turn-secret must be at least 32 bytes") {
 		t.Fatalf("got %v", err)
 	}
-	if _, err := parseServe([]string{"--api-secret", secret, "--turn-allow-peers", "10.0.0.0/33"}, &syncBuffer{}); err == nil {
+	if _, err := parseServe([]string{"--api-secret", secret, "--turn-allow-peers", "10.0.0.0/33"}, &logbuf.Buffer{}); err == nil {
 		t.Fatal("a bad CIDR was accepted")
 	}
 }
