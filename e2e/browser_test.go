@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
 
@@ -181,6 +183,13 @@ type tab struct {
 // and closes every tab.
 func (b *browser) openTab(t *testing.T, name, url string) *tab {
 	t.Helper()
+	return b.openTabWithInit(t, name, url, "")
+}
+
+// openTabWithInit is openTab with a script that runs in every document of
+// the tab before the page's own scripts (none when script is empty).
+func (b *browser) openTabWithInit(t *testing.T, name, url, script string) *tab {
+	t.Helper()
 	ctx, cancel := chromedp.NewContext(b.ctx)
 	tb := &tab{name: name, ctx: ctx, cancel: cancel, console: newLineLog(300), done: make(chan struct{})}
 	// The tab's first Run attaches it and lives as long as its context: no timeout.
@@ -203,6 +212,15 @@ func (b *browser) openTab(t *testing.T, name, url string) *tab {
 			tb.console.Add(m.Time.Format("15:04:05.000") + " " + m.String() + where)
 		}
 	}()
+	if script != "" {
+		addInit := chromedp.Action[chromedp.Void](func(ctx context.Context, target *chromedp.Target) (chromedp.Void, error) {
+			_, err := cdp.Call(ctx, target, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: script})
+			return chromedp.Void{}, err
+		})
+		if err := run(ctx, navigateTimeout, addInit); err != nil {
+			t.Fatalf("tab %s: init script: %v", name, err)
+		}
+	}
 	if err := run(ctx, navigateTimeout, chromedp.Navigate(url)); err != nil {
 		t.Fatalf("tab %s: navigating to %s: %v", name, redactToken(url), err)
 	}

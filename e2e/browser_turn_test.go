@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/page"
-	"github.com/chromedp/chromedp"
 	"github.com/invigil/invigil/internal/testclient"
 )
 
@@ -95,29 +92,4 @@ func TestBrowserRelayOnly(t *testing.T) {
 	if !strings.Contains(srv.logs.String(), "turn_addr=") {
 		t.Errorf("server did not log its TURN address")
 	}
-}
-
-// openTabWithInit is openTab with a script that runs in every document of
-// the tab before the page's own scripts.
-func (b *browser) openTabWithInit(t *testing.T, name, url, script string) *tab {
-	t.Helper()
-	ctx, cancel := chromedp.NewContext(b.ctx)
-	tb := &tab{name: name, ctx: ctx, cancel: cancel, console: newLineLog(300), done: make(chan struct{})}
-	if err := chromedp.Do(ctx); err != nil {
-		cancel()
-		t.Fatalf("opening tab %s: %v", name, err)
-	}
-	b.tabs = append(b.tabs, tb)
-	close(tb.done) // no console reader for this tab
-	addInit := chromedp.Action[chromedp.Void](func(ctx context.Context, target *chromedp.Target) (chromedp.Void, error) {
-		_, err := cdp.Call(ctx, target, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: script})
-		return chromedp.Void{}, err
-	})
-	if err := run(ctx, navigateTimeout, addInit); err != nil {
-		t.Fatalf("tab %s: init script: %v", name, err)
-	}
-	if err := run(ctx, navigateTimeout, chromedp.Navigate(url)); err != nil {
-		t.Fatalf("tab %s: navigating: %v", name, err)
-	}
-	return tb
 }
