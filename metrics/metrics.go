@@ -148,9 +148,6 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// Registry is the registry behind Handler, for tests and extra collectors.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
-
 // Message counts one signaling message (signaling.Observer).
 func (m *Metrics) Message(typ string, ok bool) {
 	c, found := m.messages[typ]

@@ -308,17 +308,6 @@ func (p *Peer) SetQuality(trackID string, q int) error {
 	return nil
 }
 
-// Quality reports the layer this peer receives of track id now.
-func (p *Peer) Quality(trackID string) (int, error) {
-	p.mu.Lock()
-	s, ok := p.subs[trackID]
-	p.mu.Unlock()
-	if !ok {
-		return QualityOff, ErrNotSubscribed
-	}
-	return s.down.Layer(), nil
-}
-
 // negotiateLocked sends an offer when subscriptions changed, the peer has
 // been started and no offer is outstanding. Changes that arrive while an
 // offer is out are folded into the next one, sent when the answer comes.

@@ -124,23 +124,6 @@ func (t *Track) Kind() webrtc.RTPCodecType { return t.kind }
 // Codec is the codec the publisher sends; subscribers receive the same.
 func (t *Track) Codec() webrtc.RTPCodecParameters { return t.codec }
 
-// Done is closed when the publisher stops sending the track for good.
-func (t *Track) Done() <-chan struct{} { return t.done }
-
-// Subscribers returns how many down-tracks receive this track now.
-func (t *Track) Subscribers() int { return len(*t.subs.Load()) }
-
-// Layers lists the RIDs of the layers published so far, lowest first.
-func (t *Track) Layers() []string {
-	var out []string
-	for i := range t.layers {
-		if l := t.layers[i].Load(); l != nil {
-			out = append(out, l.rid)
-		}
-	}
-	return out
-}
-
 func newTrack(id, streamID, source string, remote *webrtc.TrackRemote, writeRTCP func([]rtcp.Packet) error, pliGap time.Duration, stats *counters) *Track {
 	t := &Track{
 		id:       id,
