@@ -47,7 +47,7 @@ echo "install-test-deps: missing ${missing_programs[*]} (packages: ${missing_pac
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-test-deps: error: installing needs root; run as root:" >&2
   echo "  sudo $0" >&2
-  echo "  or: apt-get update && apt-get install -y --no-install-recommends ${missing_packages[*]}" >&2
+  echo "  or: apt-get update && apt-get install -y ${missing_packages[*]}" >&2
   exit 1
 fi
 
@@ -59,7 +59,7 @@ fi
 echo "install-test-deps: apt-get update"
 apt-get update -q
 echo "install-test-deps: apt-get install ${missing_packages[*]}"
-DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing_packages[@]}"
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing_packages[@]}"
 
 still_missing=()
 for program in "${missing_programs[@]}"; do
