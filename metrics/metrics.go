@@ -66,7 +66,7 @@ var refusalReasons = []string{
 	"connections_per_ip", "connection_rate", "handshake", "rate_limited",
 	"token_missing", "token_invalid", "token_expired", "token_not_yet_valid", "role_unknown", "room_mismatch",
 	"room_full", "node_full", "too_many_rooms", "forbidden", "too_many_candidates", "too_many_tracks",
-	"sdp_too_large", "too_large", "join_timeout", "slow_consumer", "other",
+	"sdp_too_large", "too_large", "join_timeout", "slow_consumer", "draining", "other",
 }
 
 // messageTypes are the values of invigil_signaling_messages_total's type

@@ -12,6 +12,10 @@ var (
 	// ErrTooManyRooms is returned by Join when the participant would
 	// open a room and this node holds its maximum number of rooms.
 	ErrTooManyRooms = errors.New("room: node holds its maximum number of rooms")
+	// ErrDraining is returned by Join when the participant would open a
+	// room on a node that is draining: it finishes the rooms it has and
+	// takes no new ones.
+	ErrDraining = errors.New("room: node is draining")
 	// ErrClosed is returned by Join once the registry is shutting down.
 	ErrClosed = errors.New("room: shutting down")
 	// ErrUnknownRole is returned by ParseRole.

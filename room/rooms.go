@@ -51,11 +51,13 @@ type Rooms struct {
 	cfg Config
 	log *slog.Logger
 
-	// mu guards rooms, total and closed. Lock order: Rooms.mu, then Room.mu.
-	mu     sync.Mutex
-	rooms  map[string]*Room
-	total  int
-	closed bool
+	// mu guards rooms, total, draining and closed. Lock order: Rooms.mu,
+	// then Room.mu.
+	mu       sync.Mutex
+	rooms    map[string]*Room
+	total    int
+	draining bool
+	closed   bool
 }
 
 // Stats is a snapshot of the registry's occupancy.
@@ -100,6 +102,10 @@ func (r *Rooms) Join(name string, p *Participant) (*Room, []ParticipantInfo, err
 	}
 	rm := r.rooms[name]
 	if rm == nil {
+		if r.draining {
+			r.mu.Unlock()
+			return nil, nil, ErrDraining
+		}
 		if len(r.rooms) >= r.cfg.MaxRooms {
 			r.mu.Unlock()
 			return nil, nil, ErrTooManyRooms
@@ -189,6 +195,22 @@ func (r *Rooms) dropIfEmpty(rm *Room) {
 		r.log.Info("room closed", "room", rm.name, "reason", "empty")
 		r.record(rm.name, EventRoomClosed, "", "", map[string]any{"reason": "empty"})
 	}
+}
+
+// SetDraining stops (or resumes) opening new rooms. Rooms already open
+// keep admitting their participants, so a student who reconnects gets
+// back into a room that is finishing here.
+func (r *Rooms) SetDraining(d bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.draining = d
+}
+
+// Participants counts everyone connected.
+func (r *Rooms) Participants() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.total
 }
 
 // Stats counts rooms and participants by role.

@@ -33,6 +33,7 @@ const (
 	CodeTooManyTracks      = "too_many_tracks"
 	CodeTooManyRooms       = "too_many_rooms"
 	CodeRateLimited        = "rate_limited"
+	CodeDraining           = "draining"
 	CodeGlare              = "glare"
 	CodeSlowConsumer       = "slow_consumer"
 	CodeShuttingDown       = "shutting_down"
@@ -54,7 +55,7 @@ var refusalCodes = map[string]bool{
 	CodeTokenMissing: true, CodeTokenInvalid: true, CodeTokenExpired: true, CodeTokenNotYetValid: true,
 	CodeRoleUnknown: true, CodeRoomMismatch: true, CodeRoomFull: true, CodeNodeFull: true, CodeTooManyRooms: true,
 	CodeForbidden: true, CodeTooManyCandidates: true, CodeTooManyTracks: true, CodeSDPTooLarge: true,
-	CodeTooLarge: true, CodeJoinTimeout: true, CodeSlowConsumer: true,
+	CodeTooLarge: true, CodeJoinTimeout: true, CodeSlowConsumer: true, CodeDraining: true,
 }
 
 // fatalCodes close the connection right after the error frame.
@@ -62,7 +63,7 @@ var fatalCodes = map[string]bool{
 	CodeUnsupportedVersion: true, CodeJoinTimeout: true, CodeTokenMissing: true,
 	CodeTokenInvalid: true, CodeTokenExpired: true, CodeTokenNotYetValid: true,
 	CodeRoleUnknown: true, CodeRoomMismatch: true, CodeRoomFull: true, CodeNodeFull: true, CodeTooManyRooms: true,
-	CodeSlowConsumer: true, CodeShuttingDown: true, CodeTooLarge: true,
+	CodeDraining: true, CodeSlowConsumer: true, CodeShuttingDown: true, CodeTooLarge: true,
 }
 
 // isFatal reports whether err ends the session.
@@ -98,6 +99,8 @@ func wireError(err error) (code, message string) {
 		return CodeRoomFull, "the room is full"
 	case errors.Is(err, room.ErrNodeFull):
 		return CodeNodeFull, "this server is full"
+	case errors.Is(err, room.ErrDraining):
+		return CodeDraining, "this server is draining and opens no new rooms; ask for the room's placement again"
 	case errors.Is(err, room.ErrTooManyRooms):
 		return CodeTooManyRooms, "this server holds its maximum number of rooms"
 	case errors.Is(err, room.ErrClosed):

@@ -16,6 +16,40 @@ const (
 	maxEventsPage     = 10000
 )
 
+// RequireAdmin passes requests bearing an admin token
+// ("Authorization: Bearer <token>") to h and refuses the rest with 401
+// or 403.
+func RequireAdmin(secret []byte, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g, ok := bearer(w, r, secret)
+		if !ok {
+			return
+		}
+		if g.Role != room.RoleAdmin {
+			httpError(w, http.StatusForbidden, CodeForbidden, "this needs an admin token")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// bearer verifies the request's bearer token, answering 401 itself when
+// it is missing or bad.
+func bearer(w http.ResponseWriter, r *http.Request, secret []byte) (Grant, bool) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		httpError(w, http.StatusUnauthorized, CodeTokenMissing, "send the token as Authorization: Bearer <token>")
+		return Grant{}, false
+	}
+	g, err := VerifyToken(secret, strings.TrimSpace(tok))
+	if err != nil {
+		code, msg := wireError(err)
+		httpError(w, http.StatusUnauthorized, code, msg)
+		return Grant{}, false
+	}
+	return g, true
+}
+
 // EventsHandler serves GET /v1/rooms/{room}/events?after=SEQ&limit=N: the
 // room's audit events, oldest first, to an admin token or a token of a
 // proctor of that room, given as "Authorization: Bearer <token>" (never
@@ -23,15 +57,8 @@ const (
 func EventsHandler(secret []byte, store room.EventStore) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		roomName := r.PathValue("room")
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		g, ok := bearer(w, r, secret)
 		if !ok {
-			httpError(w, http.StatusUnauthorized, CodeTokenMissing, "send the token as Authorization: Bearer <token>")
-			return
-		}
-		g, err := VerifyToken(secret, strings.TrimSpace(tok))
-		if err != nil {
-			code, msg := wireError(err)
-			httpError(w, http.StatusUnauthorized, code, msg)
 			return
 		}
 		if g.Role != room.RoleAdmin && !(g.Role == room.RoleProctor && g.Room == roomName) {

@@ -13,8 +13,10 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/invigil/invigil/cluster"
@@ -74,6 +76,7 @@ type serveConfig struct {
 	adminAddr       string
 	agentAddr       string
 	shutdownTimeout time.Duration
+	drainTimeout    time.Duration
 }
 
 func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
@@ -113,6 +116,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma-separated Origin hosts allowed besides this server's own (e.g. exam.example.com)")
 	fs.StringVar(&c.agentAddr, "agent-addr", "", "HAProxy agent-check listener, e.g. :7883 (empty: off)")
 	fs.StringVar(&c.adminAddr, "admin-addr", "", "pprof listener, e.g. :7884 (a missing host means 127.0.0.1; empty: off)")
+	fs.DurationVar(&c.drainTimeout, "drain-timeout", 0, "on SIGTERM, how long rooms may go on (no new ones) before sessions are closed; a second signal ends it at once")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for sessions to close")
 	if err := fs.Parse(args); err != nil {
 		return c, usageErr(err)
@@ -334,6 +338,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}.Compute()
 	}
 	mux.Handle("GET /capacity", metrics.CapacityHandler(capacity))
+	drain := func(on bool) http.Handler {
+		return signaling.RequireAdmin([]byte(cfg.apiSecret), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			health.SetDraining(on)
+			rooms.SetDraining(on)
+			log.Info("drain set over HTTP", "draining", on)
+			metrics.CapacityHandler(capacity).ServeHTTP(w, r)
+		}))
+	}
+	mux.Handle("POST /v1/node/drain", drain(true))
+	mux.Handle("DELETE /v1/node/drain", drain(false))
 	mux.Handle("GET /metrics", mtr.Handler())
 	mux.Handle("GET /v1/rooms/{room}/events", signaling.EventsHandler([]byte(cfg.apiSecret), events))
 	pages := web.Handler()
@@ -385,8 +399,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("http server: %w", err)
 	}
 
-	log.Info("shutting down", "timeout", cfg.shutdownTimeout)
 	health.SetDraining(true)
+	rooms.SetDraining(true)
+	if cfg.drainTimeout > 0 {
+		drainRooms(rooms, cfg.drainTimeout, log)
+	}
+	log.Info("shutting down", "timeout", cfg.shutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
 	// Shutdown does not wait for hijacked (WebSocket) connections: close
@@ -528,4 +546,30 @@ func startAdmin(addr string) (net.Listener, error) {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	return ln, nil
+}
+
+// drainRooms lets running rooms finish: /readyz is 503 and no new room
+// opens, until everyone has left, the timeout passes, or a second
+// SIGINT/SIGTERM says stop now.
+func drainRooms(rooms *room.Rooms, timeout time.Duration, log *slog.Logger) {
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(again)
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	log.Info("draining: no new rooms; running rooms go on", "participants", rooms.Participants(), "timeout", timeout)
+	for rooms.Participants() > 0 {
+		select {
+		case <-again:
+			log.Info("second signal: stopping now", "participants", rooms.Participants())
+			return
+		case <-deadline.C:
+			log.Info("drain timeout: closing the sessions left", "participants", rooms.Participants())
+			return
+		case <-tick.C:
+		}
+	}
+	log.Info("drained: every room has ended")
 }
