@@ -20,6 +20,14 @@ const (
 	// layer comes back: hysteresis, so a link at the edge does not flap.
 	upgradeMargin = 1.25
 	upgradeTicks  = 3
+	// downgradeTicks is how many ticks in a row the estimate must be
+	// short before a layer is capped: one low REMB is noise.
+	downgradeTicks = 2
+	// warmup is how long after the PeerConnection is made its estimates
+	// are not acted on: a browser's REMB starts near 300 kb/s and ramps up
+	// over the first seconds, which would otherwise drop every focused
+	// student at once.
+	warmup = 5 * time.Second
 )
 
 // bandwidthLoop looks after a subscriber's video once per tick. It keeps
@@ -34,7 +42,8 @@ func (p *Peer) bandwidthLoop() {
 	tick := time.NewTicker(bandwidthTick)
 	defer tick.Stop()
 	prev := map[*layer]uint64{} // layer → bytes at the previous tick
-	calm := 0
+	calm, short := 0, 0
+	start := time.Now()
 	for {
 		select {
 		case <-p.done:
@@ -87,15 +96,20 @@ func (p *Peer) bandwidthLoop() {
 				}
 			}
 		}
-		if est <= 0 {
+		if est <= 0 || time.Since(start) < warmup {
 			continue
 		}
 		switch {
 		case sending > est*headroom && costliest != nil:
 			calm = 0
+			if short++; short < downgradeTicks {
+				break
+			}
+			short = 0
 			costliest.setLimit(QualityLow)
 			p.log.Debug("downlink congested: capping a layer", "estimate_bps", int(est), "sending_bps", int(sending), "track", costliest.src.id)
 		case est > full*upgradeMargin:
+			short = 0
 			if calm++; calm >= upgradeTicks {
 				for _, d := range downs {
 					if int(d.limit.Load()) < QualityHigh {
@@ -107,7 +121,7 @@ func (p *Peer) bandwidthLoop() {
 				calm = 0
 			}
 		default:
-			calm = 0
+			calm, short = 0, 0
 		}
 	}
 }
