@@ -84,6 +84,14 @@ type Peer struct {
 	// (bits/s), 0 until one arrives.
 	remb atomic.Uint64
 
+	// cmu orders local candidates after the description they belong to:
+	// a client (a browser too) refuses a candidate that arrives before
+	// its remote description, and a relay-only client then never
+	// permits the server's address on its TURN allocation.
+	cmu       sync.Mutex
+	described bool                      // a local description was sent
+	held      []webrtc.ICECandidateInit // candidates gathered before that
+
 	wg sync.WaitGroup // track readers and RTCP readers
 }
 
@@ -122,7 +130,7 @@ func (e *Engine) NewPeer(cfg PeerConfig) (*Peer, error) {
 	e.counter.peers.Add(1)
 	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
 		if c != nil {
-			cfg.Signal.SendCandidate(c.ToJSON())
+			p.sendCandidate(c.ToJSON())
 		}
 	})
 	var connected bool // only touched by pion's state-change callback, which is serialised
@@ -184,6 +192,7 @@ func (p *Peer) HandleOffer(sdp string, sources map[string]string) error {
 		return fmt.Errorf("sfu: set answer: %w", err)
 	}
 	p.cfg.Signal.SendAnswer(answer.SDP)
+	p.releaseCandidates()
 	return p.negotiateLocked()
 }
 
@@ -328,7 +337,34 @@ func (p *Peer) negotiateLocked() error {
 	p.renegotiate = false
 	p.offerPending = true
 	p.cfg.Signal.SendOffer(offer.SDP)
+	p.releaseCandidates()
 	return nil
+}
+
+// sendCandidate signals a local candidate, or holds it until the first
+// local description has gone out.
+func (p *Peer) sendCandidate(c webrtc.ICECandidateInit) {
+	p.cmu.Lock()
+	defer p.cmu.Unlock()
+	if !p.described {
+		p.held = append(p.held, c)
+		return
+	}
+	p.cfg.Signal.SendCandidate(c)
+}
+
+// releaseCandidates is called after a local description was signalled.
+func (p *Peer) releaseCandidates() {
+	p.cmu.Lock()
+	defer p.cmu.Unlock()
+	if p.described {
+		return
+	}
+	p.described = true
+	for _, c := range p.held {
+		p.cfg.Signal.SendCandidate(c)
+	}
+	p.held = nil
 }
 
 // onTrack starts the reader of a track (or a simulcast layer of one) the

@@ -37,6 +37,11 @@ func TestTURNRelayOnly(t *testing.T) {
 		t.Errorf("username %q is not the REST scheme's <expiry>:<identity>", is.Username)
 	}
 
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("server log:\n%s", srv.stderr.String())
+		}
+	})
 	testclient.Eventually(t, 15*time.Second, "relayed media at the proctor", func() bool { return proctor.PacketsFrom(alice.Me.SID) > 30 })
 	fams := parse(t, scrape(t, srv.base))
 	if v := value(fams, "invigil_ice_connections_total", map[string]string{"result": "success", "candidate_type": "relay"}); v != 1 {
