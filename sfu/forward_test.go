@@ -333,3 +333,33 @@ func BenchmarkForwardScraped(b *testing.B) {
 		})
 	}
 }
+
+// TestTapTakesTheHighLayer: a tap (the recorder's) starts on the first
+// keyframe of any layer, moves to the high layer on its keyframe as one
+// continuous stream with the publisher's payload type, counts in no
+// forwarding figure, and gets nothing once stopped.
+func TestTapTakesTheHighLayer(t *testing.T) {
+	tr, ls := testTrack(QualityLow, QualityHigh)
+	tr.codec.PayloadType = 96
+	w := &countingWriter{}
+	stop := tr.Tap(w, QualityHigh)
+	var pkt rtp.Packet
+	tr.forward(ls[1], &pkt, vp8(t, 500, 5000, 9, 3, false))
+	tr.forward(ls[0], &pkt, vp8(t, 1, 1000, 1, 1, true))
+	if w.packets != 1 || w.last.SequenceNumber != 1 {
+		t.Fatalf("tap did not start on the low keyframe: %d packets, last %+v", w.packets, w.last)
+	}
+	tr.forward(ls[1], &pkt, vp8(t, 501, 8000, 10, 3, true))
+	tr.forward(ls[0], &pkt, vp8(t, 2, 4000, 2, 1, false))
+	if w.packets != 2 || w.last.SequenceNumber != 2 || w.last.PayloadType != 96 {
+		t.Fatalf("tap got %d packets, last %+v; want the high keyframe as seq 2", w.packets, w.last)
+	}
+	if s := tr.stats.snapshot(); s.PacketsOut != 0 {
+		t.Errorf("a tap counted as %d forwarded packets", s.PacketsOut)
+	}
+	stop()
+	tr.forward(ls[1], &pkt, vp8(t, 502, 11000, 11, 3, false))
+	if w.packets != 2 {
+		t.Errorf("tap got packets after stop")
+	}
+}

@@ -361,3 +361,25 @@ func (t *Track) requestLayerKeyframe(l *layer) {
 		t.stats.plisSent.Add(1)
 	}
 }
+
+// Tap feeds w the track as one continuous stream at quality q, the way
+// a subscriber gets it: across simulcast layer switches the sequence
+// numbers, timestamps and VP8 picture IDs continue, and a layer is
+// entered only on its keyframe (one is requested now). The payload type
+// is the publisher's. w runs on the track's reader goroutines, so it
+// must copy what it keeps and never block. Taps count in no forwarding
+// figure. stop detaches w; a call already in flight on a reader may
+// still reach w after stop returns, so w must tolerate being closed.
+func (t *Track) Tap(w webrtc.TrackLocalWriter, q int) (stop func()) {
+	var switches atomic.Uint64
+	d := newDownTrack(t, q, &counters{}, &switches)
+	d.binding.Store(&binding{ssrc: 1, pt: uint8(t.codec.PayloadType), writer: w})
+	t.addSubscriber(d)
+	t.updateDemand()
+	t.RequestKeyframe(q)
+	return func() {
+		t.removeSubscriber(d)
+		d.binding.Store(nil)
+		t.updateDemand()
+	}
+}
