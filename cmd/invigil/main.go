@@ -25,6 +25,7 @@ const usage = `usage: invigil <command> [flags]
 commands:
   serve     run an Invigil node (invigil serve --dev for a local demo)
   token     mint a join token for a student, proctor or admin
+  load      run synthetic students and proctors against a node on this host
   version   print the version
 
 Run 'invigil <command> -h' for a command's flags. Every flag can also be set
@@ -46,6 +47,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, args[1:], stdout, stderr)
 	case "token":
 		err = token(args[1:], stdout, stderr)
+	case "load":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		err = load(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 	case "-h", "-help", "--help", "help":
