@@ -48,7 +48,7 @@ type DownTrack struct {
 	resentAt [resendMemory]resent
 	rtxHdr   rtp.Header
 	rtxPkt   rtp.Packet
-	rtxBuf   [cacheSlotBytes + 2]byte
+	rtxBuf   [maxCachedPacket + 2]byte
 	rtxExt   [maxOutExtensions]rtp.Extension
 }
 

@@ -43,7 +43,7 @@ func testTrack(layers ...int) (*Track, []*layer) {
 	t.subs.Store(&[]*DownTrack{})
 	var ls []*layer
 	for _, q := range layers {
-		l := &layer{index: q, rid: fmt.Sprint(q), ssrc: uint32(100 + q), cache: newPacketCache(cacheSlotsHigh)}
+		l := &layer{index: q, rid: fmt.Sprint(q), ssrc: uint32(100 + q), cache: newPacketCache(cacheBytesHigh)}
 		t.layers[q].Store(l)
 		ls = append(ls, l)
 	}

@@ -25,7 +25,7 @@ func FuzzPayloadParsers(f *testing.F) {
 		}
 		vp8KeyframeStart(p)
 		h264KeyframeStart(p)
-		scratch := make([]byte, cacheSlotBytes)
+		scratch := make([]byte, maxCachedPacket)
 		if !d.malformed {
 			rewriteVP8(d, p, scratch, 1, 1)
 		}

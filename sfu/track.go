@@ -92,7 +92,7 @@ type layer struct {
 	// a payload buffer for the packets a switch made us rewrite.
 	out     rtp.Header
 	extBuf  [maxOutExtensions]rtp.Extension
-	payload [cacheSlotBytes]byte
+	payload [maxCachedPacket]byte
 }
 
 // ID is the track's id on this node.
@@ -145,11 +145,11 @@ func newTrack(id, streamID, source string, remote *webrtc.TrackRemote, writeRTCP
 func (t *Track) addLayer(remote *webrtc.TrackRemote) (*layer, bool) {
 	l := &layer{index: layerIndex(remote.RID()), rid: remote.RID(), ssrc: uint32(remote.SSRC()), remote: remote}
 	if t.kind == webrtc.RTPCodecTypeVideo {
-		slots := cacheSlotsLow
-		if l.index == QualityHigh || (l.index == QualityMid && t.layers[QualityHigh].Load() == nil) {
-			slots = cacheSlotsHigh
+		budget := cacheBytesHigh
+		if l.index == QualityLow {
+			budget = cacheBytesLow
 		}
-		l.cache = newPacketCache(slots)
+		l.cache = newPacketCache(budget)
 	}
 	if !t.layers[l.index].CompareAndSwap(nil, l) {
 		return nil, false
