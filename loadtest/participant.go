@@ -87,7 +87,11 @@ func (p *participant) session(ctx context.Context, joined chan<- struct{}) {
 	defer notify()
 	sig, err := dialSignal(ctx, p.r.wsURL)
 	if err != nil {
-		p.fail("dial", err)
+		reason := "dial"
+		if re, ok := errors.AsType[*refusedError](err); ok {
+			reason = fmt.Sprintf("dial_http_%d", re.status)
+		}
+		p.fail(reason, err)
 		return
 	}
 	if !p.r.register(p, sig) {

@@ -246,6 +246,10 @@ func (res *Result) WriteText(w io.Writer) error {
 	row("connected", "students %d/%d, proctors %d/%d", res.StudentsConnected, res.StudentsAttempted, res.ProctorsConnected, res.ProctorsAttempted)
 	if len(res.Failures) > 0 {
 		row("failures", "%s", formatCounts(res.Failures))
+		if res.Failures["dial_http_429"] > 0 {
+			row("", "the node refused connections from this address (HTTP 429): all synthetic peers share one;")
+			row("", "raise --max-connections-per-ip and --connection-rate-per-ip/--connection-burst-per-ip on the node")
+		}
 	}
 	if len(res.ServerErrors) > 0 {
 		row("server errors", "%s", formatCounts(res.ServerErrors))

@@ -29,6 +29,16 @@ type signalConn struct {
 	ws *websocket.Conn
 }
 
+// refusedError is a WebSocket handshake the node answered with an HTTP
+// status instead of an upgrade (429: the node's per-address limits).
+type refusedError struct {
+	status int
+	err    error
+}
+
+func (e *refusedError) Error() string { return fmt.Sprintf("dial: HTTP %d: %v", e.status, e.err) }
+func (e *refusedError) Unwrap() error { return e.err }
+
 // dialSignal opens the signaling WebSocket at url.
 func dialSignal(ctx context.Context, url string) (*signalConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
@@ -36,7 +46,7 @@ func dialSignal(ctx context.Context, url string) (*signalConn, error) {
 	ws, resp, err := websocket.Dial(ctx, url, nil)
 	if err != nil {
 		if resp != nil {
-			return nil, fmt.Errorf("dial: HTTP %d: %w", resp.StatusCode, err)
+			return nil, &refusedError{status: resp.StatusCode, err: err}
 		}
 		return nil, fmt.Errorf("dial: %w", err)
 	}

@@ -47,6 +47,7 @@ type serveConfig struct {
 	rtcUDPPort      int
 	rtcTCPPort      int
 	nodeIP          string
+	udpBuffer       int
 	apiSecret       string
 	publicURL       string
 	dataDir         string
@@ -97,6 +98,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.turnURLs, "turn-urls", "", "comma-separated STUN/TURN URLs handed to clients instead of this node's (e.g. an external coturn with the same --turn-secret)")
 	fs.IntVar(&c.turnQuota, "turn-max-allocations-per-user", 0, "TURN allocations one identity may hold (0: default 16; negative: unlimited)")
 	fs.IntVar(&c.turnBitrate, "turn-max-bitrate", 0, "bits per second each TURN allocation may relay in each direction (0: default 10 Mb/s; negative: unlimited)")
+	fs.IntVar(&c.udpBuffer, "rtc-udp-buffer", defaultUDPBuffer, "receive and send buffer, in bytes, asked for on the shared RTC UDP socket (capped by net.core.rmem_max/wmem_max)")
 	fs.StringVar(&c.apiSecret, "api-secret", "", "HS256 key for join tokens, at least 32 bytes (required unless --dev)")
 	fs.StringVar(&c.publicURL, "public-url", "", "base URL clients use to reach this node (default: derived from --http-addr)")
 	fs.StringVar(&c.dataDir, "data-dir", "./data", "audit log and recordings when no Redis")
@@ -235,6 +237,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("rtc udp port: %w", err)
 	}
+	setUDPBuffers(udp, cfg.udpBuffer, log)
 	var tcp net.Listener
 	if cfg.rtcTCPPort >= 0 {
 		if tcp, err = net.ListenTCP("tcp", &net.TCPAddr{IP: bindIP, Port: cfg.rtcTCPPort}); err != nil {
