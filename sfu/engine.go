@@ -137,6 +137,7 @@ func (e *Engine) newAPI(publish bool) (*webrtc.API, error) {
 	if err != nil {
 		return nil, err
 	}
+	registry.Add(headerOnceFactory{}) // first: innermost, so it runs before the others
 	registry.Add(recv)
 	registry.Add(send)
 	media := e.subMedia
