@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/invigil/invigil/loadtest"
@@ -33,6 +35,7 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&c.FocusEvery, "focus-every", loadtest.DefaultFocusEvery, "each proctor focuses the next student this often (0: never)")
 	fs.IntVar(&c.ServerPID, "server-pid", 0, "the node's pid when it runs on this host: report its CPU time and RSS from /proc")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
+	cpuProfile := fs.String("cpu-profile", "", "write the load generator's own CPU profile to this file (go tool pprof)")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error (to stderr)")
 	if err := fs.Parse(args); err != nil {
 		return usageErr(err)
@@ -53,6 +56,17 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if err := c.Validate(); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpu-profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpu-profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	res, err := loadtest.Run(ctx, c)
 	if res != nil {
