@@ -124,6 +124,10 @@ func (t *Track) Kind() webrtc.RTPCodecType { return t.kind }
 // Codec is the codec the publisher sends; subscribers receive the same.
 func (t *Track) Codec() webrtc.RTPCodecParameters { return t.codec }
 
+// Done is closed when the track has ended: every layer's stream stopped
+// (unpublished, or the publisher's PeerConnection closed).
+func (t *Track) Done() <-chan struct{} { return t.done }
+
 func newTrack(id, streamID, source string, remote *webrtc.TrackRemote, writeRTCP func([]rtcp.Packet) error, pliGap time.Duration, stats *counters) *Track {
 	t := &Track{
 		id:       id,

@@ -1,0 +1,20 @@
+// Package record writes what students publish to WebM files as exam
+// evidence, without re-encoding: per student, camera video with the
+// microphone muxed in, and screen share in files of its own, cut into
+// segments of a configured length, each listed with its SHA-256 in a
+// manifest signed with HMAC-SHA256.
+//
+// Recording is off the hot path. A track is tapped (sfu.Track.Tap) at
+// its highest layer; the tap copies each packet into a pooled buffer and
+// hands it to the student's writer goroutine through a bounded queue,
+// never blocking: when the queue is full the packet is dropped, counted,
+// and the gap is recorded. The writer reorders packets in a jitter buffer
+// that waits briefly for retransmissions (the node NACKs publishers
+// upstream), assembles frames, and starts video only on a keyframe,
+// again after a loss. A write error (disk full, say) stops that
+// student's recording with an audit event; media keeps flowing.
+//
+// The package knows nothing of rooms or signaling: it is given a room
+// name, an identity and a Source for each track, and reports audit
+// events through an EventSink.
+package record

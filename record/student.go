@@ -1,0 +1,482 @@
+package record
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
+)
+
+const (
+	// stallAfter is how long a video source may send nothing before the
+	// silence is recorded as a gap.
+	stallAfter = time.Second
+	// keyframeRetry spaces keyframe requests while video waits for one.
+	keyframeRetry = time.Second
+	// maxPacket is the largest RTP packet a tap copies.
+	maxPacket = 1500
+)
+
+// packet is one tapped RTP packet on its way to the writer.
+type packet struct {
+	buf [maxPacket]byte
+	n   int
+	tap *tap
+}
+
+var packets = sync.Pool{New: func() any { return new(packet) }}
+
+// tap receives one source's packets on the track's reader goroutines.
+type tap struct {
+	st      *student
+	src     Source
+	source  string // camera, microphone or screen
+	dropped atomic.Int64
+}
+
+// WriteRTP copies the packet into a pooled buffer and queues it for the
+// writer without blocking; a full queue drops it.
+func (t *tap) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	p := packets.Get().(*packet)
+	n, err := h.MarshalTo(p.buf[:])
+	if err != nil || n+len(payload) > len(p.buf) {
+		packets.Put(p)
+		return 0, nil
+	}
+	p.n = n + copy(p.buf[n:], payload)
+	p.tap = t
+	select {
+	case t.st.queue <- p:
+	default:
+		packets.Put(p)
+		t.dropped.Add(1)
+		t.st.r.dropped.Add(1)
+	}
+	return p.n, nil
+}
+
+// Write is unused: the SFU writes parsed packets.
+func (t *tap) Write(b []byte) (int, error) { return len(b), nil }
+
+// control messages from the taps' watchers to the writer.
+type control struct {
+	add   *tap
+	ended *tap
+}
+
+// student is one student's recording session: its taps, its writer
+// goroutine and its manifest. Everything below queue is the writer's.
+type student struct {
+	r   *Recorder
+	log *slog.Logger
+
+	queue    chan *packet
+	ctl      chan control
+	quit     chan struct{}
+	quitOnce sync.Once
+	reason   atomic.Pointer[string] // why quit was closed
+	done     chan struct{}          // closed when run returns
+
+	man     Manifest
+	tracks  map[*tap]*track
+	segs    map[string]*segment // camera, screen
+	counts  map[string]int      // segments opened per source
+	stopped string              // reason the session ended
+}
+
+func newStudent(r *Recorder, room, identity string) (*student, error) {
+	dir := r.studentDir(room, identity)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	st := &student{
+		r:     r,
+		log:   r.log.With("room", room, "identity", identity),
+		queue: make(chan *packet, queuePackets),
+		ctl:   make(chan control),
+		quit:  make(chan struct{}),
+		done:  make(chan struct{}),
+		man: Manifest{Version: 1, Room: room, Identity: identity, Node: r.cfg.NodeID,
+			Session: now.Format("20060102T150405.000Z"), Started: now, Files: []File{}, Gaps: []Gap{}, Dir: dir},
+		tracks: map[*tap]*track{},
+		segs:   map[string]*segment{},
+		counts: map[string]int{},
+	}
+	st.man.Session = strings.ReplaceAll(st.man.Session, ".", "")
+	if err := st.man.write(r.cfg.Key); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// add starts tapping src. It reports false if the session ended first.
+func (s *student) add(src Source) bool {
+	t := &tap{st: s, src: src, source: src.Source()}
+	select {
+	case s.ctl <- control{add: t}:
+	case <-s.done:
+		return false
+	}
+	stop := src.Tap(t, s.r.cfg.Quality)
+	go func() {
+		select {
+		case <-src.Done():
+		case <-s.quit:
+		}
+		stop()
+		select {
+		case s.ctl <- control{ended: t}:
+		case <-s.done:
+		}
+	}()
+	return true
+}
+
+// stop ends the session with reason.
+func (s *student) stop(reason string) {
+	s.quitOnce.Do(func() {
+		s.reason.Store(&reason)
+		close(s.quit)
+	})
+}
+
+// run is the writer: it owns the tracks, segments and manifest.
+func (s *student) run() {
+	defer close(s.done)
+	s.r.cfg.Events(s.man.Room, EventStarted, s.man.Identity, map[string]any{"session": s.man.Session})
+	s.log.Info("recording started", "session", s.man.Session)
+	for s.stopped == "" {
+		select {
+		case p := <-s.queue:
+			s.handle(p)
+		case c := <-s.ctl:
+			s.control(c)
+		case <-s.quit:
+			s.stopped = *s.reason.Load()
+		}
+	}
+	s.finish()
+}
+
+func (s *student) control(c control) {
+	switch {
+	case c.add != nil:
+		tr := newTrack(c.add)
+		if tr == nil {
+			codec := c.add.src.Codec().MimeType
+			s.log.Warn("not recording a track: codec not supported", "source", c.add.source, "codec", codec)
+			s.r.cfg.Events(s.man.Room, EventStopped, s.man.Identity, map[string]any{
+				"source": c.add.source, "reason": "codec_unsupported", "codec": codec})
+			return
+		}
+		s.tracks[c.add] = tr
+		if tr.video {
+			c.add.src.RequestKeyframe(s.r.cfg.Quality)
+		}
+	case c.ended != nil:
+		delete(s.tracks, c.ended)
+		if len(s.tracks) == 0 && s.stopped == "" {
+			s.stopped = "tracks_ended"
+		}
+	}
+}
+
+func (s *student) handle(p *packet) {
+	t := p.tap
+	tr := s.tracks[t]
+	if tr == nil {
+		packets.Put(p)
+		return
+	}
+	pkt := &rtp.Packet{}
+	err := pkt.Unmarshal(p.buf[:p.n])
+	if err == nil {
+		// The jitter buffer keeps the packet; the pooled buffer goes back.
+		pkt.Payload = append([]byte(nil), pkt.Payload...)
+	}
+	packets.Put(p)
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	if d := t.dropped.Swap(0); d > 0 && tr.video {
+		s.lost(tr, now, "queue_full")
+	}
+	tr.sb.Push(pkt)
+	for sample := tr.sb.Pop(); sample != nil; sample = tr.sb.Pop() {
+		s.write(tr, sample, now)
+		if s.stopped != "" {
+			return
+		}
+	}
+}
+
+// write puts one frame into the source's current segment.
+func (s *student) write(tr *track, sample *media.Sample, now time.Time) {
+	if len(sample.Data) == 0 {
+		return
+	}
+	at := tr.wallTime(sample.PacketTimestamp, now)
+	if !tr.video {
+		seg := s.segs["camera"]
+		if seg == nil || seg.audio == nil {
+			return // audio is kept with the camera's video
+		}
+		ms := at.Sub(seg.start).Milliseconds()
+		if ms < 0 || ms < tr.lastMS {
+			return
+		}
+		tr.lastMS = ms
+		seg.audio.Write(true, ms, sample.Data)
+		return
+	}
+	if sample.PrevDroppedPackets > 0 {
+		s.lost(tr, tr.lastAt, "packet_loss")
+	}
+	if !tr.lastAt.IsZero() && at.Sub(tr.lastAt) > stallAfter && tr.gapSince.IsZero() {
+		tr.gapSince, tr.gapReason = tr.lastAt, "stall"
+	}
+	key := sample.Data[0]&0x01 == 0 // VP8 frame tag: P bit clear (RFC 6386 §9.1)
+	if tr.needKey && !key {
+		if now.Sub(tr.keyAsked) > keyframeRetry {
+			tr.keyAsked = now
+			tr.tap.src.RequestKeyframe(s.r.cfg.Quality)
+		}
+		return
+	}
+	if key {
+		if w, h, ok := vp8Size(sample.Data); ok {
+			tr.width, tr.height = w, h
+		}
+		if !tr.gapSince.IsZero() {
+			s.gap(tr, at)
+		}
+		tr.needKey = false
+	}
+	seg := s.segs[tr.tap.source]
+	if key && (seg == nil || at.Sub(seg.start) >= s.r.cfg.Segment || seg.tracks[0].Width != tr.width || seg.tracks[0].Height != tr.height) {
+		if seg = s.rotate(tr, at); seg == nil {
+			return
+		}
+	}
+	if seg == nil {
+		return
+	}
+	ms := at.Sub(seg.start).Milliseconds()
+	if ms < tr.lastMS && seg.n == tr.segN {
+		return // out of order after a timestamp jump: keep the file valid
+	}
+	tr.lastMS, tr.segN, tr.lastAt = ms, seg.n, at
+	seg.last = at
+	seg.video.Write(key, ms, sample.Data)
+	if err := seg.f.Err(); err != nil {
+		s.fail(err)
+	}
+	if at.Sub(seg.start) >= s.r.cfg.Segment && now.Sub(tr.keyAsked) > keyframeRetry {
+		tr.keyAsked = now // the next segment starts on the next keyframe
+		tr.tap.src.RequestKeyframe(s.r.cfg.Quality)
+	}
+}
+
+// lost marks video from at on as missing until the next keyframe.
+func (s *student) lost(tr *track, at time.Time, reason string) {
+	tr.needKey = true
+	if tr.gapSince.IsZero() {
+		if at.IsZero() {
+			at = time.Now()
+		}
+		tr.gapSince, tr.gapReason = at, reason
+	}
+	now := time.Now()
+	if now.Sub(tr.keyAsked) > keyframeRetry/4 {
+		tr.keyAsked = now
+		tr.tap.src.RequestKeyframe(s.r.cfg.Quality)
+	}
+}
+
+// gap records the end of a gap at to: an audit event and a manifest entry.
+func (s *student) gap(tr *track, to time.Time) {
+	g := Gap{Source: tr.tap.source, From: tr.gapSince.UTC(), To: to.UTC(), Reason: tr.gapReason}
+	tr.gapSince = time.Time{}
+	if !g.To.After(g.From) {
+		return
+	}
+	g.EventSeq = s.r.cfg.Events(s.man.Room, EventGap, s.man.Identity, map[string]any{
+		"source": g.Source, "from": g.From, "to": g.To, "reason": g.Reason,
+		"duration_ms": g.To.Sub(g.From).Milliseconds()})
+	s.man.Gaps = append(s.man.Gaps, g)
+	if err := s.man.write(s.r.cfg.Key); err != nil {
+		s.fail(err)
+	}
+}
+
+// rotate closes the source's segment and opens the next at a keyframe.
+func (s *student) rotate(tr *track, at time.Time) *segment {
+	source := tr.tap.source
+	if old := s.segs[source]; old != nil {
+		delete(s.segs, source)
+		if !s.closeSegment(old) {
+			return nil
+		}
+	}
+	withAudio := false
+	if source == "camera" {
+		for _, t := range s.tracks {
+			if !t.video && t.tap.source == "microphone" {
+				withAudio, t.lastMS = true, 0
+			}
+		}
+	}
+	s.counts[source]++
+	name := fmt.Sprintf("%s-%s-%04d.webm", s.man.Session, source, s.counts[source])
+	seg, err := openSegment(filepath.Join(s.man.Dir, name), tr.width, tr.height, withAudio, &s.r.bytes)
+	if err != nil {
+		s.fail(err)
+		return nil
+	}
+	seg.source, seg.n, seg.name, seg.start = source, s.counts[source], name, at
+	tr.lastMS, tr.segN = 0, seg.n
+	s.segs[source] = seg
+	return seg
+}
+
+// closeSegment finishes a file and adds it to the manifest.
+func (s *student) closeSegment(seg *segment) bool {
+	err := seg.close()
+	if err == nil {
+		var sum string
+		var n int64
+		if sum, n, err = hashFile(seg.path); err == nil {
+			end := seg.last
+			if end.Before(seg.start) {
+				end = seg.start
+			}
+			s.man.Files = append(s.man.Files, File{Name: seg.name, Source: seg.source, SHA256: sum, Bytes: n,
+				Start: seg.start.UTC(), End: end.UTC(), Tracks: seg.tracks})
+			err = s.man.write(s.r.cfg.Key)
+		}
+	}
+	if err != nil {
+		s.fail(err)
+		return false
+	}
+	return true
+}
+
+// fail stops the session after a write error: disk full, say.
+func (s *student) fail(err error) {
+	if s.stopped != "" {
+		return
+	}
+	s.stopped = "write_failed"
+	s.r.failures.Add(1)
+	s.log.Error("recording stopped: write failed; media keeps flowing", "err", err)
+	s.r.cfg.Events(s.man.Room, EventStopped, s.man.Identity, map[string]any{
+		"session": s.man.Session, "reason": "write_failed", "error": err.Error()})
+}
+
+// finish closes the open segments and the manifest, and stops the taps.
+func (s *student) finish() {
+	failed := s.stopped == "write_failed"
+	s.stop(s.stopped)
+	for _, source := range []string{"camera", "screen"} {
+		if seg := s.segs[source]; seg != nil {
+			delete(s.segs, source)
+			if failed {
+				seg.close()
+				continue
+			}
+			s.closeSegment(seg)
+		}
+	}
+	failed = s.stopped == "write_failed"
+	s.man.Ended, s.man.StopReason = time.Now().UTC(), s.stopped
+	if err := s.man.write(s.r.cfg.Key); err != nil && !failed {
+		s.fail(err)
+		failed = true
+	}
+	// Drop what is still queued; the taps' watchers see quit and stop.
+	for {
+		select {
+		case p := <-s.queue:
+			packets.Put(p)
+			continue
+		default:
+		}
+		break
+	}
+	if !failed {
+		s.r.cfg.Events(s.man.Room, EventStopped, s.man.Identity, map[string]any{
+			"session": s.man.Session, "reason": s.stopped, "files": len(s.man.Files), "gaps": len(s.man.Gaps)})
+	}
+	s.log.Info("recording stopped", "session", s.man.Session, "reason", s.stopped, "files", len(s.man.Files))
+}
+
+// track is the writer's state for one tapped source.
+type track struct {
+	tap   *tap
+	video bool
+	clock uint32
+	sb    *samplebuilder.SampleBuilder
+
+	// RTP time → wall time: the first sample's arrival anchors it.
+	anchored bool
+	anchor   time.Time
+	lastTS   uint32
+	ticks    int64 // RTP ticks since the anchor, unwrapped
+
+	lastMS    int64 // last timestamp written in the current segment
+	segN      int
+	lastAt    time.Time
+	needKey   bool
+	keyAsked  time.Time
+	gapSince  time.Time
+	gapReason string
+	width     int
+	height    int
+}
+
+// newTrack sets up the jitter buffer for a supported codec, nil else.
+func newTrack(t *tap) *track {
+	mime := strings.ToLower(t.src.Codec().MimeType)
+	switch {
+	case t.src.Kind() == webrtc.RTPCodecTypeVideo && mime == strings.ToLower(webrtc.MimeTypeVP8):
+		return &track{tap: t, video: true, clock: 90000, needKey: true, width: 640, height: 360,
+			sb: samplebuilder.New(256, &codecs.VP8Packet{}, 90000, samplebuilder.WithMaxTimeDelay(jitterDelay))}
+	case t.src.Kind() == webrtc.RTPCodecTypeAudio && mime == strings.ToLower(webrtc.MimeTypeOpus) && t.source == "microphone":
+		return &track{tap: t, clock: 48000,
+			sb: samplebuilder.New(64, &codecs.OpusPacket{}, 48000, samplebuilder.WithMaxTimeDelay(jitterDelay))}
+	}
+	return nil
+}
+
+// wallTime maps an RTP timestamp to wall time on the track's anchor.
+func (tr *track) wallTime(ts uint32, now time.Time) time.Time {
+	if !tr.anchored {
+		tr.anchored, tr.anchor, tr.lastTS = true, now, ts
+	}
+	tr.ticks += int64(int32(ts - tr.lastTS))
+	tr.lastTS = ts
+	return tr.anchor.Add(time.Duration(tr.ticks * int64(time.Second) / int64(tr.clock)))
+}
+
+// vp8Size reads a VP8 keyframe's width and height (RFC 6386 §9.1).
+func vp8Size(frame []byte) (w, h int, ok bool) {
+	if len(frame) < 10 || frame[3] != 0x9d || frame[4] != 0x01 || frame[5] != 0x2a {
+		return 0, 0, false
+	}
+	w = int(frame[6]) | int(frame[7]&0x3f)<<8
+	h = int(frame[8]) | int(frame[9]&0x3f)<<8
+	return w, h, w > 0 && h > 0
+}

@@ -1,0 +1,153 @@
+package record
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/at-wat/ebml-go/mkvcore"
+	"github.com/at-wat/ebml-go/webm"
+)
+
+// cuesReserve is the space kept at the front of each file for its seek
+// index: ~700 cue points, a keyframe every 1–3 s for 10-minute segments.
+const cuesReserve = 16 << 10
+
+// segment is one WebM file being written: a video track and, for the
+// camera, the microphone.
+type segment struct {
+	source string // camera or screen
+	n      int
+	name   string
+	path   string
+	f      *errFile
+	video  webm.BlockWriteCloser
+	audio  webm.BlockWriteCloser // nil without a microphone
+	start  time.Time             // wall time of timestamp 0: the first keyframe
+	last   time.Time             // wall time of the last frame written
+	tracks []TrackInfo
+}
+
+// errFile is the file under a segment. It remembers the first write
+// error and from then on discards what the muxer writes, reporting
+// success: the muxer (whose goroutines stall on an error it is told of)
+// runs to its end, and the segment's owner reads Err instead. It also
+// counts bytes.
+type errFile struct {
+	*os.File
+	bytes *atomic.Uint64
+	mu    sync.Mutex
+	err   error
+}
+
+func (f *errFile) Write(b []byte) (int, error) {
+	if f.Err() != nil {
+		return len(b), nil
+	}
+	n, err := f.File.Write(b)
+	f.bytes.Add(uint64(n))
+	if err != nil {
+		f.fail(err)
+	}
+	return len(b), nil
+}
+
+func (f *errFile) WriteAt(b []byte, off int64) (int, error) {
+	if f.Err() != nil {
+		return len(b), nil
+	}
+	if _, err := f.File.WriteAt(b, off); err != nil {
+		f.fail(err)
+	}
+	return len(b), nil
+}
+
+func (f *errFile) Close() error {
+	if err := f.File.Sync(); err != nil {
+		f.fail(err)
+	}
+	if err := f.File.Close(); err != nil {
+		f.fail(err)
+	}
+	return nil
+}
+
+func (f *errFile) fail(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		f.err = err
+	}
+}
+
+// Err is the first error the file saw.
+func (f *errFile) Err() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+// openSegment creates path with a VP8 video track of the given size and,
+// when withAudio, an Opus track.
+func openSegment(path string, width, height int, withAudio bool, bytes *atomic.Uint64) (*segment, error) {
+	file, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	f := &errFile{File: file, bytes: bytes}
+	tracks := []webm.TrackEntry{{
+		Name: "video", TrackNumber: 1, TrackUID: 1, CodecID: "V_VP8", TrackType: 1,
+		Video: &webm.Video{PixelWidth: uint64(width), PixelHeight: uint64(height)},
+	}}
+	info := []TrackInfo{{Kind: "video", Codec: "VP8", ClockRate: 90000, Width: width, Height: height}}
+	if withAudio {
+		tracks = append(tracks, webm.TrackEntry{
+			Name: "audio", TrackNumber: 2, TrackUID: 2, CodecID: "A_OPUS", TrackType: 2,
+			CodecPrivate: opusHead(), CodecDelay: opusPreSkip * uint64(time.Second) / 48000, SeekPreRoll: 80_000_000,
+			Audio: &webm.Audio{SamplingFrequency: 48000, Channels: 2},
+		})
+		info = append(info, TrackInfo{Kind: "audio", Codec: "Opus", ClockRate: 48000, Channels: 2})
+	}
+	ws, err := webm.NewSimpleBlockWriter(f, tracks,
+		mkvcore.WithSeekHead(true), mkvcore.WithCues(cuesReserve),
+		mkvcore.WithOnErrorHandler(f.fail), mkvcore.WithOnFatalHandler(f.fail))
+	if err != nil {
+		file.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("webm: %w", err)
+	}
+	s := &segment{path: path, f: f, video: ws[0], tracks: info}
+	if withAudio {
+		s.audio = ws[1]
+	}
+	return s, nil
+}
+
+// close finishes the file (cues, duration) and returns its first error.
+func (s *segment) close() error {
+	// The muxer closes the file when its last track writer closes.
+	s.video.Close()
+	if s.audio != nil {
+		s.audio.Close()
+	}
+	return s.f.Err()
+}
+
+// opusPreSkip is the pre-skip a browser's Opus encoder declares (3.25 ms
+// at 48 kHz: RFC 7845 §4.2's recommendation).
+const opusPreSkip = 312
+
+// opusHead is the Opus identification header WebM keeps as the track's
+// CodecPrivate (RFC 7845 §5.1): stereo, 48 kHz, mapping family 0.
+func opusHead() []byte {
+	b := make([]byte, 19)
+	copy(b, "OpusHead")
+	b[8] = 1 // version
+	b[9] = 2 // channels
+	binary.LittleEndian.PutUint16(b[10:], opusPreSkip)
+	binary.LittleEndian.PutUint32(b[12:], 48000)
+	return b
+}
