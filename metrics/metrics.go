@@ -36,14 +36,23 @@ type TURNStats struct {
 	Refused map[string]uint64
 }
 
+// RecordingStats is the recorder's state at scrape time.
+type RecordingStats struct {
+	Active   int
+	Bytes    uint64
+	Failures uint64
+	Dropped  uint64
+}
+
 // Config says where the scrape-time figures come from. Nil functions
 // report zeros (e.g. TURN when it is disabled).
 type Config struct {
-	Version  string
-	Revision string
-	Rooms    func() RoomStats
-	Media    func() MediaStats
-	TURN     func() TURNStats
+	Version   string
+	Revision  string
+	Rooms     func() RoomStats
+	Media     func() MediaStats
+	TURN      func() TURNStats
+	Recording func() RecordingStats
 }
 
 // Metrics is a node's Prometheus registry and the collectors in it.

@@ -16,6 +16,8 @@ type snapshotCollector struct {
 	nacks, retransmits, plis, layers *prometheus.Desc
 	turnAllocs, turnBytes            *prometheus.Desc
 	turnRefused                      *prometheus.Desc
+	recordings, recBytes             *prometheus.Desc
+	recFailures, recDropped          *prometheus.Desc
 }
 
 func newSnapshotCollector(cfg Config) *snapshotCollector {
@@ -37,13 +39,18 @@ func newSnapshotCollector(cfg Config) *snapshotCollector {
 		turnAllocs:   d("turn_allocations", "Live allocations on the embedded TURN server."),
 		turnBytes:    d("turn_relayed_bytes_total", "Bytes relayed by the embedded TURN server."),
 		turnRefused:  d("turn_refusals_total", "TURN requests the embedded server refused, by reason.", "reason"),
+		recordings:   d("recordings", "Students being recorded now."),
+		recBytes:     d("recorded_bytes_total", "Bytes written to recording files."),
+		recFailures:  d("recording_failures_total", "Student recordings stopped by a write error (disk full, say)."),
+		recDropped:   d("recording_dropped_packets_total", "RTP packets a recording writer could not keep up with."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.rooms, c.participants, c.tracks, c.packets, c.bytes, c.lost,
-		c.nacks, c.retransmits, c.plis, c.layers, c.turnAllocs, c.turnBytes, c.turnRefused} {
+		c.nacks, c.retransmits, c.plis, c.layers, c.turnAllocs, c.turnBytes, c.turnRefused,
+		c.recordings, c.recBytes, c.recFailures, c.recDropped} {
 		ch <- d
 	}
 }
@@ -91,4 +98,13 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, reason := range turnRefusalReasons {
 		counter(c.turnRefused, t.Refused[reason], reason)
 	}
+
+	var rec RecordingStats
+	if c.cfg.Recording != nil {
+		rec = c.cfg.Recording()
+	}
+	gauge(c.recordings, float64(rec.Active))
+	counter(c.recBytes, rec.Bytes)
+	counter(c.recFailures, rec.Failures)
+	counter(c.recDropped, rec.Dropped)
 }

@@ -265,7 +265,10 @@ func (s *student) write(tr *track, sample *media.Sample, now time.Time) {
 		tr.needKey = false
 	}
 	seg := s.segs[tr.tap.source]
-	if key && (seg == nil || at.Sub(seg.start) >= s.r.cfg.Segment || seg.tracks[0].Width != tr.width || seg.tracks[0].Height != tr.height) {
+	// A simulcast tap starts on the first keyframe of any layer and moves
+	// up at the high layer's: VP8 in WebM carries the new size in that
+	// keyframe, so the file goes on (its header has the first size).
+	if key && (seg == nil || at.Sub(seg.start) >= s.r.cfg.Segment) {
 		if seg = s.rotate(tr, at); seg == nil {
 			return
 		}

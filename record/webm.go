@@ -1,6 +1,7 @@
 package record
 
 import (
+	"bufio"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -31,23 +32,29 @@ type segment struct {
 	tracks []TrackInfo
 }
 
-// errFile is the file under a segment. It remembers the first write
-// error and from then on discards what the muxer writes, reporting
-// success: the muxer (whose goroutines stall on an error it is told of)
-// runs to its end, and the segment's owner reads Err instead. It also
-// counts bytes.
+// errFile is the file under a segment. The muxer writes each EBML
+// element separately, so writes are buffered (one syscall per 64 KiB, not
+// per element). It remembers the first write error and from then on
+// discards what the muxer writes, reporting success: the muxer (whose
+// goroutines stall on an error it is told of) runs to its end, and the
+// segment's owner reads Err instead. It also counts bytes.
 type errFile struct {
-	*os.File
+	file  *os.File
+	buf   *bufio.Writer
 	bytes *atomic.Uint64
 	mu    sync.Mutex
 	err   error
+}
+
+func newErrFile(f *os.File, bytes *atomic.Uint64) *errFile {
+	return &errFile{file: f, buf: bufio.NewWriterSize(f, 64<<10), bytes: bytes}
 }
 
 func (f *errFile) Write(b []byte) (int, error) {
 	if f.Err() != nil {
 		return len(b), nil
 	}
-	n, err := f.File.Write(b)
+	n, err := f.buf.Write(b)
 	f.bytes.Add(uint64(n))
 	if err != nil {
 		f.fail(err)
@@ -55,21 +62,31 @@ func (f *errFile) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+// WriteAt patches what was written before (the seek index, the
+// duration): the buffer goes out first.
 func (f *errFile) WriteAt(b []byte, off int64) (int, error) {
 	if f.Err() != nil {
 		return len(b), nil
 	}
-	if _, err := f.File.WriteAt(b, off); err != nil {
+	if err := f.buf.Flush(); err != nil {
+		f.fail(err)
+		return len(b), nil
+	}
+	if _, err := f.file.WriteAt(b, off); err != nil {
 		f.fail(err)
 	}
 	return len(b), nil
 }
 
 func (f *errFile) Close() error {
-	if err := f.File.Sync(); err != nil {
-		f.fail(err)
+	if f.Err() == nil {
+		if err := f.buf.Flush(); err != nil {
+			f.fail(err)
+		} else if err := f.file.Sync(); err != nil {
+			f.fail(err)
+		}
 	}
-	if err := f.File.Close(); err != nil {
+	if err := f.file.Close(); err != nil {
 		f.fail(err)
 	}
 	return nil
@@ -97,7 +114,7 @@ func openSegment(path string, width, height int, withAudio bool, bytes *atomic.U
 	if err != nil {
 		return nil, err
 	}
-	f := &errFile{File: file, bytes: bytes}
+	f := newErrFile(file, bytes)
 	tracks := []webm.TrackEntry{{
 		Name: "video", TrackNumber: 1, TrackUID: 1, CodecID: "V_VP8", TrackType: 1,
 		Video: &webm.Video{PixelWidth: uint64(width), PixelHeight: uint64(height)},

@@ -13,6 +13,8 @@ const (
 	EventTrackUnpublished = "track_unpublished"
 	EventForbidden        = "forbidden"
 	EventRoomClosed       = "room_closed"
+	// The recorder's (package record): recording_started,
+	// recording_stopped, recording_gap, recording_deleted.
 )
 
 // Event is one entry of a room's audit trail. Seq is per room, gap-free
@@ -46,9 +48,16 @@ func (rm *Room) Record(kind, actor, subject string, details map[string]any) {
 	rm.rooms.record(rm.name, kind, actor, subject, details)
 }
 
-func (r *Rooms) record(room, kind, actor, subject string, details map[string]any) {
+// Record appends an event to room's trail for a component outside the
+// room (the recorder) and returns its sequence number, 0 if it was not
+// recorded. Like Room.Record it logs failures instead of returning them.
+func (r *Rooms) Record(room, kind, actor, subject string, details map[string]any) int64 {
+	return r.record(room, kind, actor, subject, details)
+}
+
+func (r *Rooms) record(room, kind, actor, subject string, details map[string]any) int64 {
 	if r.cfg.Events == nil {
-		return
+		return 0
 	}
 	if details == nil {
 		details = map[string]any{}
@@ -59,7 +68,7 @@ func (r *Rooms) record(room, kind, actor, subject string, details map[string]any
 	e, err := r.cfg.Events.Append(ctx, room, e)
 	if err != nil {
 		r.log.Error("audit event not recorded", "room", room, "kind", kind, "err", err)
-		return
+		return 0
 	}
 	// Proctors see the trail as it is written.
 	r.mu.Lock()
@@ -77,4 +86,5 @@ func (r *Rooms) record(room, kind, actor, subject string, details map[string]any
 	for _, p := range proctors {
 		p.Notify.Event(e)
 	}
+	return e.Seq
 }

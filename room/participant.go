@@ -43,7 +43,10 @@ type Participant struct {
 	Identity string // the token's sub
 	Name     string
 	Role     Role
-	Media    Media
+	// Record asks for this student's tracks to be recorded (the token's
+	// record claim); the node may also record every room.
+	Record bool
+	Media  Media
 	Notify   Notifier
 	Log      *slog.Logger
 

@@ -48,6 +48,9 @@ func (rm *Room) Publish(p *Participant, t *sfu.Track) error {
 
 	ti := trackInfo(t)
 	rm.rooms.record(rm.name, EventTrackPublished, p.Identity, p.Identity, map[string]any{"track_id": ti.TrackID, "kind": ti.Kind, "source": ti.Source})
+	if f := rm.rooms.cfg.OnPublish; f != nil && p.Role == RoleStudent {
+		f(rm.name, p, t)
+	}
 	for i, w := range watchers {
 		if err := w.Media.Subscribe(t, qualities[i]); err != nil {
 			w.Log.Warn("subscribe failed", "track", t.ID(), "err", err)

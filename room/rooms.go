@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/invigil/invigil/sfu"
 )
 
 const (
@@ -34,7 +36,10 @@ type Config struct {
 	Events EventStore
 	// NodeID names this node in audit events.
 	NodeID string
-	Logger *slog.Logger
+	// OnPublish, if set, is called when a student's track is published
+	// (after the room's own bookkeeping): the recorder's hook.
+	OnPublish func(room string, p *Participant, t *sfu.Track)
+	Logger    *slog.Logger
 }
 
 // Validate checks the limits.

@@ -23,6 +23,8 @@ type Claims struct {
 	Room string `json:"room"`
 	Role string `json:"role"`
 	Name string `json:"name,omitempty"`
+	// Record asks the node to record this student (docs/recording.md).
+	Record bool `json:"record,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -33,6 +35,7 @@ type Grant struct {
 	Room     string
 	Role     room.Role
 	Expires  time.Time
+	Record   bool // the token's record claim
 }
 
 // VerifyToken checks a join token: HS256 only (never "none" or another
@@ -70,7 +73,7 @@ func VerifyToken(secret []byte, token string) (Grant, error) {
 	if name == "" {
 		name = c.Subject
 	}
-	return Grant{Identity: c.Subject, Name: name, Room: c.Room, Role: role, Expires: c.ExpiresAt.Time}, nil
+	return Grant{Identity: c.Subject, Name: name, Room: c.Room, Role: role, Expires: c.ExpiresAt.Time, Record: c.Record}, nil
 }
 
 // TokenSpec is what MintToken puts in a token.
@@ -80,6 +83,7 @@ type TokenSpec struct {
 	Role     room.Role
 	Name     string
 	TTL      time.Duration
+	Record   bool // a student to be recorded
 }
 
 // MintToken signs a join token with HS256, as the exam platform's API
@@ -96,9 +100,10 @@ func MintToken(secret []byte, s TokenSpec) (string, error) {
 	}
 	now := time.Now()
 	c := Claims{
-		Room: s.Room,
-		Role: string(s.Role),
-		Name: s.Name,
+		Room:   s.Room,
+		Role:   string(s.Role),
+		Name:   s.Name,
+		Record: s.Record,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Subject:   s.Identity,
 			IssuedAt:  jwt.NewNumericDate(now),

@@ -21,6 +21,7 @@ import (
 
 	"github.com/invigil/invigil/cluster"
 	"github.com/invigil/invigil/metrics"
+	"github.com/invigil/invigil/record"
 	"github.com/invigil/invigil/room"
 	"github.com/invigil/invigil/sfu"
 	"github.com/invigil/invigil/signaling"
@@ -77,6 +78,7 @@ type serveConfig struct {
 	adminAddr       string
 	agentAddr       string
 	shutdownTimeout time.Duration
+	rec             recordFlags
 	drainTimeout    time.Duration
 }
 
@@ -98,6 +100,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.turnURLs, "turn-urls", "", "comma-separated STUN/TURN URLs handed to clients instead of this node's (e.g. an external coturn with the same --turn-secret)")
 	fs.IntVar(&c.turnQuota, "turn-max-allocations-per-user", 0, "TURN allocations one identity may hold (0: default 16; negative: unlimited)")
 	fs.IntVar(&c.turnBitrate, "turn-max-bitrate", 0, "bits per second each TURN allocation may relay in each direction (0: default 10 Mb/s; negative: unlimited)")
+	c.rec.register(fs)
 	fs.IntVar(&c.udpBuffer, "rtc-udp-buffer", defaultUDPBuffer, "receive and send buffer, in bytes, asked for on the shared RTC UDP socket (capped by net.core.rmem_max/wmem_max)")
 	fs.StringVar(&c.apiSecret, "api-secret", "", "HS256 key for join tokens, at least 32 bytes (required unless --dev)")
 	fs.StringVar(&c.publicURL, "public-url", "", "base URL clients use to reach this node (default: derived from --http-addr)")
@@ -183,6 +186,9 @@ func (c serveConfig) validate() error {
 	if _, err := parsePrefixes(c.turnAllowPeers); err != nil {
 		return fmt.Errorf("--turn-allow-peers: %w", err)
 	}
+	if err := c.rec.validate(c.dev); err != nil {
+		return err
+	}
 	if c.publicURL != "" {
 		if u, err := url.Parse(c.publicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("--public-url %q is not an http(s) URL", c.publicURL)
@@ -220,6 +226,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// scrape-time sources are set once those exist.
 	var rooms *room.Rooms
 	var engine *sfu.Engine
+	var rec *record.Recorder
 	turnStats := func() metrics.TURNStats { return metrics.TURNStats{} }
 	mtr := metrics.New(metrics.Config{
 		Version:  version,
@@ -230,6 +237,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		},
 		Media: func() metrics.MediaStats { return mediaStats(engine.Stats()) },
 		TURN:  func() metrics.TURNStats { return turnStats() },
+		Recording: func() metrics.RecordingStats {
+			if rec == nil {
+				return metrics.RecordingStats{}
+			}
+			s := rec.Stats()
+			return metrics.RecordingStats{Active: s.Active, Bytes: s.Bytes, Failures: s.Failures, Dropped: s.Dropped}
+		},
 	})
 
 	bindIP, advertise := mediaAddresses(cfg.nodeIP)
@@ -263,8 +277,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer events.Close()
+	rec, err = startRecorder(ctx, cfg, &rooms, log)
+	if err != nil {
+		return err
+	}
+	defer rec.Close() // before events.Close: it records recording_stopped
 	rooms, err = room.New(room.Config{
 		Events:       events,
+		OnPublish:    onPublish(cfg.rec.all, rec),
 		NodeID:       cfg.nodeID,
 		MaxPerRoom:   cfg.maxPerRoom,
 		MaxPerNode:   cfg.maxPerNode,
@@ -353,6 +373,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	mux.Handle("DELETE /v1/node/drain", drain(false))
 	mux.Handle("GET /metrics", mtr.Handler())
 	mux.Handle("GET /v1/rooms/{room}/events", signaling.EventsHandler([]byte(cfg.apiSecret), events))
+	mux.Handle("GET /v1/rooms/{room}/recordings", recordingsHandler([]byte(cfg.apiSecret), rec))
 	pages := web.Handler()
 	mux.Handle("GET /student", pages)
 	mux.Handle("GET /proctor", pages)

@@ -17,6 +17,7 @@ func token(args []string, stdout, stderr io.Writer) error {
 	roomName := fs.String("room", "", "room the token admits to (* for an admin token)")
 	identity := fs.String("identity", "", "the participant's identity (sub claim)")
 	role := fs.String("role", "student", "student, proctor or admin")
+	record := fs.Bool("record", false, "ask the node to record this student (the token's record claim)")
 	name := fs.String("name", "", "display name (defaults to the identity)")
 	ttl := fs.Duration("ttl", time.Hour, "lifetime of the token")
 	secret := fs.String("api-secret", "", "HS256 key shared with serve (or INVIGIL_API_SECRET)")
@@ -41,7 +42,7 @@ func token(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tok, err := signaling.MintToken([]byte(key), signaling.TokenSpec{Room: *roomName, Identity: *identity, Role: r, Name: *name, TTL: *ttl})
+	tok, err := signaling.MintToken([]byte(key), signaling.TokenSpec{Room: *roomName, Identity: *identity, Role: r, Name: *name, TTL: *ttl, Record: *record})
 	if err != nil {
 		return err
 	}
