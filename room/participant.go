@@ -47,8 +47,8 @@ type Participant struct {
 	// record claim); the node may also record every room.
 	Record bool
 	Media  Media
-	Notify   Notifier
-	Log      *slog.Logger
+	Notify Notifier
+	Log    *slog.Logger
 
 	// Guarded by the room's mu: what the participant publishes now and,
 	// for a proctor, how it looks at students.
