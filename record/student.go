@@ -53,16 +53,16 @@ func (t *tap) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 		packets.Put(p)
 		return 0, nil
 	}
-	p.n = n + copy(p.buf[n:], payload)
-	p.tap = t
+	n += copy(p.buf[n:], payload)
+	p.n, p.tap = n, t
 	select {
-	case t.st.queue <- p:
+	case t.st.queue <- p: // p is the writer's now
 	default:
 		packets.Put(p)
 		t.dropped.Add(1)
 		t.st.r.dropped.Add(1)
 	}
-	return p.n, nil
+	return n, nil
 }
 
 // Write is unused: the SFU writes parsed packets.

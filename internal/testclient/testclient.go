@@ -31,11 +31,21 @@ import (
 // Mint signs a one-minute join token, as the exam platform would.
 func Mint(t testing.TB, secret, roomName, identity string, role room.Role) string {
 	t.Helper()
+	return MintWith(t, secret, roomName, identity, role, nil)
+}
+
+// MintWith is Mint with extra claims (e.g. "record": true).
+func MintWith(t testing.TB, secret, roomName, identity string, role room.Role, extra map[string]any) string {
+	t.Helper()
 	now := time.Now()
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+	claims := jwt.MapClaims{
 		"sub": identity, "room": roomName, "role": string(role), "name": identity,
 		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Minute).Unix(),
-	}).SignedString([]byte(secret))
+	}
+	for k, v := range extra {
+		claims[k] = v
+	}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,6 +247,8 @@ type Options struct {
 	// transport policy "relay"), as a client behind a UDP-blocking
 	// firewall would end up doing.
 	RelayOnly bool
+	// Record puts "record": true in the token.
+	Record bool
 }
 
 // ICEServer is one entry of joined's ice_servers.
@@ -290,7 +302,11 @@ func JoinWith(t testing.TB, url, secret, roomName, identity string, role room.Ro
 	}
 	c.wg.Add(1)
 	go c.readLoop()
-	c.Send(map[string]any{"v": 1, "type": "join", "token": Mint(t, secret, roomName, identity, role), "id": "j1"})
+	var extra map[string]any
+	if opts.Record {
+		extra = map[string]any{"record": true}
+	}
+	c.Send(map[string]any{"v": 1, "type": "join", "token": MintWith(t, secret, roomName, identity, role, extra), "id": "j1"})
 	var joined Msg
 	select {
 	case joined = <-c.joined:
