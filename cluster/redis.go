@@ -1,0 +1,223 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis is cluster mode on one Redis server (or a primary with
+// replicas; not Redis Cluster: the scripts touch keys they compute).
+// Key schema (docs/cluster.md), under a prefix (default "invigil:"):
+//
+//	node:<id>      hash: the node's occupancy, expires NodeTTL after its last heartbeat
+//	nodes          set: ids of nodes that have heartbeated (pruned when node:<id> is gone)
+//	room:<room>    string: the owning node's id, expires LeaseTTL after the last renewal
+//	resv:<id>      sorted set: "<room>|<seats>" placed on the node, score = expiry (unix ms)
+type Redis struct {
+	rdb    *redis.Client
+	prefix string
+}
+
+// NewRedis connects to url (redis://[user:pass@]host:port/db). It does
+// not fail when Redis is down: calls fail with ErrUnavailable until it
+// is back.
+func NewRedis(url, prefix string) (*Redis, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: --redis-url: %w", err)
+	}
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = time.Second, time.Second, time.Second
+	opt.MaxRetries = 1
+	if prefix == "" {
+		prefix = "invigil:"
+	}
+	return &Redis{rdb: redis.NewClient(opt), prefix: prefix}, nil
+}
+
+// Client is the underlying go-redis client (the event store shares it).
+func (r *Redis) Client() *redis.Client { return r.rdb }
+
+func unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
+
+// Heartbeat writes the node's hash with its TTL and lists the node, in
+// one transaction.
+func (r *Redis) Heartbeat(ctx context.Context, n Node) error {
+	key := r.prefix + "node:" + n.ID
+	draining := "0"
+	if n.Draining {
+		draining = "1"
+	}
+	_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key, map[string]any{
+			"url": n.URL, "rooms": n.Rooms, "students": n.Students, "proctors": n.Proctors,
+			"tracks": n.Tracks, "forwarded_bps": n.BitrateBps, "cpu": strconv.FormatFloat(n.CPU, 'f', 3, 64),
+			"capacity": n.Capacity, "free_seats": n.FreeSeats, "draining": draining, "version": n.Version,
+			"updated_unix_ms": time.Now().UnixMilli(),
+		})
+		p.PExpire(ctx, key, NodeTTL)
+		p.SAdd(ctx, r.prefix+"nodes", n.ID)
+		return nil
+	})
+	return unavailable(err)
+}
+
+// Nodes lists the nodes whose heartbeat is alive.
+func (r *Redis) Nodes(ctx context.Context) ([]Node, error) {
+	ids, err := r.rdb.SMembers(ctx, r.prefix+"nodes").Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	var out []Node
+	for _, id := range ids {
+		h, err := r.rdb.HGetAll(ctx, r.prefix+"node:"+id).Result()
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		if len(h) == 0 {
+			continue
+		}
+		atoi := func(k string) int { v, _ := strconv.Atoi(h[k]); return v }
+		bps, _ := strconv.ParseUint(h["forwarded_bps"], 10, 64)
+		cpu, _ := strconv.ParseFloat(h["cpu"], 64)
+		upd, _ := strconv.ParseInt(h["updated_unix_ms"], 10, 64)
+		out = append(out, Node{ID: id, URL: h["url"], Rooms: atoi("rooms"), Students: atoi("students"),
+			Proctors: atoi("proctors"), Tracks: atoi("tracks"), BitrateBps: bps, CPU: cpu,
+			Capacity: atoi("capacity"), FreeSeats: atoi("free_seats"), Draining: h["draining"] == "1",
+			Version: h["version"], UpdatedUnix: upd})
+	}
+	return out, nil
+}
+
+// placeScript returns the live owner of a room, or assigns the ready node
+// with the most free seats after unexpired reservations, if it has room
+// for the expected seats; all in one atomic step. Returns {id, url} or
+// {"", ""} when no node has room.
+var placeScript = redis.NewScript(`
+local prefix, room, expected, now, lease, resv = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local roomKey = prefix .. 'room:' .. room
+local owner = redis.call('GET', roomKey)
+if owner then
+  local url = redis.call('HGET', prefix .. 'node:' .. owner, 'url')
+  if url then return {owner, url} end
+end
+local best, bestURL, bestFree = nil, nil, -1
+for _, id in ipairs(redis.call('SMEMBERS', prefix .. 'nodes')) do
+  local h = redis.call('HMGET', prefix .. 'node:' .. id, 'url', 'free_seats', 'draining')
+  if not h[1] then
+    redis.call('SREM', prefix .. 'nodes', id)
+  elseif h[3] ~= '1' then
+    local rk = prefix .. 'resv:' .. id
+    redis.call('ZREMRANGEBYSCORE', rk, '-inf', now)
+    local reserved = 0
+    for _, m in ipairs(redis.call('ZRANGE', rk, 0, -1)) do
+      reserved = reserved + tonumber(string.match(m, '|(%d+)$') or '0')
+    end
+    local free = tonumber(h[2] or '0') - reserved
+    if free >= expected and (free > bestFree or (free == bestFree and id < best)) then
+      best, bestURL, bestFree = id, h[1], free
+    end
+  end
+end
+if not best then return {'', ''} end
+redis.call('SET', roomKey, best, 'PX', lease)
+if expected > 0 then
+  redis.call('ZADD', prefix .. 'resv:' .. best, now + resv, room .. '|' .. expected)
+  redis.call('PEXPIRE', prefix .. 'resv:' .. best, resv)
+end
+return {best, bestURL}
+`)
+
+// Place implements Cluster.
+func (r *Redis) Place(ctx context.Context, room string, expected int) (Placement, error) {
+	res, err := placeScript.Run(ctx, r.rdb, nil, r.prefix, room, max(expected, 0),
+		time.Now().UnixMilli(), LeaseTTL.Milliseconds(), ReservationTTL.Milliseconds()).StringSlice()
+	if err != nil {
+		return Placement{}, unavailable(err)
+	}
+	if len(res) != 2 || res[0] == "" {
+		return Placement{}, ErrNoCapacity
+	}
+	return Placement{Room: room, NodeID: res[0], URL: res[1]}, nil
+}
+
+// claimScript returns the room's live owner, or makes ARGV[3] the owner.
+var claimScript = redis.NewScript(`
+local prefix, room, node, lease = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local roomKey = prefix .. 'room:' .. room
+local owner = redis.call('GET', roomKey)
+if owner and owner ~= node then
+  local url = redis.call('HGET', prefix .. 'node:' .. owner, 'url')
+  if url then return {owner, url} end
+end
+redis.call('SET', roomKey, node, 'PX', lease)
+return {node, redis.call('HGET', prefix .. 'node:' .. node, 'url') or ''}
+`)
+
+// Claim implements Cluster.
+func (r *Redis) Claim(ctx context.Context, room, node string) (Placement, error) {
+	res, err := claimScript.Run(ctx, r.rdb, nil, r.prefix, room, node, LeaseTTL.Milliseconds()).StringSlice()
+	if err != nil {
+		return Placement{}, unavailable(err)
+	}
+	if len(res) != 2 {
+		return Placement{}, unavailable(errors.New("claim script answered oddly"))
+	}
+	return Placement{Room: room, NodeID: res[0], URL: res[1]}, nil
+}
+
+// renewScript extends the node's leases; a room whose key is gone (a
+// restarted Redis) is re-claimed, one another node took is left alone.
+var renewScript = redis.NewScript(`
+local prefix, node, lease = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local lost = 0
+for i = 4, #ARGV do
+  local k = prefix .. 'room:' .. ARGV[i]
+  local owner = redis.call('GET', k)
+  if owner == node or not owner then
+    redis.call('SET', k, node, 'PX', lease)
+  else
+    lost = lost + 1
+  end
+end
+return lost
+`)
+
+// Renew implements Cluster.
+func (r *Redis) Renew(ctx context.Context, node string, rooms []string) error {
+	if len(rooms) == 0 {
+		return nil
+	}
+	args := append([]any{r.prefix, node, LeaseTTL.Milliseconds()}, anySlice(rooms)...)
+	return unavailable(renewScript.Run(ctx, r.rdb, nil, args...).Err())
+}
+
+var releaseScript = redis.NewScript(`
+if redis.call('GET', ARGV[1]) == ARGV[2] then return redis.call('DEL', ARGV[1]) end
+return 0
+`)
+
+// Release implements Cluster.
+func (r *Redis) Release(ctx context.Context, room, node string) error {
+	return unavailable(releaseScript.Run(ctx, r.rdb, nil, r.prefix+"room:"+room, node).Err())
+}
+
+// Close closes the connection pool.
+func (r *Redis) Close() error { return r.rdb.Close() }
+
+func anySlice(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
+}

@@ -1,0 +1,265 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// redisServer is a redis-server this test started, on a loopback port.
+type redisServer struct {
+	port int
+	cmd  *exec.Cmd
+}
+
+// startRedis starts redis-server on 127.0.0.1 (a free port unless port
+// is given) without persistence, and stops it by PID at cleanup.
+func startRedis(t testing.TB, port int) *redisServer {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatal("redis-server missing: scripts/install-test-deps.sh installs it")
+	}
+	if port == 0 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+	}
+	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--daemonize", "no")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &redisServer{port: port, cmd: cmd}
+	t.Cleanup(s.stop)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.Dial("tcp", s.addr())
+		if err == nil {
+			c.Close()
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redis-server on %d did not start", port)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (s *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
+func (s *redisServer) url() string  { return "redis://" + s.addr() }
+
+func (s *redisServer) stop() {
+	if s.cmd.Process != nil && s.cmd.ProcessState == nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+	}
+}
+
+func newRedis(t testing.TB, url string) *Redis {
+	t.Helper()
+	r, err := NewRedis(url, fmt.Sprintf("t%d:", time.Now().UnixNano()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// nodes heartbeats n nodes n1…nN with free seats each.
+func heartbeatNodes(t testing.TB, r *Redis, n, free int) {
+	t.Helper()
+	for i := 1; i <= n; i++ {
+		id := fmt.Sprintf("n%d", i)
+		if err := r.Heartbeat(context.Background(), Node{ID: id, URL: "http://" + id, Capacity: free, FreeSeats: free}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestPlacementIsAtomic: 50 concurrent placements of one room all get
+// the same node.
+func TestPlacementIsAtomic(t *testing.T) {
+	rs := startRedis(t, 0)
+	ctx := context.Background()
+	heartbeatNodes(t, newRedisShared(t, rs.url(), "atomic:"), 3, 100)
+	var owners sync.Map
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			r := newRedisShared(t, rs.url(), "atomic:")
+			p, err := r.Place(ctx, "exam-1", 26)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			owners.Store(p.NodeID, true)
+		})
+	}
+	wg.Wait()
+	n := 0
+	owners.Range(func(k, _ any) bool { n++; return true })
+	if n != 1 {
+		t.Errorf("50 concurrent placements went to %d nodes", n)
+	}
+}
+
+// newRedisShared is newRedis with a fixed prefix, so several clients
+// share a key space.
+func newRedisShared(t testing.TB, url, prefix string) *Redis {
+	r, err := NewRedis(url, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// TestPlacementSpreads: 30 rooms of 5 students placed at once, before any
+// heartbeat shows them, spread over three nodes with no node above 45% of
+// the students: the reservations count.
+func TestPlacementSpreads(t *testing.T) {
+	rs := startRedis(t, 0)
+	r := newRedis(t, rs.url())
+	heartbeatNodes(t, r, 3, 200)
+	per := map[string]int{}
+	for i := range 30 {
+		p, err := r.Place(context.Background(), fmt.Sprintf("exam-%d", i), 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		per[p.NodeID] += 5
+	}
+	for id, students := range per {
+		if float64(students) > 0.45*150 {
+			t.Errorf("node %s got %d of 150 students (%v)", id, students, per)
+		}
+	}
+	if len(per) != 3 {
+		t.Errorf("placements %v: want all three nodes used", per)
+	}
+}
+
+// TestPlacementSkipsDrainingAndFull: a draining node and a node without
+// room for the expected seats get no new rooms; with none left, placement
+// says so.
+func TestPlacementSkipsDrainingAndFull(t *testing.T) {
+	rs := startRedis(t, 0)
+	r := newRedis(t, rs.url())
+	ctx := context.Background()
+	r.Heartbeat(ctx, Node{ID: "busy", URL: "http://busy", Capacity: 100, FreeSeats: 10})
+	r.Heartbeat(ctx, Node{ID: "leaving", URL: "http://leaving", Capacity: 100, FreeSeats: 100, Draining: true})
+	r.Heartbeat(ctx, Node{ID: "ok", URL: "http://ok", Capacity: 100, FreeSeats: 30})
+	p, err := r.Place(ctx, "exam-1", 26)
+	if err != nil || p.NodeID != "ok" || p.URL != "http://ok" {
+		t.Fatalf("placed %+v, %v; want ok", p, err)
+	}
+	if _, err := r.Place(ctx, "exam-2", 26); !errors.Is(err, ErrNoCapacity) {
+		t.Errorf("second room of 26: %v, want ErrNoCapacity (ok has 4 seats left after the reservation)", err)
+	}
+	// An owned room is found again whatever the seats.
+	if p, err := r.Place(ctx, "exam-1", 26); err != nil || p.NodeID != "ok" {
+		t.Errorf("placing exam-1 again: %+v, %v", p, err)
+	}
+}
+
+// TestDeadOwnerLosesRooms: when the owner's heartbeat lapses, the next
+// placement moves its room, and a join reaching another node claims it.
+func TestDeadOwnerLosesRooms(t *testing.T) {
+	rs := startRedis(t, 0)
+	r := newRedis(t, rs.url())
+	ctx := context.Background()
+	heartbeatNodes(t, r, 2, 100)
+	p, _ := r.Place(ctx, "exam-1", 5)
+	q, _ := r.Claim(ctx, "exam-1", other(p.NodeID))
+	if q.NodeID != p.NodeID {
+		t.Fatalf("claim by the other node while the owner lives: %+v, want %s", q, p.NodeID)
+	}
+	// The owner dies: its heartbeat key expires (here, at once).
+	r.rdb.Del(ctx, r.prefix+"node:"+p.NodeID)
+	q, err := r.Place(ctx, "exam-1", 5)
+	if err != nil || q.NodeID != other(p.NodeID) {
+		t.Fatalf("after the owner died: %+v, %v; want %s", q, err, other(p.NodeID))
+	}
+	p2, _ := r.Place(ctx, "exam-2", 5)
+	r.rdb.Del(ctx, r.prefix+"node:"+p2.NodeID)
+	c, err := r.Claim(ctx, "exam-2", other(p2.NodeID))
+	if err != nil || c.NodeID != other(p2.NodeID) {
+		t.Errorf("claim of a room whose owner was dead: %+v, %v", c, err)
+	}
+}
+
+func other(id string) string {
+	if id == "n1" {
+		return "n2"
+	}
+	return "n1"
+}
+
+// TestRedisRestart: with Redis gone calls fail fast with ErrUnavailable;
+// once it is back, heartbeats and lease renewal restore placement.
+func TestRedisRestart(t *testing.T) {
+	rs := startRedis(t, 0)
+	r := newRedis(t, rs.url())
+	ctx := context.Background()
+	heartbeatNodes(t, r, 2, 100)
+	p, _ := r.Place(ctx, "exam-1", 5)
+	rs.stop()
+	start := time.Now()
+	if _, err := r.Place(ctx, "exam-1", 5); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("placement with Redis down: %v, want ErrUnavailable", err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("a failed placement took %v", took)
+	}
+	startRedis(t, rs.port) // empty: no persistence
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if err := r.Heartbeat(ctx, Node{ID: p.NodeID, URL: "http://" + p.NodeID, Capacity: 100, FreeSeats: 100}); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("heartbeat did not recover")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r.Heartbeat(ctx, Node{ID: other(p.NodeID), URL: "http://" + other(p.NodeID), Capacity: 100, FreeSeats: 200})
+	if err := r.Renew(ctx, p.NodeID, []string{"exam-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if q, err := r.Place(ctx, "exam-1", 5); err != nil || q.NodeID != p.NodeID {
+		t.Errorf("after the restart: %+v, %v; want the renewing owner %s", q, err, p.NodeID)
+	}
+	nodes, err := r.Nodes(ctx)
+	if err != nil || len(nodes) != 2 {
+		t.Errorf("nodes %+v, %v", nodes, err)
+	}
+}
+
+// BenchmarkPlace measures placements through one client: the figure in
+// docs/benchmarks.md ("Placement").
+func BenchmarkPlace(b *testing.B) {
+	rs := startRedis(b, 0)
+	r := newRedis(b, rs.url())
+	heartbeatNodes(b, r, 3, 1<<30)
+	ctx := context.Background()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			i++
+			if _, err := r.Place(ctx, fmt.Sprintf("bench-%p-%d", pb, i%200), 1); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
