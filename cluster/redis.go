@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -220,4 +221,17 @@ func anySlice(s []string) []any {
 		out[i] = v
 	}
 	return out
+}
+
+// SetRedisLogger sends go-redis's own log lines (dial failures while
+// Redis is down) to log at debug level instead of stderr; the node logs
+// the outage itself, once.
+func SetRedisLogger(log *slog.Logger) {
+	redis.SetLogger(redisLog{log})
+}
+
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(_ context.Context, format string, v ...any) {
+	l.log.Debug(fmt.Sprintf(format, v...), "component", "redis")
 }

@@ -21,7 +21,6 @@ import (
 // (as INVIGIL_* variables, which a release without the flag ignores) but
 // that `invigil serve` does not have yet. docs/operations.md lists them.
 var pendingFlags = map[string]bool{
-	"redis-url":     true,
 	"drain-timeout": true,
 }
 

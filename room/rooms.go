@@ -202,6 +202,25 @@ func (r *Rooms) dropIfEmpty(rm *Room) {
 	}
 }
 
+// Has reports whether room is open on this node.
+func (r *Rooms) Has(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.rooms[name]
+	return ok
+}
+
+// Names lists the rooms open on this node.
+func (r *Rooms) Names() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	names := make([]string, 0, len(r.rooms))
+	for n := range r.rooms {
+		names = append(names, n)
+	}
+	return names
+}
+
 // SetDraining stops (or resumes) opening new rooms. Rooms already open
 // keep admitting their participants, so a student who reconnects gets
 // back into a room that is finishing here.

@@ -38,6 +38,11 @@ const (
 	CodeSlowConsumer       = "slow_consumer"
 	CodeShuttingDown       = "shutting_down"
 	CodeInternal           = "internal"
+	// CodeRedirect: another node holds the room; join there (url).
+	CodeRedirect = "redirect"
+	// CodeUnavailable: the cluster store cannot say who holds the room;
+	// retry with backoff.
+	CodeUnavailable = "unavailable"
 )
 
 // Token errors, told apart because each has its own wire code.
@@ -64,6 +69,7 @@ var fatalCodes = map[string]bool{
 	CodeTokenInvalid: true, CodeTokenExpired: true, CodeTokenNotYetValid: true,
 	CodeRoleUnknown: true, CodeRoomMismatch: true, CodeRoomFull: true, CodeNodeFull: true, CodeTooManyRooms: true,
 	CodeDraining: true, CodeSlowConsumer: true, CodeShuttingDown: true, CodeTooLarge: true,
+	CodeRedirect: true, CodeUnavailable: true,
 }
 
 // isFatal reports whether err ends the session.

@@ -213,12 +213,15 @@ type ErrorMessage struct {
 	Envelope
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// URL is the node to join instead, with code redirect.
+	URL string `json:"url,omitempty"`
 }
 
 // ProtocolError is an error with its wire code.
 type ProtocolError struct {
 	Code    string
 	Message string
+	URL     string // redirect target
 	// Fatal closes the connection even when Code usually does not.
 	Fatal bool
 }

@@ -52,7 +52,18 @@ type Config struct {
 	JoinTimeout time.Duration
 	// Observer receives events for metrics; nil means none.
 	Observer Observer
-	Logger   *slog.Logger
+	// Owners, if set, says which node owns a room (cluster mode): a join
+	// for a room another node owns is answered with a redirect.
+	Owners Owners
+	Logger *slog.Logger
+}
+
+// Owners finds the node that holds a room, making this node the owner
+// when none does.
+type Owners interface {
+	// Owner returns the owning node's base URL, or local when this node
+	// owns (or has just claimed) the room.
+	Owner(ctx context.Context, room string) (url string, local bool, err error)
 }
 
 // Observer is told what signaling sees, for metrics. Calls are per

@@ -237,7 +237,12 @@ func (s *session) reject(err error, ref string) {
 	} else {
 		s.log.Debug("request refused", "code", code, "ref", ref, "err", err)
 	}
-	frame, _ := json.Marshal(ErrorMessage{Envelope: envelope(TypeError, ref), Code: code, Message: msg})
+	em := ErrorMessage{Envelope: envelope(TypeError, ref), Code: code, Message: msg}
+	var pe *ProtocolError
+	if errors.As(err, &pe) {
+		em.URL = pe.URL
+	}
+	frame, _ := json.Marshal(em)
 	if isFatal(err) {
 		s.finish(frame, closeStatus(code), code, room.ReasonDisconnect)
 		return
@@ -353,6 +358,9 @@ func (s *session) handleCandidate(m *Inbound) error {
 	return err
 }
 
+// ownerTimeout bounds the cluster lookup a join waits for.
+const ownerTimeout = 2 * time.Second
+
 // join verifies the token, makes the PeerConnection and enters the room.
 func (s *session) join(m *Inbound) error {
 	start := time.Now()
@@ -366,6 +374,19 @@ func (s *session) join(m *Inbound) error {
 	if grant.Role == room.RoleAdmin {
 		// Fatal: an admin token is the API tier's, never a media client's.
 		return &ProtocolError{Code: CodeForbidden, Message: "admin tokens do not join media", Fatal: true}
+	}
+	if o := s.srv.cfg.Owners; o != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), ownerTimeout)
+		url, local, err := o.Owner(ctx, grant.Room)
+		cancel()
+		switch {
+		case err != nil && !s.srv.cfg.Rooms.Has(grant.Room):
+			s.log.Warn("join refused: the cluster store cannot say who holds the room", "room", grant.Room, "err", err)
+			return protoErr(CodeUnavailable, "the cluster cannot place room %q right now; retry shortly", grant.Room)
+		case err == nil && !local:
+			return &ProtocolError{Code: CodeRedirect, Message: "another node holds this room; join there", URL: url}
+		}
+		// With the store down, a room this node already holds goes on.
 	}
 	sid := newSID()
 	log := s.srv.log.With("room", grant.Room, "identity", grant.Identity, "role", string(grant.Role), "sid", sid)

@@ -64,6 +64,7 @@ type serveConfig struct {
 	messageRate     float64
 	joinTimeout     time.Duration
 	nodeID          string
+	redisURL        string
 	turnUDPPort     int
 	turnTLSPort     int
 	turnCert        string
@@ -105,6 +106,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.apiSecret, "api-secret", "", "HS256 key for join tokens, at least 32 bytes (required unless --dev)")
 	fs.StringVar(&c.publicURL, "public-url", "", "base URL clients use to reach this node (default: derived from --http-addr)")
 	fs.StringVar(&c.dataDir, "data-dir", "./data", "audit log and recordings when no Redis")
+	fs.StringVar(&c.redisURL, "redis-url", "", "cluster mode: Redis for occupancy, room placement and redirects, e.g. redis://10.0.0.5:6379/0 (empty: this node alone)")
 	fs.StringVar(&c.nodeID, "node-id", "", "this node's name in the cluster and in audit events (default: the hostname)")
 	fs.BoolVar(&c.dev, "dev", false, "development mode: fixed dev secret, loopback only, prints ready-to-open links")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -327,7 +329,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer turnSrv.Close()
 	turnStats = turnSrv.stats
 
+	clu, err := newCluster(cfg, public, log)
+	if err != nil {
+		return err
+	}
+	defer clu.Close()
+	var own signaling.Owners
+	if cfg.redisURL != "" {
+		own = owners{c: clu, node: cfg.nodeID, mtr: mtr}
+	}
+
 	sig, err := signaling.NewServer(signaling.Config{
+		Owners:         own,
 		ICEServers:     turnSrv.iceServers,
 		Rooms:          rooms,
 		Engine:         engine,
@@ -374,6 +387,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	mux.Handle("GET /metrics", mtr.Handler())
 	mux.Handle("GET /v1/rooms/{room}/events", signaling.EventsHandler([]byte(cfg.apiSecret), events))
 	mux.Handle("GET /v1/rooms/{room}/recordings", recordingsHandler([]byte(cfg.apiSecret), rec))
+	mux.Handle("GET /v1/placement", placementHandler([]byte(cfg.apiSecret), clu, mtr))
+	loopCtx, stopLoops := context.WithCancel(context.Background())
+	loopsDone := make(chan struct{})
+	go func() {
+		defer close(loopsDone)
+		clusterLoops(loopCtx, clu, cfg.nodeID, public, capacity, rooms, mtr, log.With("component", "cluster"))
+	}()
+	defer func() { stopLoops(); <-loopsDone }()
 	pages := web.Handler()
 	mux.Handle("GET /student", pages)
 	mux.Handle("GET /proctor", pages)
