@@ -75,6 +75,7 @@ type file struct {
 // Handler and never written afterwards, so it needs no lock.
 type handler struct {
 	files map[string]file
+	csp   string
 }
 
 var _ http.Handler = (*handler)(nil)
@@ -82,8 +83,24 @@ var _ http.Handler = (*handler)(nil)
 // Handler returns the handler for GET/HEAD /student, /proctor,
 // /sdk/invigil.js and /static/…; any other path is 404 and any other method
 // 405. Mount it at the root of the server's mux (it matches full paths).
-func Handler() http.Handler {
-	h := &handler{files: make(map[string]file)}
+func Handler() http.Handler { return HandlerWith(Options{}) }
+
+// Options vary what the pages may do.
+type Options struct {
+	// ConnectSources are added to the pages' CSP connect-src: in cluster
+	// mode a page follows a redirect to the node holding its room, on
+	// another origin, so the node passes "wss:" (and "ws:" for plain HTTP
+	// nodes). Scripts still come only from this origin.
+	ConnectSources []string
+}
+
+// HandlerWith serves the pages, the SDK and the static files.
+func HandlerWith(opts Options) http.Handler {
+	csp := pageCSP
+	if len(opts.ConnectSources) > 0 {
+		csp = strings.Replace(csp, "connect-src 'self';", "connect-src 'self' "+strings.Join(opts.ConnectSources, " ")+";", 1)
+	}
+	h := &handler{files: make(map[string]file), csp: csp}
 	h.add("/student", "assets/student.html")
 	h.add("/proctor", "assets/proctor.html")
 	h.add("/sdk/invigil.js", "assets/sdk/invigil.js")
@@ -137,7 +154,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	hdr.Set("Referrer-Policy", "no-referrer")
 	if f.page {
-		hdr.Set("Content-Security-Policy", pageCSP)
+		hdr.Set("Content-Security-Policy", h.csp)
 		hdr.Set("Permissions-Policy", pagePermissions)
 	}
 	if f.crossOrigin {

@@ -395,7 +395,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		clusterLoops(loopCtx, clu, cfg.nodeID, public, capacity, rooms, mtr, log.With("component", "cluster"))
 	}()
 	defer func() { stopLoops(); <-loopsDone }()
-	pages := web.Handler()
+	var webOpts web.Options
+	if cfg.redisURL != "" {
+		// A page follows a redirect to the node holding its room.
+		webOpts.ConnectSources = []string{"wss:", "ws:"}
+	}
+	pages := web.HandlerWith(webOpts)
 	mux.Handle("GET /student", pages)
 	mux.Handle("GET /proctor", pages)
 	mux.Handle("GET /sdk/", pages)

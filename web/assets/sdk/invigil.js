@@ -30,6 +30,37 @@ export const FATAL_ERROR_CODES = Object.freeze(new Set([
   'unsupported_version', 'too_large', 'join_timeout', 'token_missing',
   'token_invalid', 'token_expired', 'token_not_yet_valid', 'role_unknown',
   'room_mismatch', 'room_full', 'node_full', 'slow_consumer', 'shutting_down',
+  'draining', 'too_many_rooms', 'redirect', 'unavailable',
+]));
+
+/**
+ * rejoinAfter says whether a `closed` event's session is worth joining
+ * again (a lost node, a drain, a moment without placement), and after
+ * how many milliseconds for the given attempt (0, 1, …): exponential
+ * backoff from 500 ms, capped at 15 s, with full jitter, so that the
+ * students of a lost node do not all come back in the same instant.
+ * Returns -1 when the session should not be rejoined (the client left,
+ * the token is bad, the proctor ended it, the attempts ran out).
+ */
+export function rejoinAfter(detail, attempt, {base = 500, cap = 15000, attempts = 12} = {}) {
+  if (!detail || detail.initiator === 'client' || attempt >= attempts) return -1;
+  let code = detail.error?.code;
+  if (!code) code = detail.leaveReason === 'server_shutdown' ? 'shutting_down' : (detail.leaveReason ? 'left' : 'connection_lost');
+  if (!RETRYABLE_CODES.has(code)) return -1;
+  return Math.floor(Math.random() * Math.min(cap, base * 2 ** attempt));
+}
+
+/** MAX_REDIRECTS bounds how many `redirect` errors one connect() follows. */
+const MAX_REDIRECTS = 3;
+
+/**
+ * RETRYABLE_CODES are the reasons a lost or refused session is worth
+ * joining again, through the same (public) URL: the node went away or is
+ * draining, or the cluster could not place the room for a moment.
+ */
+export const RETRYABLE_CODES = Object.freeze(new Set([
+  'connection_failed', 'connection_lost', 'shutting_down', 'draining',
+  'node_full', 'too_many_rooms', 'unavailable', 'slow_consumer',
 ]));
 
 /**
@@ -179,6 +210,8 @@ export class InvigilClient extends EventTarget {
   #leaving = false; // leave() sent `leave`; the server's close is expected
   #lastError = null;
   #closedDispatched = false;
+  #redirectTo = null;
+  #redirects = 0;
 
   /**
    * @param {object} options
@@ -222,32 +255,46 @@ export class InvigilClient extends EventTarget {
     this.state = 'connecting';
     this.#connecting = new Promise((resolve, reject) => {
       this.#joinWaiter = {resolve, reject};
-      let ws;
-      try {
-        ws = new WebSocket(this.#options.url);
-      } catch (err) {
-        this.#rejectJoin(new InvigilError('connection_failed', `cannot open ${this.#options.url}: ${err.message}`, {cause: err}));
-        this.#teardown();
-        return;
-      }
-      this.#ws = ws;
-      ws.addEventListener('open', () => {
-        const join = {type: 'join', id: 'join', token: this.#token};
-        if (this.#options.room) join.room = this.#options.room;
-        this.#send(join);
-        this.#log.debug('[invigil] socket open, join sent');
-      });
-      ws.addEventListener('message', (ev) => this.#onFrame(ev.data));
-      // Through the same queue as messages, so a fatal `error` or a `leave`
-      // just before the close is handled first.
-      ws.addEventListener('close', (ev) => {
-        this.#chain = this.#chain.then(() => this.#onSocketClose(ev)).catch((err) => {
-          this.#log.error('[invigil] handling the close failed', err);
-        });
-      });
-      ws.addEventListener('error', () => this.#log.debug('[invigil] socket error'));
+      this.#openSocket(this.#options.url);
     });
     return this.#connecting;
+  }
+
+  /**
+   * signalingURLFor turns a node's base URL (a `redirect`'s url) into its
+   * signaling WebSocket URL.
+   */
+  static signalingURLFor(base) {
+    const u = new URL('/v1/rtc', base);
+    u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+    return u.href;
+  }
+
+  #openSocket(url) {
+    let ws;
+    try {
+      ws = new WebSocket(url);
+    } catch (err) {
+      this.#rejectJoin(new InvigilError('connection_failed', `cannot open ${url}: ${err.message}`, {cause: err}));
+      this.#teardown();
+      return;
+    }
+    this.#ws = ws;
+    ws.addEventListener('open', () => {
+      const join = {type: 'join', id: 'join', token: this.#token};
+      if (this.#options.room) join.room = this.#options.room;
+      this.#send(join);
+      this.#log.debug('[invigil] socket open, join sent');
+    });
+    ws.addEventListener('message', (ev) => this.#onFrame(ev.data));
+    // Through the same queue as messages, so a fatal `error` or a `leave`
+    // just before the close is handled first.
+    ws.addEventListener('close', (ev) => {
+      this.#chain = this.#chain.then(() => this.#onSocketClose(ev, ws)).catch((err) => {
+        this.#log.error('[invigil] handling the close failed', err);
+      });
+    });
+    ws.addEventListener('error', () => this.#log.debug('[invigil] socket error'));
   }
 
   /**
@@ -444,6 +491,12 @@ export class InvigilClient extends EventTarget {
       this.#onGlare(msg.ref);
       return;
     }
+    if (code === 'redirect' && this.#joinWaiter && typeof msg.url === 'string' && this.#redirects < MAX_REDIRECTS) {
+      // Another node holds the room: join there once this socket closes.
+      this.#redirectTo = msg.url;
+      this.#log.info(`[invigil] room is on ${msg.url}; following`);
+      return;
+    }
     if (err.fatal) this.#lastError = err;
     if (this.#joinWaiter) {
       this.#log.warn(`[invigil] join failed: ${code}: ${err.message}`);
@@ -454,8 +507,17 @@ export class InvigilClient extends EventTarget {
     this.#emit('error', err);
   }
 
-  #onSocketClose(ev) {
+  #onSocketClose(ev, ws) {
+    if (ws !== this.#ws) return; // a socket already replaced by a redirect
     this.#log.info(`[invigil] socket closed (${ev.code} ${ev.reason})`);
+    if (this.#redirectTo && this.#joinWaiter && this.state !== 'closed') {
+      const to = InvigilClient.signalingURLFor(this.#redirectTo);
+      this.#redirectTo = null;
+      this.#redirects++;
+      this.#log.info(`[invigil] joining through ${to}`);
+      this.#openSocket(to);
+      return;
+    }
     const pendingJoin = this.#joinWaiter !== null;
     this.#rejectJoin(this.#lastError ?? new InvigilError('connection_failed',
       `the signaling connection closed before joining (${ev.code})`, {fatal: true}));

@@ -7,7 +7,7 @@
 // DOM hooks (stable, see DESIGN.md): each tile is an element with
 // data-identity="<identity>" holding the student's <video>.
 
-import {InvigilClient, tokenFromLocation} from '../sdk/invigil.js';
+import {InvigilClient, rejoinAfter, tokenFromLocation} from '../sdk/invigil.js';
 import {describeClose, describeError} from './messages.js';
 
 const $ = (id) => document.getElementById(id);
@@ -285,11 +285,22 @@ function wire(c) {
       tile.el.dataset.state = 'offline';
       tile.state.textContent = 'Not connected';
     }
+    const wait = rejoinAfter(detail, attempt);
+    if (wait >= 0) {
+      attempt++;
+      setStatus('connecting', `Connection lost; reconnecting (attempt ${attempt})…`);
+      setTimeout(main, wait);
+      return;
+    }
     if (detail.initiator !== 'client') fail(describeClose(detail));
   });
 }
 
+// attempt counts rejoins since the last session that got going.
+let attempt = 0;
+
 async function main() {
+  failed = false;
   updateCount();
   const token = tokenFromLocation();
   if (!token) {
@@ -306,6 +317,7 @@ async function main() {
     fail(describeError(err.code ?? 'connection_failed', err.message));
     return;
   }
+  attempt = 0;
   if (!failed) setStatus('connecting', 'Waiting for students…');
 }
 

@@ -2,7 +2,7 @@
 // the room and publish camera + microphone. It never shows anything about
 // other students; the server sends nothing about them anyway.
 
-import {InvigilClient, tokenFromLocation} from '../sdk/invigil.js';
+import {InvigilClient, rejoinAfter, tokenFromLocation} from '../sdk/invigil.js';
 import {describeClose, describeError} from './messages.js';
 
 const $ = (id) => document.getElementById(id);
@@ -68,6 +68,15 @@ function watch(client) {
     if (detail.fatal || detail.code === 'negotiation_failed') fail(describeError(detail.code, detail.message));
   });
   client.addEventListener('closed', ({detail}) => {
+    const wait = rejoinAfter(detail, attempt);
+    if (wait >= 0) {
+      // The node went away or is draining: join again through the same
+      // address; the cluster sends us to the room's (new) node.
+      attempt++;
+      setStatus('connecting', `Connection lost; reconnecting (attempt ${attempt})…`);
+      setTimeout(main, wait);
+      return;
+    }
     if (detail.initiator !== 'client') {
       fail(describeClose(detail));
       return;
@@ -78,7 +87,11 @@ function watch(client) {
   });
 }
 
+// attempt counts rejoins since the last session that got going.
+let attempt = 0;
+
 async function main() {
+  failed = false;
   const token = tokenFromLocation();
   if (!token) {
     fail(describeError('token_missing'), 'connect');
@@ -112,6 +125,7 @@ async function main() {
   setStatus('connecting', 'Sharing your camera…');
   try {
     await client.publishCamera({video: true, audio: true});
+    attempt = 0;
   } catch (err) {
     fail(describeError(err.code ?? 'media_failed', err.message), 'publish');
   }
