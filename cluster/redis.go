@@ -19,6 +19,7 @@ import (
 //	nodes          set: ids of nodes that have heartbeated (pruned when node:<id> is gone)
 //	room:<room>    string: the owning node's id, expires LeaseTTL after the last renewal
 //	resv:<id>      sorted set: "<room>|<seats>" placed on the node, score = expiry (unix ms)
+//	resvsum:<id>   integer: the seats of resv:<id>'s unexpired members
 type Redis struct {
 	rdb    *redis.Client
 	prefix string
@@ -117,13 +118,15 @@ for _, id in ipairs(redis.call('SMEMBERS', prefix .. 'nodes')) do
   if not h[1] then
     redis.call('SREM', prefix .. 'nodes', id)
   elseif h[3] ~= '1' then
-    local rk = prefix .. 'resv:' .. id
-    redis.call('ZREMRANGEBYSCORE', rk, '-inf', now)
-    local reserved = 0
-    for _, m in ipairs(redis.call('ZRANGE', rk, 0, -1)) do
-      reserved = reserved + tonumber(string.match(m, '|(%d+)$') or '0')
+    local rk, sk = prefix .. 'resv:' .. id, prefix .. 'resvsum:' .. id
+    local expired = redis.call('ZRANGEBYSCORE', rk, '-inf', now)
+    if #expired > 0 then
+      local gone = 0
+      for _, m in ipairs(expired) do gone = gone + tonumber(string.match(m, '|(%d+)$') or '0') end
+      redis.call('ZREMRANGEBYSCORE', rk, '-inf', now)
+      redis.call('DECRBY', sk, gone)
     end
-    local free = tonumber(h[2] or '0') - reserved
+    local free = tonumber(h[2] or '0') - tonumber(redis.call('GET', sk) or '0')
     if free >= expected and (free > bestFree or (free == bestFree and id < best)) then
       best, bestURL, bestFree = id, h[1], free
     end
@@ -132,16 +135,26 @@ end
 if not best then return {'', ''} end
 redis.call('SET', roomKey, best, 'PX', lease)
 if expected > 0 then
-  redis.call('ZADD', prefix .. 'resv:' .. best, now + resv, room .. '|' .. expected)
-  redis.call('PEXPIRE', prefix .. 'resv:' .. best, resv)
+  local rk, sk = prefix .. 'resv:' .. best, prefix .. 'resvsum:' .. best
+  if redis.call('ZADD', rk, now + resv, room .. '|' .. expected) == 1 then
+    redis.call('INCRBY', sk, expected)
+  end
+  redis.call('PEXPIRE', rk, resv)
+  redis.call('PEXPIRE', sk, resv)
 end
 return {best, bestURL}
 `)
 
 // Place implements Cluster.
 func (r *Redis) Place(ctx context.Context, room string, expected int) (Placement, error) {
+	return r.placeAt(ctx, room, expected, time.Now())
+}
+
+// placeAt is Place at a given time (tests move the clock past
+// reservations).
+func (r *Redis) placeAt(ctx context.Context, room string, expected int, now time.Time) (Placement, error) {
 	res, err := placeScript.Run(ctx, r.rdb, nil, r.prefix, room, max(expected, 0),
-		time.Now().UnixMilli(), LeaseTTL.Milliseconds(), ReservationTTL.Milliseconds()).StringSlice()
+		now.UnixMilli(), LeaseTTL.Milliseconds(), ReservationTTL.Milliseconds()).StringSlice()
 	if err != nil {
 		return Placement{}, unavailable(err)
 	}

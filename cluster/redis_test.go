@@ -169,6 +169,15 @@ func TestPlacementSkipsDrainingAndFull(t *testing.T) {
 	if p, err := r.Place(ctx, "exam-1", 26); err != nil || p.NodeID != "ok" {
 		t.Errorf("placing exam-1 again: %+v, %v", p, err)
 	}
+	// Once the reservation lapses (the heartbeat would show the room's
+	// students by then), its seats count as free again.
+	later := time.Now().Add(ReservationTTL + time.Second)
+	if p, err := r.placeAt(ctx, "exam-3", 26, later); err != nil || p.NodeID != "ok" {
+		t.Errorf("after the reservation lapsed: %+v, %v; want ok", p, err)
+	}
+	if _, err := r.placeAt(ctx, "exam-4", 26, later); !errors.Is(err, ErrNoCapacity) {
+		t.Errorf("exam-4 right after exam-3's reservation: %v, want ErrNoCapacity", err)
+	}
 }
 
 // TestDeadOwnerLosesRooms: when the owner's heartbeat lapses, the next

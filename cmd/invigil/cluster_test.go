@@ -11,8 +11,11 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,7 +31,7 @@ type redisProc struct {
 	cmd  *exec.Cmd
 }
 
-func startRedisProc(t *testing.T, port int) *redisProc {
+func startRedisProc(t testing.TB, port int) *redisProc {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("redis-server missing: scripts/install-test-deps.sh installs it")
@@ -67,7 +70,7 @@ func (r *redisProc) kill() {
 	}
 }
 
-func adminToken(t *testing.T) string {
+func adminToken(t testing.TB) string {
 	t.Helper()
 	tok, err := signaling.MintToken([]byte(secret), signaling.TokenSpec{Room: signaling.AllRooms, Identity: "api", Role: room.RoleAdmin, TTL: time.Minute})
 	if err != nil {
@@ -84,7 +87,7 @@ type placement struct {
 }
 
 // place asks base's /v1/placement for room.
-func place(t *testing.T, base, roomName string, expected int) (int, placement) {
+func place(t testing.TB, base, roomName string, expected int) (int, placement) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/v1/placement?room=%s&expected=%d", base, roomName, expected), nil)
 	req.Header.Set("Authorization", "Bearer "+adminToken(t))
@@ -298,4 +301,55 @@ func TestClusterNodeLoss(t *testing.T) {
 	alice2 := testclient.Join(t, wsURL(q.URL), secret, "exam-lost", "alice", room.RoleStudent)
 	testclient.Eventually(t, 20*time.Second-time.Since(killed), "media after rejoining", func() bool { return proctor2.PacketsFrom(alice2.Me.SID) > 30 })
 	t.Logf("room moved and media back %v after the kill", time.Since(killed).Round(100*time.Millisecond))
+}
+
+// BenchmarkPlacementHTTP is the API tier's view: GET /v1/placement with
+// an admin token through one node with Redis, 16 requests in flight,
+// a new room every 4th request. It reports requests/s and p95 latency
+// (docs/benchmarks.md, "Placement").
+func BenchmarkPlacementHTTP(b *testing.B) {
+	rs := startRedisProc(b, 0)
+	srv := startServe(b, "--api-secret", secret, "--redis-url", rs.url(), "--node-id", "a", "--max-participants-per-node", "100000000").base
+	tok := adminToken(b)
+	testclient.Eventually(b, 5*time.Second, "placement", func() bool {
+		code, _ := place(b, srv, "warm", 1)
+		return code == http.StatusOK
+	})
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	var mu sync.Mutex
+	var lat []time.Duration
+	var n atomic.Int64
+	b.SetParallelism(8)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		var mine []time.Duration
+		for pb.Next() {
+			i := n.Add(1)
+			req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/v1/placement?room=bench-%d&expected=1", srv, i/4), nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			t0 := time.Now()
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Errorf("HTTP %d", resp.StatusCode)
+				return
+			}
+			mine = append(mine, time.Since(t0))
+		}
+		mu.Lock()
+		lat = append(lat, mine...)
+		mu.Unlock()
+	})
+	elapsed := time.Since(start)
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "req/s")
+		b.ReportMetric(float64(lat[len(lat)*95/100].Microseconds())/1000, "p95-ms")
+	}
 }

@@ -185,7 +185,7 @@ type served struct {
 
 // startServe runs serve on loopback ports with extra flags and waits for
 // its listening line. The test's cleanup stops it if the test did not.
-func startServe(t *testing.T, extra ...string) *served {
+func startServe(t testing.TB, extra ...string) *served {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &served{stdout: &logbuf.Buffer{}, stderr: &logbuf.Buffer{}}
