@@ -20,9 +20,7 @@ import (
 // pendingFlags are settings of DESIGN.md that the configs already give
 // (as INVIGIL_* variables, which a release without the flag ignores) but
 // that `invigil serve` does not have yet. docs/operations.md lists them.
-var pendingFlags = map[string]bool{
-	"drain-timeout": true,
-}
+var pendingFlags = map[string]bool{}
 
 // serveFlags returns the flag names `invigil serve -h` lists.
 func serveFlags(t *testing.T) map[string]bool {
