@@ -6,13 +6,16 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/invigil/invigil/cluster"
 	"github.com/invigil/invigil/metrics"
 	"github.com/invigil/invigil/room"
+	"github.com/invigil/invigil/sfu"
 	"github.com/invigil/invigil/signaling"
 )
 
@@ -47,7 +50,7 @@ func (o owners) Owner(ctx context.Context, roomName string) (string, bool, error
 // when the store goes away and when it comes back: media never depends
 // on it, and /readyz does not change.
 func clusterLoops(ctx context.Context, c cluster.Cluster, node, public string, capacity func() metrics.Capacity,
-	rooms *room.Rooms, mtr *metrics.Metrics, log *slog.Logger) {
+	media func() sfu.Stats, rooms *room.Rooms, mtr *metrics.Metrics, log *slog.Logger) {
 	var down atomic.Bool
 	report := func(what string, err error) {
 		if err != nil {
@@ -61,13 +64,24 @@ func clusterLoops(ctx context.Context, c cluster.Cluster, node, public string, c
 			log.Info("cluster store reachable again", "during", what)
 		}
 	}
+	// Forwarded bitrate and CPU are rates over the last heartbeat.
+	lastAt, lastBytes, lastCPU := time.Now(), media().BytesOut, processCPU()
 	heartbeat := func() {
-		cp := capacity()
+		cp, ms, cpu, now := capacity(), media(), processCPU(), time.Now()
+		dt := now.Sub(lastAt).Seconds()
+		var bps uint64
+		var cpuShare float64
+		if dt > 0 {
+			bps = uint64(float64(ms.BytesOut-lastBytes) * 8 / dt)
+			cpuShare = (cpu - lastCPU).Seconds() / dt / float64(runtime.NumCPU())
+		}
+		lastAt, lastBytes, lastCPU = now, ms.BytesOut, cpu
 		hctx, cancel := context.WithTimeout(ctx, cluster.HeartbeatInterval)
 		defer cancel()
 		report("heartbeat", c.Heartbeat(hctx, cluster.Node{ID: node, URL: public, Rooms: cp.Rooms,
 			Students: cp.Students, Proctors: cp.Proctors, Capacity: cp.MaxParticipants,
-			FreeSeats: cp.FreeSeats, Draining: cp.Draining, Version: version, CPU: cp.Stress}))
+			Tracks: int(ms.AudioTracksIn + ms.VideoTracksIn), BitrateBps: bps, CPU: cpuShare,
+			FreeSeats: cp.FreeSeats, Draining: cp.Draining, Version: version}))
 	}
 	renew := func() {
 		rctx, cancel := context.WithTimeout(ctx, cluster.LeaseRenew)
@@ -89,6 +103,15 @@ func clusterLoops(ctx context.Context, c cluster.Cluster, node, public string, c
 			renew()
 		}
 	}
+}
+
+// processCPU is the CPU time this process has used (user + system).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // placementHandler serves GET /v1/placement?room=R[&expected=N] to

@@ -353,3 +353,83 @@ func BenchmarkPlacementHTTP(b *testing.B) {
 		b.ReportMetric(float64(lat[len(lat)*95/100].Microseconds())/1000, "p95-ms")
 	}
 }
+
+// TestClusterSpreadsStudents: the API tier places 30 rooms of 5 students
+// at once through any of three nodes, before a heartbeat can show any of
+// them; then the 150 students join where they were sent. No node holds
+// more than 45% of them, and every join lands on its room's node (none
+// is redirected).
+func TestClusterSpreadsStudents(t *testing.T) {
+	rs := startRedisProc(t, 0)
+	var nodes []*served
+	for _, id := range []string{"a", "b", "c"} {
+		nodes = append(nodes, startServe(t, "--api-secret", secret, "--redis-url", rs.url(), "--node-id", id))
+	}
+	testclient.Eventually(t, 5*time.Second, "three nodes heartbeating", func() bool {
+		resp, err := http.Get(nodes[0].base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		code, p := place(t, nodes[0].base, "probe", 0)
+		return code == http.StatusOK && p.URL != ""
+	})
+	urls := make([]string, 30)
+	var wg sync.WaitGroup
+	for i := range urls {
+		wg.Go(func() {
+			code, p := place(t, nodes[i%3].base, fmt.Sprintf("spread-%d", i), 5)
+			if code != http.StatusOK {
+				t.Errorf("placing room %d: HTTP %d", i, code)
+			}
+			urls[i] = p.URL
+		})
+	}
+	wg.Wait()
+	var socks []*websocket.Conn
+	defer func() {
+		for _, ws := range socks {
+			ws.CloseNow()
+		}
+	}()
+	for i, u := range urls {
+		for s := range 5 {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ws, _, err := websocket.Dial(ctx, wsURL(u), nil)
+			if err != nil {
+				cancel()
+				t.Fatal(err)
+			}
+			socks = append(socks, ws)
+			b, _ := json.Marshal(map[string]any{"v": 1, "type": "join", "id": "j",
+				"token": testclient.Mint(t, secret, fmt.Sprintf("spread-%d", i), fmt.Sprintf("s%d-%d", i, s), room.RoleStudent)})
+			ws.Write(ctx, websocket.MessageText, b)
+			_, msg, err := ws.Read(ctx)
+			cancel()
+			if err != nil || !strings.Contains(string(msg), `"joined"`) {
+				t.Fatalf("student %d of room %d at %s: %s %v", s, i, u, msg, err)
+			}
+		}
+	}
+	total := 0
+	for _, n := range nodes {
+		resp, err := http.Get(n.base + "/capacity")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c struct {
+			NodeID   string `json:"node_id"`
+			Students int    `json:"students"`
+		}
+		json.NewDecoder(resp.Body).Decode(&c)
+		resp.Body.Close()
+		total += c.Students
+		t.Logf("node %s: %d students", c.NodeID, c.Students)
+		if float64(c.Students) > 0.45*150 {
+			t.Errorf("node %s holds %d of 150 students (> 45%%)", c.NodeID, c.Students)
+		}
+	}
+	if total != 150 {
+		t.Errorf("%d students joined, want 150", total)
+	}
+}

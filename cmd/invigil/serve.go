@@ -392,7 +392,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	loopsDone := make(chan struct{})
 	go func() {
 		defer close(loopsDone)
-		clusterLoops(loopCtx, clu, cfg.nodeID, public, capacity, rooms, mtr, log.With("component", "cluster"))
+		clusterLoops(loopCtx, clu, cfg.nodeID, public, capacity, engine.Stats, rooms, mtr, log.With("component", "cluster"))
 	}()
 	defer func() { stopLoops(); <-loopsDone }()
 	var webOpts web.Options
