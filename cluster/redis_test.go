@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/invigil/invigil/room"
 )
 
 // redisServer is a redis-server this test started, on a loopback port.
@@ -271,4 +273,40 @@ func BenchmarkPlace(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestRedisEventsSequence: concurrent appends to one room get gap-free,
+// unique sequence numbers; List pages by seq.
+func TestRedisEventsSequence(t *testing.T) {
+	rs := startRedis(t, 0)
+	ev := NewRedisEvents(newRedis(t, rs.url()))
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	seen := make(chan int64, 100)
+	for i := range 100 {
+		wg.Go(func() {
+			e, err := ev.Append(ctx, "exam-1", room.Event{Time: time.Now().UTC(), Kind: "note", Actor: "p", Details: map[string]any{"i": i}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			seen <- e.Seq
+		})
+	}
+	wg.Wait()
+	close(seen)
+	got := map[int64]bool{}
+	for s := range seen {
+		if got[s] || s < 1 || s > 100 {
+			t.Errorf("seq %d repeated or out of 1..100", s)
+		}
+		got[s] = true
+	}
+	page, err := ev.List(ctx, "exam-1", 50, 10)
+	if err != nil || len(page) != 10 || page[0].Seq != 51 || page[9].Seq != 60 || page[0].Kind != "note" {
+		t.Fatalf("List(after 50, 10): %+v, %v", page, err)
+	}
+	if other, _ := ev.List(ctx, "exam-2", 0, 10); len(other) != 0 {
+		t.Errorf("another room has %d events", len(other))
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync/atomic"
@@ -19,14 +20,37 @@ import (
 	"github.com/invigil/invigil/signaling"
 )
 
-// newCluster is the Redis cluster when --redis-url is set, else this
-// node alone.
-func newCluster(cfg serveConfig, public string, log *slog.Logger) (cluster.Cluster, error) {
+// openRedis connects to --redis-url, nil without one. It does not wait
+// for Redis: a node starts and serves while Redis is down.
+func openRedis(cfg serveConfig, log *slog.Logger) (*cluster.Redis, error) {
 	if cfg.redisURL == "" {
-		return cluster.NewMemory(cfg.nodeID, public), nil
+		return nil, nil
 	}
 	cluster.SetRedisLogger(log)
 	return cluster.NewRedis(cfg.redisURL, "")
+}
+
+// openEvents is the audit store: a Redis Stream per room in cluster mode
+// (a room keeps one sequence when it moves between nodes), else a file
+// per room under --data-dir.
+func openEvents(cfg serveConfig, r *cluster.Redis, log *slog.Logger) (room.EventStore, func() error, error) {
+	if r != nil {
+		return cluster.NewRedisEvents(r), func() error { return nil }, nil
+	}
+	fe, err := cluster.NewFileEvents(filepath.Join(cfg.dataDir, "events"), log.With("component", "events"))
+	if err != nil {
+		return nil, nil, err
+	}
+	return fe, fe.Close, nil
+}
+
+// newCluster is the Redis cluster when --redis-url is set, else this
+// node alone.
+func newCluster(cfg serveConfig, r *cluster.Redis, public string) cluster.Cluster {
+	if r == nil {
+		return cluster.NewMemory(cfg.nodeID, public)
+	}
+	return r
 }
 
 // owners answers signaling's "who holds this room?" from the cluster.

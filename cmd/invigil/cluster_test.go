@@ -31,7 +31,7 @@ type redisProc struct {
 	cmd  *exec.Cmd
 }
 
-func startRedisProc(t testing.TB, port int) *redisProc {
+func startRedisProc(t testing.TB, port int, extra ...string) *redisProc {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("redis-server missing: scripts/install-test-deps.sh installs it")
@@ -44,8 +44,8 @@ func startRedisProc(t testing.TB, port int) *redisProc {
 		port = l.Addr().(*net.TCPAddr).Port
 		l.Close()
 	}
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--daemonize", "no")
+	cmd := exec.Command("redis-server", append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--daemonize", "no"}, extra...)...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func startNodeProc(t *testing.T, args ...string) *node {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(exe, append([]string{"serve", "--api-secret", secret, "--http-addr", "127.0.0.1:0", "--rtc-udp-port", "0",
-		"--rtc-tcp-port", "0", "--node-ip", "127.0.0.1", "--turn-udp-port", "0", "--data-dir", t.TempDir(), "--log-level", "warn"}, args...)...)
+		"--rtc-tcp-port", "0", "--node-ip", "127.0.0.1", "--turn-udp-port", "0", "--data-dir", t.TempDir()}, args...)...)
 	cmd.Env = append(os.Environ(), "INVIGIL_TEST_RUN_MAIN=1")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

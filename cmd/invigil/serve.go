@@ -14,12 +14,10 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
 
-	"github.com/invigil/invigil/cluster"
 	"github.com/invigil/invigil/metrics"
 	"github.com/invigil/invigil/record"
 	"github.com/invigil/invigil/room"
@@ -274,11 +272,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer engine.Close()
 
-	events, err := cluster.NewFileEvents(filepath.Join(cfg.dataDir, "events"), log.With("component", "events"))
+	redisClu, err := openRedis(cfg, log)
 	if err != nil {
 		return err
 	}
-	defer events.Close()
+	if redisClu != nil {
+		defer redisClu.Close() // last: the recorder and rooms record events until they close
+	}
+	events, closeEvents, err := openEvents(cfg, redisClu, log)
+	if err != nil {
+		return err
+	}
+	defer closeEvents()
 	rec, err = startRecorder(ctx, cfg, &rooms, log)
 	if err != nil {
 		return err
@@ -329,11 +334,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer turnSrv.Close()
 	turnStats = turnSrv.stats
 
-	clu, err := newCluster(cfg, public, log)
-	if err != nil {
-		return err
-	}
-	defer clu.Close()
+	clu := newCluster(cfg, redisClu, public)
 	var own signaling.Owners
 	if cfg.redisURL != "" {
 		own = owners{c: clu, node: cfg.nodeID, mtr: mtr}
