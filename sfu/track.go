@@ -72,8 +72,9 @@ type Track struct {
 	onDemand       func(t *Track, active []string)
 	forwarded      atomic.Bool
 
-	readers atomic.Int32 // layer readers running
-	done    chan struct{}
+	readers    atomic.Int32 // layer readers running
+	lastPacket atomic.Int64 // unix nanos of the last packet of any layer
+	done       chan struct{}
 }
 
 // layer is one encoding of a Track. Its reader owns the scratch fields.
@@ -123,6 +124,15 @@ func (t *Track) Kind() webrtc.RTPCodecType { return t.kind }
 
 // Codec is the codec the publisher sends; subscribers receive the same.
 func (t *Track) Codec() webrtc.RTPCodecParameters { return t.codec }
+
+// LastPacket is when the track's last packet (of any layer) arrived;
+// zero before the first.
+func (t *Track) LastPacket() time.Time {
+	if n := t.lastPacket.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
 
 // Done is closed when the track has ended: every layer's stream stopped
 // (unpublished, or the publisher's PeerConnection closed).
@@ -198,6 +208,7 @@ func (t *Track) forward(l *layer, pkt *rtp.Packet, b []byte) {
 		l.cache.put(pkt.SequenceNumber, b)
 	}
 	info := packetInfo{now: time.Now().UnixNano()}
+	t.lastPacket.Store(info.now)
 	for _, d := range *t.subs.Load() {
 		d.forward(l, pkt, len(b), &info)
 	}

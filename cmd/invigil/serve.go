@@ -63,6 +63,7 @@ type serveConfig struct {
 	joinTimeout     time.Duration
 	nodeID          string
 	redisURL        string
+	stallAfter      time.Duration
 	turnUDPPort     int
 	turnTLSPort     int
 	turnCert        string
@@ -104,6 +105,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.apiSecret, "api-secret", "", "HS256 key for join tokens, at least 32 bytes (required unless --dev)")
 	fs.StringVar(&c.publicURL, "public-url", "", "base URL clients use to reach this node (default: derived from --http-addr)")
 	fs.StringVar(&c.dataDir, "data-dir", "./data", "audit log and recordings when no Redis")
+	fs.DurationVar(&c.stallAfter, "stall-after", room.DefaultStallAfter, "a connected student's camera silent this long is a media_stalled event")
 	fs.StringVar(&c.redisURL, "redis-url", "", "cluster mode: Redis for occupancy, room placement and redirects, e.g. redis://10.0.0.5:6379/0 (empty: this node alone)")
 	fs.StringVar(&c.nodeID, "node-id", "", "this node's name in the cluster and in audit events (default: the hostname)")
 	fs.BoolVar(&c.dev, "dev", false, "development mode: fixed dev secret, loopback only, prints ready-to-open links")
@@ -391,11 +393,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	mux.Handle("GET /v1/placement", placementHandler([]byte(cfg.apiSecret), clu, mtr))
 	loopCtx, stopLoops := context.WithCancel(context.Background())
 	loopsDone := make(chan struct{})
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		rooms.Watch(loopCtx, cfg.stallAfter)
+	}()
 	go func() {
 		defer close(loopsDone)
 		clusterLoops(loopCtx, clu, cfg.nodeID, public, capacity, engine.Stats, rooms, mtr, log.With("component", "cluster"))
 	}()
-	defer func() { stopLoops(); <-loopsDone }()
+	defer func() { stopLoops(); <-loopsDone; <-watchDone }()
 	var webOpts web.Options
 	if cfg.redisURL != "" {
 		// A page follows a redirect to the node holding its room.

@@ -130,6 +130,9 @@ type Client struct {
 	ready      chan struct{} // closed once pc is set
 	ICEServers []ICEServer   // what joined handed this client
 	forceKey   atomic.Bool   // a PLI came: the next frame is a keyframe
+	// StopVideo, while true, sends no video (a camera that froze); audio
+	// goes on.
+	StopVideo atomic.Bool
 	mu         sync.Mutex    // guards received, trackIDs, video, active
 	received   map[string]int64
 	video      map[string]*Video // by publisher sid
@@ -506,6 +509,9 @@ func (c *Client) publish() {
 			// publisher must carry mid and rid header extensions (RFC 8852).
 			midID, ridID := simulcastExtensionIDs(vsender)
 			for j, tr := range video {
+				if c.StopVideo.Load() {
+					break
+				}
 				if c.paused(rids[j]) {
 					wasPaused[j] = true
 					continue
