@@ -132,8 +132,8 @@ type Client struct {
 	forceKey   atomic.Bool   // a PLI came: the next frame is a keyframe
 	// StopVideo, while true, sends no video (a camera that froze); audio
 	// goes on.
-	StopVideo atomic.Bool
-	mu         sync.Mutex    // guards received, trackIDs, video, active
+	StopVideo  atomic.Bool
+	mu         sync.Mutex // guards received, trackIDs, video, active
 	received   map[string]int64
 	video      map[string]*Video // by publisher sid
 	active     map[string]bool   // layers the server wants; nil: all
