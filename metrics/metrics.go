@@ -44,6 +44,11 @@ type RecordingStats struct {
 	Dropped  uint64
 }
 
+// WebhookStats are the webhook's delivery counters.
+type WebhookStats struct {
+	Delivered, Failed, Dropped uint64
+}
+
 // Config says where the scrape-time figures come from. Nil functions
 // report zeros (e.g. TURN when it is disabled).
 type Config struct {
@@ -53,6 +58,7 @@ type Config struct {
 	Media     func() MediaStats
 	TURN      func() TURNStats
 	Recording func() RecordingStats
+	Webhook   func() WebhookStats
 }
 
 // Metrics is a node's Prometheus registry and the collectors in it.

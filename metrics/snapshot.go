@@ -18,6 +18,7 @@ type snapshotCollector struct {
 	turnRefused                      *prometheus.Desc
 	recordings, recBytes             *prometheus.Desc
 	recFailures, recDropped          *prometheus.Desc
+	webhooks                         *prometheus.Desc
 }
 
 func newSnapshotCollector(cfg Config) *snapshotCollector {
@@ -43,6 +44,7 @@ func newSnapshotCollector(cfg Config) *snapshotCollector {
 		recBytes:     d("recorded_bytes_total", "Bytes written to recording files."),
 		recFailures:  d("recording_failures_total", "Student recordings stopped by a write error (disk full, say)."),
 		recDropped:   d("recording_dropped_packets_total", "RTP packets a recording writer could not keep up with."),
+		webhooks:     d("webhook_events_total", "Audit events by webhook outcome: delivered, failed (given up), dropped (queue full).", "result"),
 	}
 }
 
@@ -50,7 +52,7 @@ func newSnapshotCollector(cfg Config) *snapshotCollector {
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.rooms, c.participants, c.tracks, c.packets, c.bytes, c.lost,
 		c.nacks, c.retransmits, c.plis, c.layers, c.turnAllocs, c.turnBytes, c.turnRefused,
-		c.recordings, c.recBytes, c.recFailures, c.recDropped} {
+		c.recordings, c.recBytes, c.recFailures, c.recDropped, c.webhooks} {
 		ch <- d
 	}
 }
@@ -107,4 +109,12 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.recBytes, rec.Bytes)
 	counter(c.recFailures, rec.Failures)
 	counter(c.recDropped, rec.Dropped)
+
+	var wh WebhookStats
+	if c.cfg.Webhook != nil {
+		wh = c.cfg.Webhook()
+	}
+	counter(c.webhooks, wh.Delivered, "delivered")
+	counter(c.webhooks, wh.Failed, "failed")
+	counter(c.webhooks, wh.Dropped, "dropped")
 }

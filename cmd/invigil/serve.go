@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/invigil/invigil/cluster"
 	"github.com/invigil/invigil/metrics"
 	"github.com/invigil/invigil/record"
 	"github.com/invigil/invigil/room"
@@ -64,6 +65,8 @@ type serveConfig struct {
 	nodeID          string
 	redisURL        string
 	stallAfter      time.Duration
+	webhookURL      string
+	webhookSecret   string
 	turnUDPPort     int
 	turnTLSPort     int
 	turnCert        string
@@ -106,6 +109,8 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.publicURL, "public-url", "", "base URL clients use to reach this node (default: derived from --http-addr)")
 	fs.StringVar(&c.dataDir, "data-dir", "./data", "audit log and recordings when no Redis")
 	fs.DurationVar(&c.stallAfter, "stall-after", room.DefaultStallAfter, "a connected student's camera silent this long is a media_stalled event")
+	fs.StringVar(&c.webhookURL, "webhook-url", "", "POST every audit event here (JSON, signed with --webhook-secret, at least once, Idempotency-Key room:seq)")
+	fs.StringVar(&c.webhookSecret, "webhook-secret", "", "HMAC-SHA256 key for webhook signatures, at least 32 bytes (required with --webhook-url)")
 	fs.StringVar(&c.redisURL, "redis-url", "", "cluster mode: Redis for occupancy, room placement and redirects, e.g. redis://10.0.0.5:6379/0 (empty: this node alone)")
 	fs.StringVar(&c.nodeID, "node-id", "", "this node's name in the cluster and in audit events (default: the hostname)")
 	fs.BoolVar(&c.dev, "dev", false, "development mode: fixed dev secret, loopback only, prints ready-to-open links")
@@ -191,6 +196,14 @@ func (c serveConfig) validate() error {
 	if err := c.rec.validate(c.dev); err != nil {
 		return err
 	}
+	if c.webhookURL != "" {
+		if u, err := url.Parse(c.webhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--webhook-url %q is not an http(s) URL", c.webhookURL)
+		}
+		if len(c.webhookSecret) < minSecretBytes && !c.dev {
+			return fmt.Errorf("--webhook-secret must be at least %d bytes with --webhook-url", minSecretBytes)
+		}
+	}
 	if c.publicURL != "" {
 		if u, err := url.Parse(c.publicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("--public-url %q is not an http(s) URL", c.publicURL)
@@ -229,6 +242,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var rooms *room.Rooms
 	var engine *sfu.Engine
 	var rec *record.Recorder
+	var hook *cluster.Webhook
 	turnStats := func() metrics.TURNStats { return metrics.TURNStats{} }
 	mtr := metrics.New(metrics.Config{
 		Version:  version,
@@ -239,6 +253,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		},
 		Media: func() metrics.MediaStats { return mediaStats(engine.Stats()) },
 		TURN:  func() metrics.TURNStats { return turnStats() },
+		Webhook: func() metrics.WebhookStats {
+			if hook == nil {
+				return metrics.WebhookStats{}
+			}
+			s := hook.Stats()
+			return metrics.WebhookStats{Delivered: s.Delivered, Failed: s.Failed, Dropped: s.Dropped}
+		},
 		Recording: func() metrics.RecordingStats {
 			if rec == nil {
 				return metrics.RecordingStats{}
@@ -286,6 +307,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer closeEvents()
+	if cfg.webhookURL != "" {
+		hook = cluster.NewWebhook(events, cfg.webhookURL, []byte(cfg.webhookSecret), log.With("component", "webhook"))
+		defer hook.Close()
+		events = hook
+	}
 	rec, err = startRecorder(ctx, cfg, &rooms, log)
 	if err != nil {
 		return err
