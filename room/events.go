@@ -13,6 +13,12 @@ const (
 	EventTrackUnpublished = "track_unpublished"
 	EventForbidden        = "forbidden"
 	EventRoomClosed       = "room_closed"
+	EventMessage          = "message"
+	EventMessageAck       = "message_ack"
+	EventFlag             = "flag"
+	EventNote             = "note"
+	EventEnded            = "ended"
+	EventViolation        = "violation"
 	// The recorder's (package record): recording_started,
 	// recording_stopped, recording_gap, recording_deleted.
 )

@@ -27,6 +27,10 @@ type Notifier interface {
 	Evict(reason string)
 	// Event passes one audit event of the room to a proctor, live.
 	Event(e Event)
+	// Intervention passes a proctor's action to a student: kind is
+	// "message" (details: message_id, text, from) or "ended" (details:
+	// reason, from).
+	Intervention(kind string, details map[string]any)
 }
 
 // Reasons a participant leaves, as announced to others.
@@ -35,6 +39,8 @@ const (
 	ReasonDisconnect = "disconnected"
 	ReasonReplaced   = "replaced"
 	ReasonShutdown   = "server_shutdown"
+	// ReasonEnded: a proctor ended the student's session.
+	ReasonEnded = "ended_by_proctor"
 )
 
 // Participant is one client session in a room.

@@ -245,3 +245,15 @@ func (rm *Room) byIdentityLocked(identity string) *Participant {
 	}
 	return nil
 }
+
+// Student returns the student with identity in the room, nil if none.
+func (rm *Room) Student(identity string) *Participant {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	for _, p := range rm.participants {
+		if p.Role == RoleStudent && p.Identity == identity {
+			return p
+		}
+	}
+	return nil
+}

@@ -41,6 +41,14 @@ const (
 	TypeView              = "view"
 	TypeLayers            = "layers"
 	TypeEvent             = "event"
+	// Proctor interventions and student reports (docs/protocol.md).
+	TypeMessage    = "message"
+	TypeMessageAck = "message_ack"
+	TypeFlag       = "flag"
+	TypeNote       = "note"
+	TypeEnd        = "end"
+	TypeEnded      = "ended"
+	TypeViolation  = "violation"
 )
 
 // maxTiles bounds a view message: a proctor's grid of a full room.
@@ -61,7 +69,19 @@ type Inbound struct {
 	TS        json.Number              `json:"ts,omitempty"`        // ping
 	Identity  *string                  `json:"identity,omitempty"`  // focus
 	Tiles     *[]ViewTile              `json:"tiles,omitempty"`     // view; null: all visible
+	// Interventions (proctor) and reports (student).
+	Text      string         `json:"text,omitempty"`       // message, note, flag, end
+	MessageID int64          `json:"message_id,omitempty"` // message_ack
+	Kind      string         `json:"kind,omitempty"`       // violation
+	Details   map[string]any `json:"details,omitempty"`    // violation
 }
+
+// Interventions' limits.
+const (
+	maxTextBytes     = 2000
+	maxDetailsBytes  = 2048
+	maxViolationKind = 64
+)
 
 // ViewTile is one visible student tile in a view message.
 type ViewTile struct {
@@ -97,6 +117,27 @@ func DecodeInbound(b []byte) (*Inbound, error) {
 		if m.Identity == nil {
 			return &m, protoErr(CodeMalformed, "focus needs identity (\"\" for the grid)")
 		}
+	case TypeMessage, TypeFlag, TypeNote, TypeEnd:
+		if m.Identity == nil || *m.Identity == "" {
+			return &m, protoErr(CodeMalformed, "%s needs the student's identity", m.Type)
+		}
+		if len(m.Text) > maxTextBytes {
+			return &m, protoErr(CodeMalformed, "text is %d bytes; the limit is %d", len(m.Text), maxTextBytes)
+		}
+		if m.Type == TypeMessage && m.Text == "" {
+			return &m, protoErr(CodeMalformed, "message needs text")
+		}
+	case TypeMessageAck:
+		if m.MessageID <= 0 {
+			return &m, protoErr(CodeMalformed, "message_ack needs the message_id it acknowledges")
+		}
+	case TypeViolation:
+		if !validKind(m.Kind) {
+			return &m, protoErr(CodeMalformed, "violation kind must be 1–%d of a-z, 0-9 and _", maxViolationKind)
+		}
+		if b, _ := json.Marshal(m.Details); len(b) > maxDetailsBytes {
+			return &m, protoErr(CodeMalformed, "violation details are %d bytes; the limit is %d", len(b), maxDetailsBytes)
+		}
 	case TypeView:
 		if m.Tiles != nil && len(*m.Tiles) > maxTiles {
 			return &m, protoErr(CodeMalformed, "view lists %d tiles; the limit is %d", len(*m.Tiles), maxTiles)
@@ -119,6 +160,28 @@ func DecodeInbound(b []byte) (*Inbound, error) {
 		return &m, protoErr(CodeUnknownType, "unknown message type %q", truncate(m.Type, 32))
 	}
 	return &m, nil
+}
+
+// validKind accepts snake_case kinds such as tab_hidden.
+func validKind(k string) bool {
+	if k == "" || len(k) > maxViolationKind {
+		return false
+	}
+	for _, c := range k {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// InterventionMessage is a proctor's action as its student receives it.
+type InterventionMessage struct {
+	Envelope
+	MessageID int64  `json:"message_id,omitempty"`
+	From      string `json:"from,omitempty"`
+	Text      string `json:"text,omitempty"`
+	Reason    string `json:"reason,omitempty"`
 }
 
 func truncate(s string, n int) string {

@@ -34,6 +34,7 @@ type session struct {
 	endOnce    sync.Once     // finish runs once
 	reason     string        // why the participant left; written in finish
 	joined     atomic.Bool   // join succeeded
+	violations *rate.Limiter // a student's violation reports
 	firstMedia atomic.Bool   // a published track reached a subscriber
 	joinWait   *time.Timer   // fires join_timeout
 	msgs       *rate.Limiter // messages per second; read goroutine only
@@ -73,7 +74,9 @@ func newSession(srv *Server, conn *websocket.Conn, remote string) *session {
 		out:    make(chan []byte, outQueue),
 		endCh:  make(chan endReq, 1),
 		msgs:   rate.NewLimiter(rate.Limit(srv.cfg.Limits.MsgRate), srv.cfg.Limits.MsgBurst),
-		reason: room.ReasonDisconnect,
+		// Violation reports: 30 a minute, 10 at once.
+		violations: rate.NewLimiter(rate.Every(time.Minute/violationsPerMinute), 10),
+		reason:     room.ReasonDisconnect,
 	}
 }
 
@@ -279,7 +282,8 @@ func (s *session) handle(b []byte) {
 // knownTypes are the client message types, the only values of the type
 // label besides "invalid", so the metric's cardinality stays bounded.
 var knownTypes = map[string]bool{TypeJoin: true, TypeOffer: true, TypeAnswer: true, TypeCandidate: true,
-	TypePing: true, TypeLeave: true, TypeFocus: true, TypeView: true}
+	TypePing: true, TypeLeave: true, TypeFocus: true, TypeView: true, TypeMessage: true, TypeMessageAck: true,
+	TypeFlag: true, TypeNote: true, TypeEnd: true, TypeViolation: true}
 
 func (s *session) dispatch(m *Inbound) error {
 	if !s.joined.Load() {
@@ -308,6 +312,27 @@ func (s *session) dispatch(m *Inbound) error {
 			return protoErr(CodeForbidden, "only a proctor chooses whom to focus")
 		}
 		return s.rm.SetFocus(s.p, *m.Identity)
+	case TypeMessage, TypeFlag, TypeNote, TypeEnd:
+		return s.intervene(m)
+	case TypeMessageAck:
+		if s.p.Role != room.RoleStudent {
+			return protoErr(CodeForbidden, "only a student acknowledges a message")
+		}
+		s.srv.cfg.Rooms.Record(s.rm.Name(), room.EventMessageAck, s.p.Identity, s.p.Identity, map[string]any{"message_id": m.MessageID})
+	case TypeViolation:
+		if s.p.Role != room.RoleStudent {
+			return protoErr(CodeForbidden, "only a student's page reports violations")
+		}
+		if !s.violations.Allow() {
+			return protoErr(CodeRateLimited, "too many violation reports; at most %d a minute", violationsPerMinute)
+		}
+		details := map[string]any{"kind": m.Kind}
+		for k, v := range m.Details {
+			if k != "kind" {
+				details[k] = v
+			}
+		}
+		s.srv.cfg.Rooms.Record(s.rm.Name(), room.EventViolation, s.p.Identity, s.p.Identity, details)
 	case TypeView:
 		if s.p.Role != room.RoleProctor {
 			return protoErr(CodeForbidden, "only a proctor has a view of students")
@@ -525,6 +550,49 @@ func (s *session) startEvents() {
 		s.send(EventMessage{Envelope: envelope(TypeEvent, ""), Event: e})
 	}
 	s.eventsEarly = nil
+}
+
+// violationsPerMinute bounds a student's violation reports: a page
+// flapping between hidden and visible must not flood the trail.
+const violationsPerMinute = 30
+
+// intervene carries out a proctor's message, flag, note or end about one
+// student of the room: an audit event first, then the student is told
+// (message, end).
+func (s *session) intervene(m *Inbound) error {
+	if s.p.Role != room.RoleProctor {
+		return protoErr(CodeForbidden, "only a proctor may %s a student", m.Type)
+	}
+	target := s.rm.Student(*m.Identity)
+	if target == nil {
+		return protoErr(CodeMalformed, "no student %q in this room", truncate(*m.Identity, 64))
+	}
+	rooms, name := s.srv.cfg.Rooms, s.rm.Name()
+	switch m.Type {
+	case TypeMessage:
+		seq := rooms.Record(name, room.EventMessage, s.p.Identity, target.Identity, map[string]any{"text": m.Text})
+		target.Notify.Intervention(TypeMessage, map[string]any{"message_id": seq, "text": m.Text, "from": s.p.Name})
+	case TypeFlag:
+		rooms.Record(name, room.EventFlag, s.p.Identity, target.Identity, map[string]any{"text": m.Text})
+	case TypeNote:
+		rooms.Record(name, room.EventNote, s.p.Identity, target.Identity, map[string]any{"text": m.Text})
+	case TypeEnd:
+		rooms.Record(name, room.EventEnded, s.p.Identity, target.Identity, map[string]any{"reason": m.Text})
+		target.Notify.Intervention(TypeEnded, map[string]any{"reason": m.Text, "from": s.p.Name})
+		target.Notify.Evict(room.ReasonEnded)
+	}
+	return nil
+}
+
+// Intervention implements room.Notifier: a proctor's message or end,
+// as this student's client receives it.
+func (s *session) Intervention(kind string, d map[string]any) {
+	msg := InterventionMessage{Envelope: envelope(kind, "")}
+	msg.MessageID, _ = d["message_id"].(int64)
+	msg.Text, _ = d["text"].(string)
+	msg.Reason, _ = d["reason"].(string)
+	msg.From, _ = d["from"].(string)
+	s.send(msg)
 }
 
 // Evict implements room.Notifier: the server ends this session.

@@ -68,6 +68,10 @@ type Msg struct {
 	Active       []string                 `json:"active"`
 	Event        room.Event               `json:"event"`
 	ICEServers   []ICEServer              `json:"ice_servers"`
+	Text         string                   `json:"text"`       // message, ended
+	MessageID    int64                    `json:"message_id"` // message
+	From         string                   `json:"from"`       // message, ended
+	URL          string                   `json:"url"`        // error redirect
 }
 
 // Dial opens a raw signaling connection.
