@@ -58,9 +58,9 @@ func (r *recorder) TrackPublished(p ParticipantInfo, _ TrackInfo) { r.add("publi
 func (r *recorder) TrackUnpublished(p ParticipantInfo, _ TrackInfo) {
 	r.add("unpublished " + p.Identity)
 }
-func (r *recorder) Evict(reason string) { r.mu.Lock(); r.evicted = reason; r.mu.Unlock() }
+func (r *recorder) Evict(reason string)                 { r.mu.Lock(); r.evicted = reason; r.mu.Unlock() }
 func (r *recorder) Intervention(string, map[string]any) {}
-func (r *recorder) Event(e Event)       { r.add("event " + e.Kind) }
+func (r *recorder) Event(e Event)                       { r.add("event " + e.Kind) }
 
 func (r *recorder) log() []string {
 	r.mu.Lock()
