@@ -50,6 +50,45 @@ export function rejoinAfter(detail, attempt, {base = 500, cap = 15000, attempts 
   return Math.floor(Math.random() * Math.min(cap, base * 2 ** attempt));
 }
 
+/**
+ * watchViolations reports the browser's own signals of a student leaving
+ * the exam page through client.reportViolation: the tab hidden
+ * (tab_hidden, with hidden_ms once it is back), the window losing focus
+ * (window_blur), leaving fullscreen (fullscreen_exit), the camera or
+ * microphone track ending (camera_revoked), and media devices changing
+ * (devices_changed). Returns a function that stops watching.
+ */
+export function watchViolations(client, doc = globalThis.document, win = globalThis.window) {
+  let hiddenAt = 0;
+  const report = (kind, details = {}) => client.reportViolation(kind, details);
+  const onVisibility = () => {
+    if (doc.visibilityState === 'hidden') {
+      hiddenAt = Date.now();
+      report('tab_hidden');
+    } else if (hiddenAt) {
+      report('tab_visible', {hidden_ms: Date.now() - hiddenAt});
+      hiddenAt = 0;
+    }
+  };
+  const onBlur = () => report('window_blur');
+  const onFullscreen = () => { if (!doc.fullscreenElement) report('fullscreen_exit'); };
+  const onDevices = () => report('devices_changed');
+  const onEnded = (ev) => report('camera_revoked', {kind: ev.target?.kind ?? ''});
+  doc.addEventListener('visibilitychange', onVisibility);
+  win.addEventListener('blur', onBlur);
+  doc.addEventListener('fullscreenchange', onFullscreen);
+  globalThis.navigator?.mediaDevices?.addEventListener?.('devicechange', onDevices);
+  const tracks = client.localStream?.getTracks() ?? [];
+  tracks.forEach((t) => t.addEventListener('ended', onEnded));
+  return () => {
+    doc.removeEventListener('visibilitychange', onVisibility);
+    win.removeEventListener('blur', onBlur);
+    doc.removeEventListener('fullscreenchange', onFullscreen);
+    globalThis.navigator?.mediaDevices?.removeEventListener?.('devicechange', onDevices);
+    tracks.forEach((t) => t.removeEventListener('ended', onEnded));
+  };
+}
+
 /** MAX_REDIRECTS bounds how many `redirect` errors one connect() follows. */
 const MAX_REDIRECTS = 3;
 
@@ -356,6 +395,44 @@ export class InvigilClient extends EventTarget {
   }
 
   /**
+   * Proctor interventions about one student of the room; each is an audit
+   * event. message shows the text on the student's page (it answers with
+   * an acknowledgement, another event); end closes the student's session
+   * with the reason shown to them. Return false when not sent.
+   */
+  sendMessage(identity, text) {
+    return this.#send({type: 'message', identity: String(identity), text: String(text)});
+  }
+
+  flag(identity, text = '') {
+    return this.#send({type: 'flag', identity: String(identity), text: String(text)});
+  }
+
+  note(identity, text) {
+    return this.#send({type: 'note', identity: String(identity), text: String(text)});
+  }
+
+  end(identity, reason = '') {
+    return this.#send({type: 'end', identity: String(identity), text: String(reason)});
+  }
+
+  /** acknowledge tells the proctor a `message` was seen (students). */
+  acknowledge(messageId) {
+    return this.#send({type: 'message_ack', message_id: Number(messageId)});
+  }
+
+  /**
+   * reportViolation records what a detector saw on a student's page: the
+   * page's own signals (tab_hidden, window_blur, fullscreen_exit,
+   * camera_revoked, devices_changed; see watchViolations) or a platform's
+   * own (e.g. face_missing from its model). kind is snake_case; details a
+   * small JSON object. The server keeps 10 at once, then 30 a minute.
+   */
+  reportViolation(kind, details = {}) {
+    return this.#send({type: 'violation', kind: String(kind), details});
+  }
+
+  /**
    * setView tells the server which student tiles the proctor sees now and how
    * high they are in CSS px, [{identity, height}]: only their video is
    * forwarded (audio always is), at the high layer from 270 px. null means
@@ -448,6 +525,9 @@ export class InvigilClient extends EventTarget {
       case 'track_published': return this.#onTrackPublished(msg);
       case 'track_unpublished': return this.#onTrackUnpublished(msg);
       case 'layers': return this.#onLayers(msg);
+      case 'event': return this.#emit('auditevent', msg.event ?? {});
+      case 'message': return this.#emit('message', {messageId: msg.message_id, text: msg.text ?? '', from: msg.from ?? ''});
+      case 'ended': return this.#emit('ended', {reason: msg.reason ?? '', from: msg.from ?? ''});
       case 'pong': return this.#onPong(msg);
       case 'leave': return this.#onLeave(msg);
       case 'error': return this.#onError(msg);

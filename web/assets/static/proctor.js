@@ -25,6 +25,7 @@ const ui = {
   errorDetail: $('error-detail'),
   errorCode: $('error-code'),
   retry: $('retry'),
+  timeline: $('timeline'),
 };
 
 /** tiles maps identity → {el, video, name, state, sid, seenVideo}. */
@@ -116,6 +117,42 @@ function sendView() {
   if (json === sentView) return;
   if (client.setView(view)) sentView = json;
   console.debug(`[proctor] view ${view.map((t) => `${t.identity}:${t.height}`).join(' ') || '(none)'}`);
+}
+
+// ---- the room's audit trail, live ---------------------------------------------
+
+// BADGES are the events that mark a student's tile until cleared: kind →
+// [badge name, cleared by]. A violation's badge says its kind.
+const BADGES = {
+  violation: ['violation', null],
+  media_stalled: ['stalled', 'media_resumed'],
+  flag: ['flagged', null],
+};
+
+/**
+ * onAuditEvent shows one event: a badge on the student's tile (its
+ * data-badges lists them, e.g. "violation:tab_hidden stalled") and a line
+ * in the timeline.
+ */
+function onAuditEvent(e) {
+  const tile = tiles.get(e.subject);
+  if (tile) {
+    const badges = new Set((tile.el.dataset.badges ?? '').split(' ').filter(Boolean));
+    const badge = BADGES[e.kind];
+    if (badge) badges.add(e.kind === 'violation' ? `violation:${e.details?.kind ?? ''}` : badge[0]);
+    for (const [kind, [name, clearedBy]] of Object.entries(BADGES)) {
+      if (clearedBy === e.kind) badges.delete(name);
+    }
+    tile.el.dataset.badges = [...badges].join(' ');
+    tile.el.title = [...badges].join(', ');
+  }
+  const line = document.createElement('li');
+  const time = new Date(e.time ?? Date.now()).toLocaleTimeString();
+  const what = e.details?.kind ?? e.details?.text ?? e.details?.reason ?? '';
+  line.textContent = `${time} ${e.kind} ${e.subject ?? ''}${what ? `: ${what}` : ''}`;
+  line.dataset.kind = e.kind;
+  ui.timeline?.prepend(line);
+  while (ui.timeline && ui.timeline.childElementCount > 200) ui.timeline.lastElementChild.remove();
 }
 
 // ---- tiles -------------------------------------------------------------------
@@ -280,6 +317,7 @@ function wire(c) {
   c.addEventListener('error', ({detail}) => {
     if (detail.fatal || detail.code === 'negotiation_failed') fail(describeError(detail.code, detail.message));
   });
+  c.addEventListener('auditevent', ({detail}) => onAuditEvent(detail));
   c.addEventListener('closed', ({detail}) => {
     for (const tile of tiles.values()) {
       tile.el.dataset.state = 'offline';

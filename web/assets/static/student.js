@@ -2,7 +2,7 @@
 // the room and publish camera + microphone. It never shows anything about
 // other students; the server sends nothing about them anyway.
 
-import {InvigilClient, rejoinAfter, tokenFromLocation} from '../sdk/invigil.js';
+import {InvigilClient, rejoinAfter, tokenFromLocation, watchViolations} from '../sdk/invigil.js';
 import {describeClose, describeError} from './messages.js';
 
 const $ = (id) => document.getElementById(id);
@@ -67,7 +67,18 @@ function watch(client) {
   client.addEventListener('error', ({detail}) => {
     if (detail.fatal || detail.code === 'negotiation_failed') fail(describeError(detail.code, detail.message));
   });
+  client.addEventListener('message', ({detail}) => {
+    // A proctor's message: shown prominently until acknowledged.
+    showProctorMessage(detail.text, () => client.acknowledge(detail.messageId));
+  });
+  client.addEventListener('ended', ({detail}) => {
+    endedReason = detail.reason || 'A proctor ended your exam session.';
+  });
   client.addEventListener('closed', ({detail}) => {
+    if (endedReason) {
+      fail({title: 'Your session was ended by the proctor', detail: endedReason}, 'publish');
+      return;
+    }
     const wait = rejoinAfter(detail, attempt);
     if (wait >= 0) {
       // The node went away or is draining: join again through the same
@@ -89,6 +100,28 @@ function watch(client) {
 
 // attempt counts rejoins since the last session that got going.
 let attempt = 0;
+// endedReason is set when a proctor ended the session: no rejoin.
+let endedReason = '';
+
+/** showProctorMessage puts a proctor's message in front of the student. */
+function showProctorMessage(text, onAck) {
+  const box = document.createElement('div');
+  box.className = 'proctor-message';
+  box.setAttribute('role', 'alertdialog');
+  box.setAttribute('aria-live', 'assertive');
+  const p = document.createElement('p');
+  p.textContent = text;
+  const ok = document.createElement('button');
+  ok.type = 'button';
+  ok.textContent = 'I have read this';
+  ok.addEventListener('click', () => {
+    onAck();
+    box.remove();
+  });
+  box.append(p, ok);
+  document.body.prepend(box);
+  ok.focus();
+}
 
 async function main() {
   failed = false;
@@ -126,6 +159,7 @@ async function main() {
   try {
     await client.publishCamera({video: true, audio: true});
     attempt = 0;
+    watchViolations(client);
   } catch (err) {
     fail(describeError(err.code ?? 'media_failed', err.message), 'publish');
   }

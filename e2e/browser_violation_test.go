@@ -1,0 +1,81 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// hidePageJS makes the student page hidden as far as the page can tell
+// (document.visibilityState) and fires visibilitychange, as the browser
+// does when the student switches tabs.
+const hidePageJS = `(() => {
+  Object.defineProperty(document, 'visibilityState', {value: 'hidden', configurable: true});
+  Object.defineProperty(document, 'hidden', {value: true, configurable: true});
+  document.dispatchEvent(new Event('visibilitychange'));
+  return true;
+})()`
+
+// TestBrowserViolationReachesProctor: a student page that goes hidden
+// reports a tab_hidden violation through the SDK; the proctor page marks
+// that student's tile (data-badges) and lists it in its timeline.
+func TestBrowserViolationReachesProctor(t *testing.T) {
+	chromium := requireChromium(t)
+	checkLeaks(t)
+	bin := invigilBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), hardTimeout)
+	t.Cleanup(cancel)
+
+	srv := startServer(t, ctx, bin, apiSecret)
+	br := startBrowser(t, ctx, chromium)
+	proctor := br.openTab(t, "proctor", srv.url("/proctor#token="+srv.token(t, ctx, room, "pat", "proctor", "Pat")))
+	student := br.openTab(t, "student", srv.url("/student#token="+srv.token(t, ctx, room, "alice", "student", "Alice")))
+
+	waitFor := func(what, js string) string {
+		t.Helper()
+		deadline := time.Now().Add(mediaTimeout)
+		for {
+			got, err := evaluate[string](proctor, js)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != "" {
+				return got
+			}
+			if time.Now().After(deadline) {
+				saveDiagnostics(t, []*tab{proctor, student})
+				t.Fatalf("%s: not within %v", what, mediaTimeout)
+			}
+			time.Sleep(pollInterval)
+		}
+	}
+	waitFor("alice's tile", `document.querySelector('[data-identity="alice"]') ? 'yes' : ''`)
+	// The page watches for violations once it publishes.
+	deadline := time.Now().Add(mediaTimeout)
+	for {
+		st, err := evaluate[string](student, `window.invigilClient?.localStream ? 'ok' : ''`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the student page did not publish")
+		}
+		time.Sleep(pollInterval)
+	}
+	time.Sleep(time.Second) // publishCamera resolves, then the watch starts
+	if _, err := evaluate[bool](student, hidePageJS); err != nil {
+		t.Fatal(err)
+	}
+	badges := waitFor("a violation badge on alice's tile", `document.querySelector('[data-identity="alice"]')?.dataset.badges ?? ''`)
+	if !strings.Contains(badges, "violation:tab_hidden") {
+		t.Errorf("alice's tile badges %q, want violation:tab_hidden", badges)
+	}
+	line := waitFor("the timeline line", `[...document.querySelectorAll('#timeline li[data-kind="violation"]')].map((li) => li.textContent).join('\n')`)
+	if !strings.Contains(line, "alice") || !strings.Contains(line, "tab_hidden") {
+		t.Errorf("timeline %q", line)
+	}
+}
