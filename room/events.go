@@ -19,6 +19,8 @@ const (
 	EventNote             = "note"
 	EventEnded            = "ended"
 	EventViolation        = "violation"
+	EventDisconnect       = "disconnect"
+	EventReconnect        = "reconnect"
 	// The recorder's (package record): recording_started,
 	// recording_stopped, recording_gap, recording_deleted.
 )

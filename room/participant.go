@@ -2,6 +2,7 @@ package room
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/invigil/invigil/sfu"
 	"github.com/pion/webrtc/v4"
@@ -59,8 +60,13 @@ type Participant struct {
 	// Guarded by the room's mu: what the participant publishes now and,
 	// for a proctor, how it looks at students.
 	tracks []*sfu.Track
-	focus  string         // identity of the focused student, "" for the grid
-	tiles  map[string]int // identity → quality of visible tiles; nil: every tile visible
+	// A student whose connection was lost stays for the resume window:
+	// lostAt is when, resume ends the wait (nil when connected).
+	lostAt    time.Time
+	resume    *time.Timer
+	published bool           // has published a track: a lost connection may resume
+	focus     string         // identity of the focused student, "" for the grid
+	tiles     map[string]int // identity → quality of visible tiles; nil: every tile visible
 }
 
 // Tile is one student tile a proctor's page shows.

@@ -38,6 +38,7 @@ func (rm *Room) Publish(p *Participant, t *sfu.Track) error {
 		return ErrNotInRoom
 	}
 	p.tracks = append(p.tracks, t)
+	p.published = true
 	info := p.infoLocked(false)
 	watchers := rm.watchersLocked(p)
 	qualities := make([]int, len(watchers))

@@ -39,7 +39,11 @@ type Config struct {
 	// OnPublish, if set, is called when a student's track is published
 	// (after the room's own bookkeeping): the recorder's hook.
 	OnPublish func(room string, p *Participant, t *sfu.Track)
-	Logger    *slog.Logger
+	// ResumeWindow is how long a student whose connection was lost stays
+	// in the room, to come back as the same participant; 0 means
+	// DefaultResumeWindow, negative turns it off.
+	ResumeWindow time.Duration
+	Logger       *slog.Logger
 }
 
 // Validate checks the limits.
@@ -135,7 +139,12 @@ func (r *Rooms) Join(name string, p *Participant) (*Room, []ParticipantInfo, err
 		r.total++
 	}
 	var gone removal
+	var lostFor time.Duration
 	if old != nil {
+		if old.resume != nil {
+			old.resume.Stop()
+			lostFor = time.Since(old.lostAt)
+		}
 		gone = rm.removeLocked(old, ReasonReplaced)
 	}
 	if rm.emptyTimer != nil {
@@ -151,7 +160,12 @@ func (r *Rooms) Join(name string, p *Participant) (*Room, []ParticipantInfo, err
 		gone.announce()
 		old.Notify.Evict(ReasonReplaced)
 		gone.record(r, name)
-		r.record(name, EventLeave, old.Identity, old.Identity, map[string]any{"reason": ReasonReplaced, "sid": old.SID})
+		if lostFor > 0 {
+			r.record(name, EventReconnect, old.Identity, old.Identity, map[string]any{
+				"sid": p.SID, "previous_sid": old.SID, "gap_ms": lostFor.Milliseconds()})
+		} else {
+			r.record(name, EventLeave, old.Identity, old.Identity, map[string]any{"reason": ReasonReplaced, "sid": old.SID})
+		}
 	}
 	r.record(name, EventJoin, p.Identity, p.Identity, map[string]any{"role": string(p.Role), "sid": p.SID, "name": p.Name})
 	info := ParticipantInfo{SID: p.SID, Identity: p.Identity, Name: p.Name, Role: p.Role}
@@ -167,6 +181,42 @@ func (r *Rooms) Join(name string, p *Participant) (*Room, []ParticipantInfo, err
 }
 
 // leave removes p from its room, unless it already left.
+// DefaultResumeWindow is how long a student whose connection was lost is
+// kept, to rejoin as the same participant (serve --resume-window).
+const DefaultResumeWindow = 30 * time.Second
+
+// Lost is called instead of Leave when p's connection was lost without a
+// goodbye. A student stays in the room for the resume window, with a
+// disconnect event (proctors see it at once); rejoining within it is a
+// reconnect, not a new participant. Others leave at once.
+func (rm *Room) Lost(p *Participant) {
+	r := rm.rooms
+	window := r.cfg.ResumeWindow
+	if window == 0 {
+		window = DefaultResumeWindow
+	}
+	if p.Role != RoleStudent || window < 0 {
+		rm.Leave(p, ReasonDisconnect)
+		return
+	}
+	rm.mu.Lock()
+	if rm.participants[p.SID] != p || p.resume != nil {
+		rm.mu.Unlock()
+		return
+	}
+	if !p.published {
+		// Gone before sending anything (mid-handshake): nothing to resume.
+		rm.mu.Unlock()
+		rm.Leave(p, ReasonDisconnect)
+		return
+	}
+	p.lostAt = time.Now()
+	p.resume = time.AfterFunc(window, func() { r.leave(rm, p, ReasonDisconnect) })
+	rm.mu.Unlock()
+	p.Log.Info("connection lost; keeping the student for the resume window", "window", window)
+	r.record(rm.name, EventDisconnect, p.Identity, p.Identity, map[string]any{"sid": p.SID, "resume_window_ms": window.Milliseconds()})
+}
+
 func (r *Rooms) leave(rm *Room, p *Participant, reason string) {
 	r.mu.Lock()
 	rm.mu.Lock()

@@ -99,7 +99,11 @@ func (s *session) run(ctx context.Context) {
 
 	if s.rm != nil {
 		s.finish(nil, websocket.StatusNormalClosure, "", room.ReasonDisconnect)
-		s.rm.Leave(s.p, s.reason)
+		if s.reason == room.ReasonDisconnect {
+			s.rm.Lost(s.p) // the student may come back within the resume window
+		} else {
+			s.rm.Leave(s.p, s.reason)
+		}
 	}
 	if s.peer != nil {
 		if cerr := s.peer.Close(); cerr != nil {

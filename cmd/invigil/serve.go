@@ -65,6 +65,7 @@ type serveConfig struct {
 	nodeID          string
 	redisURL        string
 	stallAfter      time.Duration
+	resumeWindow    time.Duration
 	webhookURL      string
 	webhookSecret   string
 	turnUDPPort     int
@@ -108,6 +109,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.apiSecret, "api-secret", "", "HS256 key for join tokens, at least 32 bytes (required unless --dev)")
 	fs.StringVar(&c.publicURL, "public-url", "", "base URL clients use to reach this node (default: derived from --http-addr)")
 	fs.StringVar(&c.dataDir, "data-dir", "./data", "audit log and recordings when no Redis")
+	fs.DurationVar(&c.resumeWindow, "resume-window", room.DefaultResumeWindow, "how long a student whose connection was lost stays in the room to come back as the same participant (0s: leave at once)")
 	fs.DurationVar(&c.stallAfter, "stall-after", room.DefaultStallAfter, "a connected student's camera silent this long is a media_stalled event")
 	fs.StringVar(&c.webhookURL, "webhook-url", "", "POST every audit event here (JSON, signed with --webhook-secret, at least once, Idempotency-Key room:seq)")
 	fs.StringVar(&c.webhookSecret, "webhook-secret", "", "HMAC-SHA256 key for webhook signatures, at least 32 bytes (required with --webhook-url)")
@@ -167,6 +169,14 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 		c.turnSecret = c.apiSecret
 	}
 	return c, c.validate()
+}
+
+// resumeWindow maps the flag (0: off) to room.Config (negative: off).
+func resumeWindow(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }
 
 func (c serveConfig) validate() error {
@@ -320,6 +330,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rooms, err = room.New(room.Config{
 		Events:       events,
 		OnPublish:    onPublish(cfg.rec.all, rec),
+		ResumeWindow: resumeWindow(cfg.resumeWindow),
 		NodeID:       cfg.nodeID,
 		MaxPerRoom:   cfg.maxPerRoom,
 		MaxPerNode:   cfg.maxPerNode,

@@ -696,15 +696,28 @@ func (c *Client) TotalReceived() (tracks int, packets int64) {
 }
 
 // close leaves politely and waits for the Client's goroutines.
-func (c *Client) Close() {
+func (c *Client) Close() { c.close(true) }
+
+// Drop loses the connection without a goodbye, as a student whose Wi-Fi
+// drops does: no leave message, the socket torn down.
+func (c *Client) Drop() { c.close(false) }
+
+func (c *Client) close(polite bool) {
 	select {
 	case <-c.sendStop:
 		return
 	default:
 	}
+	if polite {
+		c.Send(map[string]any{"v": 1, "type": "leave"})
+	}
 	c.closing.Store(true)
 	close(c.sendStop)
-	c.ws.Close(websocket.StatusNormalClosure, "")
+	if polite {
+		c.ws.Close(websocket.StatusNormalClosure, "")
+	} else {
+		c.ws.CloseNow()
+	}
 	if c.pc != nil {
 		c.pc.Close()
 	}

@@ -127,6 +127,7 @@ const BADGES = {
   violation: ['violation', null],
   media_stalled: ['stalled', 'media_resumed'],
   flag: ['flagged', null],
+  disconnect: ['reconnecting', 'reconnect'],
 };
 
 /**
