@@ -19,7 +19,10 @@ const hidePageJS = `(() => {
 
 // TestBrowserViolationReachesProctor: a student page that goes hidden
 // reports a tab_hidden violation through the SDK; the proctor page marks
-// that student's tile (data-badges) and lists it in its timeline.
+// that student's tile (data-badges) and lists it in its timeline. Then the
+// proctor messages the student from the tile's button: the student page
+// shows it, and acknowledging it puts message_ack in the proctor's
+// timeline.
 func TestBrowserViolationReachesProctor(t *testing.T) {
 	chromium := requireChromium(t)
 	checkLeaks(t)
@@ -78,4 +81,31 @@ func TestBrowserViolationReachesProctor(t *testing.T) {
 	if !strings.Contains(line, "alice") || !strings.Contains(line, "tab_hidden") {
 		t.Errorf("timeline %q", line)
 	}
+
+	if _, err := evaluate[bool](proctor, `(() => {
+  window.prompt = () => 'Please face the camera.';
+  document.querySelector('[data-identity="alice"] [data-action="message"]').click();
+  return true;
+})()`); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(mediaTimeout)
+	for {
+		text, err := evaluate[string](student, `document.querySelector('.proctor-message p')?.textContent ?? ''`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if text == "Please face the camera." {
+			break
+		}
+		if time.Now().After(deadline) {
+			saveDiagnostics(t, []*tab{proctor, student})
+			t.Fatalf("the student page shows no proctor message (got %q)", text)
+		}
+		time.Sleep(pollInterval)
+	}
+	if _, err := evaluate[bool](student, `(() => { document.querySelector('.proctor-message button').click(); return true; })()`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("message_ack in the timeline", `document.querySelector('#timeline li[data-kind="message_ack"]')?.textContent ?? ''`)
 }

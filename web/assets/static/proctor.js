@@ -156,6 +156,32 @@ function onAuditEvent(e) {
   while (ui.timeline && ui.timeline.childElementCount > 200) ui.timeline.lastElementChild.remove();
 }
 
+/**
+ * act carries out a tile's action button: a message shown to the student
+ * until acknowledged, a flag on this moment, or ending the student's
+ * session; each asks for its text and lands in the audit trail.
+ */
+function act(action, identity, label) {
+  if (!client || client.state !== 'joined') return;
+  switch (action) {
+    case 'message': {
+      const text = prompt(`Message to ${label}:`);
+      if (text) client.sendMessage(identity, text);
+      break;
+    }
+    case 'flag': {
+      const text = prompt(`Flag ${label}: what did you see? (optional)`);
+      if (text !== null) client.flag(identity, text);
+      break;
+    }
+    case 'end': {
+      const reason = prompt(`End ${label}'s exam session? The reason is shown to them:`);
+      if (reason !== null) client.end(identity, reason);
+      break;
+    }
+  }
+}
+
 // ---- tiles -------------------------------------------------------------------
 
 function tileLabel(p) {
@@ -185,6 +211,10 @@ function ensureTile(p) {
     tile.video.addEventListener('playing', () => {
       tile.seenVideo = true;
       refreshTile(p.identity);
+    });
+    el.querySelector('.tile-actions')?.addEventListener('click', (ev) => {
+      ev.stopPropagation(); // an action is not a focus click
+      act(ev.target?.dataset?.action, p.identity, tileLabel(p));
     });
     el.addEventListener('click', () => toggleFocus(p.identity));
     el.addEventListener('keydown', (ev) => {
