@@ -234,9 +234,10 @@ func (s *student) write(tr *track, sample *media.Sample, now time.Time) {
 			return // audio is kept with the camera's video
 		}
 		ms := at.Sub(seg.start).Milliseconds()
-		if ms < 0 || ms < tr.lastMS {
-			return
+		if ms < 0 {
+			return // from before the segment's first video frame
 		}
+		ms = max(ms, tr.lastMS+1) // strictly increasing, as muxers want
 		tr.lastMS = ms
 		seg.audio.Write(true, ms, sample.Data)
 		return
@@ -276,10 +277,10 @@ func (s *student) write(tr *track, sample *media.Sample, now time.Time) {
 	if seg == nil {
 		return
 	}
-	ms := at.Sub(seg.start).Milliseconds()
-	if ms < tr.lastMS && seg.n == tr.segN {
-		return // out of order after a timestamp jump: keep the file valid
-	}
+	// Strictly increasing block times: two frames within one millisecond
+	// (a layer switch continues the stream a few ticks on) or a step back
+	// after a timestamp jump would give players equal or falling times.
+	ms := max(at.Sub(seg.start).Milliseconds(), tr.lastMS+1)
 	tr.lastMS, tr.segN, tr.lastAt = ms, seg.n, at
 	seg.last = at
 	seg.video.Write(key, ms, sample.Data)
@@ -337,7 +338,7 @@ func (s *student) rotate(tr *track, at time.Time) *segment {
 	if source == "camera" {
 		for _, t := range s.tracks {
 			if !t.video && t.tap.source == "microphone" {
-				withAudio, t.lastMS = true, 0
+				withAudio, t.lastMS = true, -1
 			}
 		}
 	}
@@ -349,7 +350,7 @@ func (s *student) rotate(tr *track, at time.Time) *segment {
 		return nil
 	}
 	seg.source, seg.n, seg.name, seg.start = source, s.counts[source], name, at
-	tr.lastMS, tr.segN = 0, seg.n
+	tr.lastMS, tr.segN = -1, seg.n
 	s.segs[source] = seg
 	return seg
 }
@@ -439,7 +440,7 @@ type track struct {
 	lastTS   uint32
 	ticks    int64 // RTP ticks since the anchor, unwrapped
 
-	lastMS    int64 // last timestamp written in the current segment
+	lastMS    int64 // last block time written in the current segment, -1 before the first
 	segN      int
 	lastAt    time.Time
 	needKey   bool
@@ -455,10 +456,10 @@ func newTrack(t *tap) *track {
 	mime := strings.ToLower(t.src.Codec().MimeType)
 	switch {
 	case t.src.Kind() == webrtc.RTPCodecTypeVideo && mime == strings.ToLower(webrtc.MimeTypeVP8):
-		return &track{tap: t, video: true, clock: 90000, needKey: true, width: 640, height: 360,
+		return &track{tap: t, video: true, clock: 90000, needKey: true, width: 640, height: 360, lastMS: -1,
 			sb: samplebuilder.New(256, &codecs.VP8Packet{}, 90000, samplebuilder.WithMaxTimeDelay(jitterDelay))}
 	case t.src.Kind() == webrtc.RTPCodecTypeAudio && mime == strings.ToLower(webrtc.MimeTypeOpus) && t.source == "microphone":
-		return &track{tap: t, clock: 48000,
+		return &track{tap: t, clock: 48000, lastMS: -1,
 			sb: samplebuilder.New(64, &codecs.OpusPacket{}, 48000, samplebuilder.WithMaxTimeDelay(jitterDelay))}
 	}
 	return nil
