@@ -23,6 +23,20 @@ const (
 	// a storm of late proctors must not turn into a storm of keyframes.
 	DefaultPLIInterval = 500 * time.Millisecond
 
+	// iceDisconnectedTimeout is how long a connected peer may send no
+	// STUN or media before its connection counts as disconnected (the
+	// audit trail's disconnect). pion's 5 s default, checked every 2 s,
+	// noticed a Wi-Fi drop only after up to 7 s; a browser sends media
+	// every 20–33 ms and consent checks every ~1 s, so 3 s of silence is
+	// a lost path.
+	iceDisconnectedTimeout = 3 * time.Second
+	// iceFailedTimeout is how long after that the connection is given
+	// up (the session ends; the client must join again).
+	iceFailedTimeout = 25 * time.Second
+	// iceKeepalive is how often the server sends its own checks, so the
+	// state is re-evaluated at that pace.
+	iceKeepalive = time.Second
+
 	// tcpReadBuffer is how many packets the ICE-TCP mux buffers per
 	// connection before its reader blocks (pion's own recommended value).
 	tcpReadBuffer = 8
@@ -104,6 +118,7 @@ func New(cfg Config) (*Engine, error) {
 		settings.SetNAT1To1IPs(cfg.AdvertiseIPs, webrtc.ICECandidateTypeHost)
 	}
 	settings.SetIncludeLoopbackCandidate(cfg.IncludeLoopback)
+	settings.SetICETimeouts(iceDisconnectedTimeout, iceFailedTimeout, iceKeepalive)
 	// Browsers hide their host addresses behind mDNS names; the server
 	// learns the real address as a peer-reflexive candidate from the first
 	// STUN check instead, and opens no multicast socket.

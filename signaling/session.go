@@ -46,6 +46,10 @@ type session struct {
 	eventsLive  bool
 	eventsEarly []room.Event
 
+	// mediaDown is when the media connection went disconnected, zero
+	// while connected; only pion's serialised state callback touches it.
+	mediaDown time.Time
+
 	// Set by the reader goroutine on join, before the client can cause
 	// any callback that reads them.
 	p    *room.Participant
@@ -447,6 +451,7 @@ func (s *session) join(m *Inbound) error {
 			}
 		},
 		OnConnectionState: func(st webrtc.PeerConnectionState) {
+			s.mediaState(st)
 			if st == webrtc.PeerConnectionStateFailed {
 				s.srv.obs.ICEConnection(false, "unknown")
 				log.Warn("media connection failed")

@@ -137,6 +137,7 @@ type Client struct {
 	// StopVideo, while true, sends no video (a camera that froze); audio
 	// goes on.
 	StopVideo  atomic.Bool
+	conn       *lossyConn // the client's UDP path when lossy or cuttable
 	mu         sync.Mutex // guards received, trackIDs, video, active
 	received   map[string]int64
 	video      map[string]*Video // by publisher sid
@@ -149,20 +150,16 @@ type Client struct {
 
 func NewPionAPI(t testing.TB) *webrtc.API {
 	t.Helper()
-	return newPionAPI(t, 0)
+	return newPionAPI(t, nil)
 }
 
-// newPionAPI is NewPionAPI whose UDP socket drops the given share of the
-// RTP packets it receives (a lossy downlink), when drop > 0.
-func newPionAPI(t testing.TB, drop float64) *webrtc.API {
+// newPionAPI is NewPionAPI whose ICE runs over conn when it is not nil
+// (a lossy or cuttable path).
+func newPionAPI(t testing.TB, conn *lossyConn) *webrtc.API {
 	t.Helper()
 	var se webrtc.SettingEngine
-	if drop > 0 {
-		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		mux := webrtc.NewICEUDPMux(nil, &lossyConn{UDPConn: conn, drop: drop, rng: rand.New(rand.NewPCG(1, 2))})
+	if conn != nil {
+		mux := webrtc.NewICEUDPMux(nil, conn)
 		t.Cleanup(func() { mux.Close() })
 		se.SetICEUDPMux(mux)
 	}
@@ -190,7 +187,14 @@ func newPionAPI(t testing.TB, drop float64) *webrtc.API {
 // setupPC makes the client's PeerConnection and lets the reader apply
 // negotiation messages to it.
 func (c *Client) setupPC(t testing.TB, config webrtc.Configuration) {
-	pc, err := newPionAPI(t, c.opts.DropInbound).NewPeerConnection(config)
+	if c.opts.DropInbound > 0 || c.opts.Cuttable {
+		udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.conn = &lossyConn{UDPConn: udp, drop: c.opts.DropInbound, rng: rand.New(rand.NewPCG(1, 2))}
+	}
+	pc, err := newPionAPI(t, c.conn).NewPeerConnection(config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,6 +260,8 @@ type Options struct {
 	RelayOnly bool
 	// Record puts "record": true in the token.
 	Record bool
+	// Cuttable lets CutUDP cut the client's network path for a while.
+	Cuttable bool
 }
 
 // ICEServer is one entry of joined's ice_servers.
@@ -266,18 +272,32 @@ type ICEServer struct {
 }
 
 // lossyConn drops a share of the RTP packets it reads; STUN, DTLS and
-// RTCP pass, so only media is lost (RFC 7983 §7 demultiplexing).
+// RTCP pass, so only media is lost (RFC 7983 §7 demultiplexing). While
+// cut, it drops every packet both ways, as a dead Wi-Fi link would.
 type lossyConn struct {
 	*net.UDPConn
-	drop    float64
-	mu      sync.Mutex // guards rng
-	rng     *rand.Rand
-	Dropped atomic.Int64
+	drop     float64
+	mu       sync.Mutex // guards rng
+	rng      *rand.Rand
+	Dropped  atomic.Int64
+	cutUntil atomic.Int64 // unix nanos; the path is cut until then
+}
+
+func (c *lossyConn) cut() bool { return time.Now().UnixNano() < c.cutUntil.Load() }
+
+func (c *lossyConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if c.cut() {
+		return len(b), nil // lost on the way, as UDP is
+	}
+	return c.UDPConn.WriteTo(b, addr)
 }
 
 func (c *lossyConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
 		n, addr, err := c.UDPConn.ReadFrom(b)
+		if err == nil && c.cut() {
+			continue
+		}
 		if err != nil || n < 2 || b[0] < 128 || b[0] > 191 || (b[1]&0x7F >= 72 && b[1]&0x7F <= 76) {
 			return n, addr, err
 		}
@@ -693,6 +713,15 @@ func (c *Client) TotalReceived() (tracks int, packets int64) {
 		packets += n
 	}
 	return len(c.trackIDs), packets
+}
+
+// CutUDP drops every packet the client sends or receives for d, from
+// now; the client needs Options.Cuttable.
+func (c *Client) CutUDP(d time.Duration) {
+	if c.conn == nil {
+		c.t.Fatal("CutUDP needs Options.Cuttable")
+	}
+	c.conn.cutUntil.Store(time.Now().Add(d).UnixNano())
 }
 
 // close leaves politely and waits for the Client's goroutines.

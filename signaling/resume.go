@@ -1,0 +1,32 @@
+package signaling
+
+import (
+	"time"
+
+	"github.com/invigil/invigil/room"
+	"github.com/pion/webrtc/v4"
+)
+
+// mediaState puts a participant's lost and regained media path on the
+// trail: disconnect when ICE stops hearing the client (Wi-Fi drop, cut
+// UDP), reconnect with the gap when it hears it again. The participant
+// stays in the room meanwhile, so the proctor's tile is the same one.
+// It runs on pion's state callback, which is serialised per connection.
+func (s *session) mediaState(st webrtc.PeerConnectionState) {
+	if s.rm == nil {
+		return
+	}
+	switch st {
+	case webrtc.PeerConnectionStateDisconnected:
+		if s.mediaDown.IsZero() {
+			s.mediaDown = time.Now()
+			s.rm.Record(room.EventDisconnect, s.p.Identity, s.p.Identity, map[string]any{"cause": "media", "sid": s.p.SID})
+		}
+	case webrtc.PeerConnectionStateConnected:
+		if !s.mediaDown.IsZero() {
+			gap := time.Since(s.mediaDown)
+			s.mediaDown = time.Time{}
+			s.rm.Record(room.EventReconnect, s.p.Identity, s.p.Identity, map[string]any{"cause": "media", "sid": s.p.SID, "gap_ms": gap.Milliseconds()})
+		}
+	}
+}
