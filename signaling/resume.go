@@ -11,11 +11,13 @@ import (
 // trail: disconnect when ICE stops hearing the client (Wi-Fi drop, cut
 // UDP), reconnect with the gap when it hears it again. The participant
 // stays in the room meanwhile, so the proctor's tile is the same one.
-// It runs on pion's state callback, which is serialised per connection.
+// It runs on pion's state callback.
 func (s *session) mediaState(st webrtc.PeerConnectionState) {
 	if s.rm == nil {
 		return
 	}
+	s.mediaMu.Lock()
+	defer s.mediaMu.Unlock()
 	switch st {
 	case webrtc.PeerConnectionStateDisconnected:
 		if s.mediaDown.IsZero() {

@@ -46,8 +46,10 @@ type session struct {
 	eventsLive  bool
 	eventsEarly []room.Event
 
-	// mediaDown is when the media connection went disconnected, zero
-	// while connected; only pion's serialised state callback touches it.
+	// mediaMu guards mediaDown: when the media connection went
+	// disconnected, zero while connected. pion calls the state callback
+	// on a new goroutine per change, so calls can overlap.
+	mediaMu   sync.Mutex
 	mediaDown time.Time
 
 	// Set by the reader goroutine on join, before the client can cause
