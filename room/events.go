@@ -21,6 +21,7 @@ const (
 	EventViolation        = "violation"
 	EventDisconnect       = "disconnect"
 	EventReconnect        = "reconnect"
+	EventAdmitted         = "admitted"
 	// The recorder's (package record): recording_started,
 	// recording_stopped, recording_gap, recording_deleted.
 )

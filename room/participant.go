@@ -56,6 +56,9 @@ type Participant struct {
 	Media  Media
 	Notify Notifier
 	Log    *slog.Logger
+	// Require lists the sources (camera, microphone, screen) the
+	// participant must publish to be admitted; see admitted.
+	Require []string
 
 	// Guarded by the room's mu: what the participant publishes now and,
 	// for a proctor, how it looks at students.
@@ -67,6 +70,9 @@ type Participant struct {
 	published bool           // has published a track: a lost connection may resume
 	focus     string         // identity of the focused student, "" for the grid
 	tiles     map[string]int // identity → quality of visible tiles; nil: every tile visible
+	// admitted is set once every required source was published; guarded
+	// by the room's mu.
+	admitted bool
 }
 
 // Tile is one student tile a proctor's page shows.

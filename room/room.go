@@ -39,6 +39,7 @@ func (rm *Room) Publish(p *Participant, t *sfu.Track) error {
 	}
 	p.tracks = append(p.tracks, t)
 	p.published = true
+	admitted := p.admitLocked()
 	info := p.infoLocked(false)
 	watchers := rm.watchersLocked(p)
 	qualities := make([]int, len(watchers))
@@ -49,6 +50,9 @@ func (rm *Room) Publish(p *Participant, t *sfu.Track) error {
 
 	ti := trackInfo(t)
 	rm.rooms.record(rm.name, EventTrackPublished, p.Identity, p.Identity, map[string]any{"track_id": ti.TrackID, "kind": ti.Kind, "source": ti.Source})
+	if admitted {
+		rm.rooms.record(rm.name, EventAdmitted, p.Identity, p.Identity, map[string]any{"required": p.Require, "sid": p.SID})
+	}
 	if f := rm.rooms.cfg.OnPublish; f != nil && p.Role == RoleStudent {
 		f(rm.name, p, t)
 	}
@@ -94,7 +98,23 @@ func (rm *Room) Unpublish(p *Participant, t *sfu.Track) {
 	watchers := rm.watchersLocked(p)
 	rm.mu.Unlock()
 	unpublish(watchers, info, t)
-	rm.rooms.record(rm.name, EventTrackUnpublished, p.Identity, p.Identity, map[string]any{"track_id": t.ID(), "kind": t.Kind().String(), "source": t.Source()})
+	rm.rooms.record(rm.name, EventTrackUnpublished, p.Identity, p.Identity, map[string]any{"track_id": t.ID(), "kind": t.Kind().String(),
+		"source": t.Source(), "required": slices.Contains(p.Require, t.Source())})
+}
+
+// admitLocked marks p admitted, and reports true, the first time every
+// source it must publish is among its tracks. The caller holds mu.
+func (p *Participant) admitLocked() bool {
+	if p.admitted || len(p.Require) == 0 {
+		return false
+	}
+	for _, src := range p.Require {
+		if !slices.ContainsFunc(p.tracks, func(t *sfu.Track) bool { return t.Source() == src }) {
+			return false
+		}
+	}
+	p.admitted = true
+	return true
 }
 
 func unpublish(watchers []*Participant, info ParticipantInfo, t *sfu.Track) {
@@ -208,13 +228,14 @@ type removal struct {
 	reason   string
 	tracks   []*sfu.Track
 	watchers []*Participant
+	require  []string // the sources the participant had to publish
 }
 
 // removeLocked takes p out of the room; the caller announces the result
 // after unlocking.
 func (rm *Room) removeLocked(p *Participant, reason string) removal {
 	delete(rm.participants, p.SID)
-	gone := removal{info: p.infoLocked(false), reason: reason, tracks: p.tracks, watchers: rm.watchersLocked(p)}
+	gone := removal{info: p.infoLocked(false), reason: reason, tracks: p.tracks, watchers: rm.watchersLocked(p), require: p.Require}
 	p.tracks = nil
 	return gone
 }
@@ -224,7 +245,8 @@ func (rm *Room) removeLocked(p *Participant, reason string) removal {
 func (g removal) record(r *Rooms, room string) {
 	for _, t := range g.tracks {
 		r.record(room, EventTrackUnpublished, g.info.Identity, g.info.Identity,
-			map[string]any{"track_id": t.ID(), "kind": t.Kind().String(), "source": t.Source(), "reason": g.reason})
+			map[string]any{"track_id": t.ID(), "kind": t.Kind().String(), "source": t.Source(), "reason": g.reason,
+				"required": slices.Contains(g.require, t.Source())})
 	}
 }
 

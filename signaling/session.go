@@ -425,7 +425,7 @@ func (s *session) join(m *Inbound) error {
 	}
 	sid := newSID()
 	log := s.srv.log.With("room", grant.Room, "identity", grant.Identity, "role", string(grant.Role), "sid", sid)
-	p := &room.Participant{SID: sid, Identity: grant.Identity, Name: grant.Name, Role: grant.Role, Record: grant.Record, Notify: s, Log: log}
+	p := &room.Participant{SID: sid, Identity: grant.Identity, Name: grant.Name, Role: grant.Role, Record: grant.Record, Require: grant.Require, Notify: s, Log: log}
 	peer, err := s.srv.cfg.Engine.NewPeer(sfu.PeerConfig{
 		ID:      sid,
 		Signal:  s,

@@ -25,6 +25,9 @@ type Claims struct {
 	Name string `json:"name,omitempty"`
 	// Record asks the node to record this student (docs/recording.md).
 	Record bool `json:"record,omitempty"`
+	// Require lists the sources a student must publish before it is
+	// admitted (camera, microphone, screen); absent: camera.
+	Require []string `json:"require,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -35,8 +38,13 @@ type Grant struct {
 	Room     string
 	Role     room.Role
 	Expires  time.Time
-	Record   bool // the token's record claim
+	Record   bool     // the token's record claim
+	Require  []string // sources a student must publish to be admitted
 }
+
+// defaultRequire is what a student must publish when its token says
+// nothing: the camera, the one thing proctoring cannot do without.
+var defaultRequire = []string{"camera"}
 
 // VerifyToken checks a join token: HS256 only (never "none" or another
 // algorithm), signed with secret, with exp required and nbf honoured, a
@@ -73,7 +81,19 @@ func VerifyToken(secret []byte, token string) (Grant, error) {
 	if name == "" {
 		name = c.Subject
 	}
-	return Grant{Identity: c.Subject, Name: name, Room: c.Room, Role: role, Expires: c.ExpiresAt.Time, Record: c.Record}, nil
+	require := defaultRequire
+	if c.Require != nil {
+		require = c.Require
+		for _, src := range require {
+			if !validSources[src] {
+				return Grant{}, fmt.Errorf("%w: require lists %q; sources are camera, microphone and screen", ErrTokenInvalid, truncate(src, 32))
+			}
+		}
+	}
+	if role != room.RoleStudent {
+		require = nil
+	}
+	return Grant{Identity: c.Subject, Name: name, Room: c.Room, Role: role, Expires: c.ExpiresAt.Time, Require: require, Record: c.Record}, nil
 }
 
 // TokenSpec is what MintToken puts in a token.

@@ -314,6 +314,16 @@ func (c *lossyConn) ReadFrom(b []byte) (int, net.Addr, error) {
 // JoinWith is Join with options.
 func JoinWith(t testing.TB, url, secret, roomName, identity string, role room.Role, opts Options) *Client {
 	t.Helper()
+	var extra map[string]any
+	if opts.Record {
+		extra = map[string]any{"record": true}
+	}
+	return JoinToken(t, url, MintWith(t, secret, roomName, identity, role, extra), identity, role, opts)
+}
+
+// JoinToken is JoinWith with a token the test signed itself (extra claims).
+func JoinToken(t testing.TB, url, token, identity string, role room.Role, opts Options) *Client {
+	t.Helper()
 	c := &Client{
 		t: t, role: role,
 		ws:       Dial(t, url),
@@ -329,11 +339,7 @@ func JoinWith(t testing.TB, url, secret, roomName, identity string, role room.Ro
 	}
 	c.wg.Add(1)
 	go c.readLoop()
-	var extra map[string]any
-	if opts.Record {
-		extra = map[string]any{"record": true}
-	}
-	c.Send(map[string]any{"v": 1, "type": "join", "token": MintWith(t, secret, roomName, identity, role, extra), "id": "j1"})
+	c.Send(map[string]any{"v": 1, "type": "join", "token": token, "id": "j1"})
 	var joined Msg
 	select {
 	case joined = <-c.joined:
