@@ -610,6 +610,37 @@ export class InvigilClient extends EventTarget {
     this.#dispatchClosed({code: ev.code, reason: ev.reason, wasClean: ev.wasClean, initiator});
   }
 
+  // ---- network recovery: ICE restart ------------------------------------------
+  // Kept apart from negotiation and from the socket and rejoin code: when
+  // the network changes (Wi-Fi hand-over, VPN, cable) or ICE fails, a
+  // publisher restarts ICE; the offer that follows carries new credentials
+  // over the same signaling connection, so the participant stays the same.
+
+  #networkListener = null;
+
+  #watchNetwork() {
+    if (this.#networkListener || typeof window === 'undefined') return;
+    this.#networkListener = () => this.#restartIce('network changed');
+    window.addEventListener('online', this.#networkListener);
+    navigator.connection?.addEventListener?.('change', this.#networkListener);
+  }
+
+  #unwatchNetwork() {
+    if (!this.#networkListener) return;
+    window.removeEventListener('online', this.#networkListener);
+    navigator.connection?.removeEventListener?.('change', this.#networkListener);
+    this.#networkListener = null;
+  }
+
+  #restartIce(why) {
+    const pc = this.pc;
+    // Only an offerer can restart: a client that publishes nothing relies on
+    // the server's side and, failing that, on rejoining (which resumes it).
+    if (!pc || this.state !== 'joined' || this.#senders.size === 0 || pc.connectionState === 'closed') return;
+    this.#log.info(`[invigil] restarting ICE: ${why}`);
+    pc.restartIce();
+  }
+
   // ---- negotiation (polite peer) -------------------------------------------
 
   #createPeerConnection() {
@@ -627,8 +658,10 @@ export class InvigilClient extends EventTarget {
     pc.addEventListener('connectionstatechange', () => {
       this.#log.info(`[invigil] connection ${pc.connectionState}`);
       this.#emit('connectionstatechange', {state: pc.connectionState});
+      if (pc.connectionState === 'failed') this.#restartIce('connection failed');
     });
     this.pc = pc;
+    this.#watchNetwork();
   }
 
   async #negotiate() {
@@ -896,6 +929,7 @@ export class InvigilClient extends EventTarget {
 
   #teardown() {
     this.state = 'closed';
+    this.#unwatchNetwork();
     clearInterval(this.#pingTimer);
     this.#pingTimer = null;
     this.#heldCandidates = [];
