@@ -133,11 +133,12 @@ func (e *Engine) NewPeer(cfg PeerConfig) (*Peer, error) {
 			p.sendCandidate(c.ToJSON())
 		}
 	})
-	var connected bool // only touched by pion's state-change callback, which is serialised
+	// pion calls the state handler on a new goroutine for each change, so
+	// two calls can overlap: the first connection is counted once.
+	var connected atomic.Bool
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		p.log.Debug("peer connection state", "state", s.String())
-		if s == webrtc.PeerConnectionStateConnected && !connected {
-			connected = true
+		if s == webrtc.PeerConnectionStateConnected && connected.CompareAndSwap(false, true) {
 			if cfg.OnICEConnected != nil {
 				cfg.OnICEConnected(p.remoteCandidateType())
 			}
