@@ -52,6 +52,11 @@ type session struct {
 	mediaMu   sync.Mutex
 	mediaDown time.Time
 
+	// messagesMu guards messages: the ids of proctor messages delivered
+	// to this student, so an acknowledgement names one of them.
+	messagesMu sync.Mutex
+	messages   map[int64]bool
+
 	// Set by the reader goroutine on join, before the client can cause
 	// any callback that reads them.
 	p    *room.Participant
@@ -328,6 +333,13 @@ func (s *session) dispatch(m *Inbound) error {
 		if s.p.Role != room.RoleStudent {
 			return protoErr(CodeForbidden, "only a student acknowledges a message")
 		}
+		s.messagesMu.Lock()
+		sent := s.messages[m.MessageID]
+		delete(s.messages, m.MessageID) // one acknowledgement each
+		s.messagesMu.Unlock()
+		if !sent {
+			return protoErr(CodeMalformed, "no unacknowledged message %d was sent to you", m.MessageID)
+		}
 		s.srv.cfg.Rooms.Record(s.rm.Name(), room.EventMessageAck, s.p.Identity, s.p.Identity, map[string]any{"message_id": m.MessageID})
 	case TypeViolation:
 		if s.p.Role != room.RoleStudent {
@@ -563,6 +575,9 @@ func (s *session) startEvents() {
 	s.eventsEarly = nil
 }
 
+// maxUnacked bounds the unacknowledged messages a session remembers.
+const maxUnacked = 100
+
 // violationsPerMinute bounds a student's violation reports: a page
 // flapping between hidden and visible must not flood the trail.
 const violationsPerMinute = 30
@@ -600,6 +615,16 @@ func (s *session) intervene(m *Inbound) error {
 func (s *session) Intervention(kind string, d map[string]any) {
 	msg := InterventionMessage{Envelope: envelope(kind, "")}
 	msg.MessageID, _ = d["message_id"].(int64)
+	if kind == TypeMessage && msg.MessageID > 0 {
+		s.messagesMu.Lock()
+		if s.messages == nil {
+			s.messages = map[int64]bool{}
+		}
+		if len(s.messages) < maxUnacked {
+			s.messages[msg.MessageID] = true
+		}
+		s.messagesMu.Unlock()
+	}
 	msg.Text, _ = d["text"].(string)
 	msg.Reason, _ = d["reason"].(string)
 	msg.From, _ = d["from"].(string)

@@ -55,6 +55,11 @@ func TestInterventions(t *testing.T) {
 	if ack.Event.Details["message_id"] != float64(got.Event.Seq) {
 		t.Errorf("ack event %+v", ack.Event)
 	}
+	// A second acknowledgement, or one of a message never sent, is refused.
+	alice.Send(map[string]any{"v": 1, "type": "message_ack", "message_id": got.Event.Seq})
+	next(t, alice, "error", func(m testclient.Msg) bool { return m.Code == "malformed" })
+	bob.Send(map[string]any{"v": 1, "type": "message_ack", "message_id": got.Event.Seq})
+	next(t, bob, "error", func(m testclient.Msg) bool { return m.Code == "malformed" })
 
 	proctor.Send(map[string]any{"v": 1, "type": "flag", "identity": "alice", "text": "looked away"})
 	next(t, proctor, "event", eventOf(room.EventFlag))
