@@ -29,8 +29,8 @@ type Notifier interface {
 	// Event passes one audit event of the room to a proctor, live.
 	Event(e Event)
 	// Intervention passes a proctor's action to a student: kind is
-	// "message" (details: message_id, text, from) or "ended" (details:
-	// reason, from).
+	// "message" (details: message_id, text, from), "ended" (details:
+	// reason, from) or IntervenTalkback.
 	Intervention(kind string, details map[string]any)
 }
 
@@ -70,6 +70,7 @@ type Participant struct {
 	published bool           // has published a track: a lost connection may resume
 	focus     string         // identity of the focused student, "" for the grid
 	tiles     map[string]int // identity → quality of visible tiles; nil: every tile visible
+	talkTo    *Participant   // the student a proctor's talk-back reaches; nil: nobody
 	// admitted is set once every required source was published; guarded
 	// by the room's mu.
 	admitted bool

@@ -46,7 +46,14 @@ func (rm *Room) Publish(p *Participant, t *sfu.Track) error {
 	for i, w := range watchers {
 		qualities[i] = w.trackQualityLocked(p, t)
 	}
+	talkTo := p.talkTo // a proctor's microphone reaches the student it talks to
 	rm.mu.Unlock()
+
+	if talkTo != nil && len(talkbackTracks([]*sfu.Track{t})) == 1 {
+		if err := talkTo.Media.Subscribe(t, sfu.QualityLow); err != nil {
+			talkTo.Log.Warn("talk-back subscribe failed", "track", t.ID(), "err", err)
+		}
+	}
 
 	ti := trackInfo(t)
 	rm.rooms.record(rm.name, EventTrackPublished, p.Identity, p.Identity, map[string]any{"track_id": ti.TrackID, "kind": ti.Kind, "source": ti.Source})
@@ -96,8 +103,14 @@ func (rm *Room) Unpublish(p *Participant, t *sfu.Track) {
 	p.tracks = slices.Delete(p.tracks, i, i+1)
 	info := p.infoLocked(false)
 	watchers := rm.watchersLocked(p)
+	talkTo := p.talkTo
 	rm.mu.Unlock()
 	unpublish(watchers, info, t)
+	if talkTo != nil {
+		if err := talkTo.Media.Unsubscribe(t); err != nil && !errors.Is(err, sfu.ErrNotSubscribed) {
+			talkTo.Log.Debug("talk-back unsubscribe", "track", t.ID(), "err", err)
+		}
+	}
 	rm.rooms.record(rm.name, EventTrackUnpublished, p.Identity, p.Identity, map[string]any{"track_id": t.ID(), "kind": t.Kind().String(),
 		"source": t.Source(), "required": slices.Contains(p.Require, t.Source())})
 }
@@ -229,13 +242,15 @@ type removal struct {
 	tracks   []*sfu.Track
 	watchers []*Participant
 	require  []string // the sources the participant had to publish
+	talks    []talk   // talk-backs the participant took part in
 }
 
 // removeLocked takes p out of the room; the caller announces the result
 // after unlocking.
 func (rm *Room) removeLocked(p *Participant, reason string) removal {
 	delete(rm.participants, p.SID)
-	gone := removal{info: p.infoLocked(false), reason: reason, tracks: p.tracks, watchers: rm.watchersLocked(p), require: p.Require}
+	gone := removal{info: p.infoLocked(false), reason: reason, tracks: p.tracks, watchers: rm.watchersLocked(p), require: p.Require,
+		talks: rm.talksEndingLocked(p)}
 	p.tracks = nil
 	return gone
 }
@@ -250,13 +265,14 @@ func (g removal) record(r *Rooms, room string) {
 	}
 }
 
-func (g removal) announce() {
+func (g removal) announce(rm *Room) {
 	for _, t := range g.tracks {
 		unpublish(g.watchers, g.info, t)
 	}
 	for _, w := range g.watchers {
 		w.Notify.ParticipantLeft(g.info, g.reason)
 	}
+	endTalks(rm, g.talks)
 }
 
 // byIdentityLocked finds the participant with identity, if any.
@@ -273,10 +289,5 @@ func (rm *Room) byIdentityLocked(identity string) *Participant {
 func (rm *Room) Student(identity string) *Participant {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
-	for _, p := range rm.participants {
-		if p.Role == RoleStudent && p.Identity == identity {
-			return p
-		}
-	}
-	return nil
+	return rm.studentLocked(identity)
 }

@@ -157,7 +157,7 @@ func (r *Rooms) Join(name string, p *Participant) (*Room, []ParticipantInfo, err
 	r.mu.Unlock()
 
 	if old != nil {
-		gone.announce()
+		gone.announce(rm)
 		old.Notify.Evict(ReasonReplaced)
 		gone.record(r, name)
 		if lostFor > 0 {
@@ -232,7 +232,7 @@ func (r *Rooms) leave(rm *Room, p *Participant, reason string) {
 	}
 	rm.mu.Unlock()
 	r.mu.Unlock()
-	gone.announce()
+	gone.announce(rm)
 	gone.record(r, rm.name)
 	r.record(rm.name, EventLeave, p.Identity, p.Identity, map[string]any{"reason": reason, "sid": p.SID})
 }

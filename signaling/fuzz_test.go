@@ -44,9 +44,14 @@ func FuzzSendingSections(f *testing.F) {
 	f.Add("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\n")
 	f.Add("v=0\r\nm=audio 9 RTP 0\r\na=recvonly\r\n")
 	f.Fuzz(func(t *testing.T, offer string) {
-		n, err := sendingSections(offer)
-		if err == nil && n < 0 {
-			t.Fatal("negative count")
+		sections, err := sendingSections(offer)
+		if err != nil && sections != nil {
+			t.Fatal("sections returned with an error")
+		}
+		for _, s := range sections {
+			if s.kind != "audio" && s.kind != "video" {
+				t.Fatalf("section of kind %q counted as sending", s.kind)
+			}
 		}
 	})
 }

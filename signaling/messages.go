@@ -49,6 +49,9 @@ const (
 	TypeEnd        = "end"
 	TypeEnded      = "ended"
 	TypeViolation  = "violation"
+	// TypeTalkback: a proctor starts (identity) or stops ("") talking to
+	// one student; the student is told with the same type.
+	TypeTalkback = "talkback"
 )
 
 // maxTiles bounds a view message: a proctor's grid of a full room.
@@ -67,7 +70,7 @@ type Inbound struct {
 	Tracks    []TrackSource            `json:"tracks,omitempty"`    // offer
 	Candidate *webrtc.ICECandidateInit `json:"candidate,omitempty"` // candidate
 	TS        json.Number              `json:"ts,omitempty"`        // ping
-	Identity  *string                  `json:"identity,omitempty"`  // focus
+	Identity  *string                  `json:"identity,omitempty"`  // focus, talkback, interventions
 	Tiles     *[]ViewTile              `json:"tiles,omitempty"`     // view; null: all visible
 	// Interventions (proctor) and reports (student).
 	Text      string         `json:"text,omitempty"`       // message, note, flag, end
@@ -96,7 +99,7 @@ type TrackSource struct {
 }
 
 // validSources are the labels a client may give its tracks.
-var validSources = map[string]bool{"camera": true, "microphone": true, "screen": true}
+var validSources = map[string]bool{"camera": true, "microphone": true, "screen": true, room.SourceTalkback: true}
 
 // DecodeInbound parses and checks one client frame. The returned error is
 // a *ProtocolError with the code to send back.
@@ -116,6 +119,10 @@ func DecodeInbound(b []byte) (*Inbound, error) {
 	case TypeFocus:
 		if m.Identity == nil {
 			return &m, protoErr(CodeMalformed, "focus needs identity (\"\" for the grid)")
+		}
+	case TypeTalkback:
+		if m.Identity == nil {
+			return &m, protoErr(CodeMalformed, "talkback needs identity (\"\" to stop)")
 		}
 	case TypeMessage, TypeFlag, TypeNote, TypeEnd:
 		if m.Identity == nil || *m.Identity == "" {
@@ -151,7 +158,7 @@ func DecodeInbound(b []byte) (*Inbound, error) {
 		}
 		for _, t := range m.Tracks {
 			if !validSources[t.Source] {
-				return &m, protoErr(CodeMalformed, "track source %q is not camera, microphone or screen", t.Source)
+				return &m, protoErr(CodeMalformed, "track source %q is not camera, microphone, screen or talkback", truncate(t.Source, 32))
 			}
 		}
 	case "":
@@ -182,6 +189,10 @@ type InterventionMessage struct {
 	From      string `json:"from,omitempty"`
 	Text      string `json:"text,omitempty"`
 	Reason    string `json:"reason,omitempty"`
+	// Talk-back: whether the proctor speaks now, and the stream id their
+	// audio track carries.
+	Talking  *bool  `json:"talking,omitempty"`
+	StreamID string `json:"stream_id,omitempty"`
 }
 
 func truncate(s string, n int) string {

@@ -298,7 +298,7 @@ func (s *session) handle(b []byte) {
 // label besides "invalid", so the metric's cardinality stays bounded.
 var knownTypes = map[string]bool{TypeJoin: true, TypeOffer: true, TypeAnswer: true, TypeCandidate: true,
 	TypePing: true, TypeLeave: true, TypeFocus: true, TypeView: true, TypeMessage: true, TypeMessageAck: true,
-	TypeFlag: true, TypeNote: true, TypeEnd: true, TypeViolation: true}
+	TypeFlag: true, TypeNote: true, TypeEnd: true, TypeViolation: true, TypeTalkback: true}
 
 func (s *session) dispatch(m *Inbound) error {
 	if !s.joined.Load() {
@@ -329,6 +329,15 @@ func (s *session) dispatch(m *Inbound) error {
 		return s.rm.SetFocus(s.p, *m.Identity)
 	case TypeMessage, TypeFlag, TypeNote, TypeEnd:
 		return s.intervene(m)
+	case TypeTalkback:
+		if s.p.Role != room.RoleProctor {
+			return protoErr(CodeForbidden, "only a proctor talks to a student")
+		}
+		if err := s.rm.TalkTo(s.p, *m.Identity); errors.Is(err, room.ErrNoStudent) {
+			return protoErr(CodeMalformed, "no student %q in this room", truncate(*m.Identity, 64))
+		} else if err != nil {
+			return err
+		}
 	case TypeMessageAck:
 		if s.p.Role != room.RoleStudent {
 			return protoErr(CodeForbidden, "only a student acknowledges a message")
@@ -371,20 +380,38 @@ func (s *session) dispatch(m *Inbound) error {
 	return nil
 }
 
+// handleOffer applies a client's offer. A student sends its camera,
+// microphone and screen; a proctor only its talk-back microphone, one
+// audio section whatever it labels it.
 func (s *session) handleOffer(m *Inbound) error {
-	if !s.p.Role.CanPublish() {
+	if s.p.Role != room.RoleStudent && s.p.Role != room.RoleProctor {
 		return protoErr(CodeForbidden, "a %s does not send media", s.p.Role)
 	}
-	if n, err := sendingSections(m.SDP); err != nil {
+	sections, err := sendingSections(m.SDP)
+	if err != nil {
 		return protoErr(CodeSDPInvalid, "offer not parsed: %v", err)
-	} else if n > s.srv.cfg.Limits.MaxTracks {
+	}
+	if n := len(sections); n > s.srv.cfg.Limits.MaxTracks {
 		return protoErr(CodeTooManyTracks, "the offer sends %d tracks; the limit is %d", n, s.srv.cfg.Limits.MaxTracks)
 	}
 	sources := make(map[string]string, len(m.Tracks))
-	for _, t := range m.Tracks {
-		sources[t.Mid] = t.Source
+	switch s.p.Role {
+	case room.RoleProctor:
+		if len(sections) > 1 || len(sections) == 1 && sections[0].kind != "audio" {
+			return protoErr(CodeForbidden, "a proctor sends one audio track (talk-back) and nothing else")
+		}
+		for _, sec := range sections {
+			sources[sec.mid] = room.SourceTalkback
+		}
+	default:
+		for _, t := range m.Tracks {
+			if t.Source == room.SourceTalkback {
+				return protoErr(CodeForbidden, "only a proctor sends talk-back")
+			}
+			sources[t.Mid] = t.Source
+		}
 	}
-	err := s.peer.HandleOffer(m.SDP, sources)
+	err = s.peer.HandleOffer(m.SDP, sources)
 	if err != nil && !errors.Is(err, sfu.ErrGlare) {
 		return protoErr(CodeSDPInvalid, "offer not applied: %v", err)
 	}
@@ -447,7 +474,7 @@ func (s *session) join(m *Inbound) error {
 			s.send(LayersMessage{Envelope: envelope(TypeLayers, ""), Mid: t.Mid(), TrackID: t.ID(), Active: active})
 		},
 		OnTrack: func(t *sfu.Track) {
-			if !p.Role.CanPublish() {
+			if !p.Role.CanPublish() && t.Source() != room.SourceTalkback {
 				return
 			}
 			if err := s.rm.Publish(p, t); err != nil {
@@ -628,6 +655,10 @@ func (s *session) Intervention(kind string, d map[string]any) {
 	msg.Text, _ = d["text"].(string)
 	msg.Reason, _ = d["reason"].(string)
 	msg.From, _ = d["from"].(string)
+	if talking, ok := d["talking"].(bool); ok {
+		msg.Talking = &talking
+	}
+	msg.StreamID, _ = d["stream_id"].(string)
 	s.send(msg)
 }
 

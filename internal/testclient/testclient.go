@@ -72,6 +72,8 @@ type Msg struct {
 	MessageID    int64                    `json:"message_id"` // message
 	From         string                   `json:"from"`       // message, ended
 	URL          string                   `json:"url"`        // error redirect
+	Talking      bool                     `json:"talking"`    // talkback
+	StreamID     string                   `json:"stream_id"`  // talkback
 }
 
 // Dial opens a raw signaling connection.
@@ -560,6 +562,55 @@ func (c *Client) publish() {
 				seqs[j]++
 			}
 			_ = audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(i), Timestamp: i * 960}, Payload: payload[:80]})
+		}
+	}()
+}
+
+// PublishTalkback makes a proctor send its microphone, as the proctor
+// page does for talk-back: one Opus track labelled talkback, offered by
+// the client, then 50 packets a second until closed. Call it when the
+// proctor's negotiation is quiet (this client is not a full perfect-
+// negotiation peer).
+func (c *Client) PublishTalkback() {
+	mic, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "talkback", "proctor")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	tr, err := c.pc.AddTransceiverFromTrack(mic, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		for {
+			if _, _, err := tr.Sender().ReadRTCP(); err != nil {
+				return
+			}
+		}
+	}()
+	offer, err := c.pc.CreateOffer(nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := c.pc.SetLocalDescription(offer); err != nil {
+		c.t.Fatal(err)
+	}
+	c.Send(map[string]any{"v": 1, "type": "offer", "id": "talkback", "sdp": offer.SDP,
+		"tracks": []map[string]string{{"mid": tr.Mid(), "source": "talkback"}}})
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		payload := make([]byte, 60)
+		for i := uint32(0); ; i++ {
+			select {
+			case <-c.sendStop:
+				return
+			case <-tick.C:
+			}
+			_ = mic.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(i), Timestamp: i * 960}, Payload: payload})
 		}
 	}()
 }

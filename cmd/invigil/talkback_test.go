@@ -1,0 +1,147 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/invigil/invigil/internal/testclient"
+	"github.com/invigil/invigil/room"
+)
+
+// TestTalkback: a proctor talks to one student with their microphone.
+// Only that student's PeerConnection receives it: the other students get
+// not one packet, before, during or after. Turning to another student
+// moves the audio; stopping, and the proctor leaving, end it. Each start
+// and stop is an audit event, and a student may not talk back.
+func TestTalkback(t *testing.T) {
+	srv := startServe(t, "--api-secret", secret)
+	url := wsURL(srv.base)
+	const roomName = "exam-talk"
+	proctor := testclient.Join(t, url, secret, roomName, "proctor-1", room.RoleProctor)
+	alice := testclient.Join(t, url, secret, roomName, "alice", room.RoleStudent)
+	bob := testclient.Join(t, url, secret, roomName, "bob", room.RoleStudent)
+	carol := testclient.Join(t, url, secret, roomName, "carol", room.RoleStudent)
+	students := []*testclient.Client{alice, bob, carol}
+	// The proctor's negotiation settles once it receives every student.
+	testclient.Eventually(t, 15*time.Second, "the proctor receiving every student", func() bool {
+		for _, s := range students {
+			if proctor.PacketsFrom(s.Me.SID) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	proctor.PublishTalkback()
+	pub := next(t, proctor, "event", func(m testclient.Msg) bool {
+		return m.Event.Kind == room.EventTrackPublished && m.Event.Subject == "proctor-1"
+	})
+	if pub.Event.Details["source"] != room.SourceTalkback || pub.Event.Details["kind"] != "audio" {
+		t.Fatalf("the proctor's microphone was published as %+v", pub.Event.Details)
+	}
+	mic := proctor.Me.SID // the stream id of the proctor's tracks
+	heard := func(c *testclient.Client) int64 { return c.PacketsFrom(mic) }
+
+	// Published, but spoken to nobody yet: nobody receives it.
+	time.Sleep(500 * time.Millisecond)
+	for _, s := range students {
+		if n := heard(s); n != 0 {
+			t.Fatalf("%s received %d talk-back packets before anyone was spoken to", s.Me.Identity, n)
+		}
+	}
+
+	talkTo := func(identity string) { proctor.Send(map[string]any{"v": 1, "type": "talkback", "identity": identity}) }
+	talkTo("alice")
+	if m := next(t, alice, "talkback", nil); !m.Talking || m.StreamID != mic || m.From != "proctor-1" {
+		t.Errorf("alice was told %+v; want talking from proctor-1 on stream %s", m, mic)
+	}
+	if e := next(t, proctor, "event", eventOf(room.EventTalkbackStarted)); e.Event.Subject != "alice" || e.Event.Actor != "proctor-1" {
+		t.Errorf("talkback_started %+v", e.Event)
+	}
+	testclient.Eventually(t, 10*time.Second, "alice hearing the proctor", func() bool { return heard(alice) > 25 })
+
+	talkTo("bob")
+	if m := next(t, alice, "talkback", nil); m.Talking {
+		t.Errorf("alice was told %+v when the proctor turned to bob; want talking false", m)
+	}
+	if m := next(t, bob, "talkback", nil); !m.Talking {
+		t.Errorf("bob was told %+v; want talking", m)
+	}
+	testclient.Eventually(t, 10*time.Second, "bob hearing the proctor", func() bool { return heard(bob) > 25 })
+	// Alice's down-track is gone: her count stops (packets in flight aside).
+	time.Sleep(300 * time.Millisecond)
+	before := heard(alice)
+	time.Sleep(700 * time.Millisecond)
+	if after := heard(alice); after != before {
+		t.Errorf("alice still receives the proctor after the turn to bob: %d → %d packets", before, after)
+	}
+
+	// A student may not talk to another.
+	alice.Send(map[string]any{"v": 1, "type": "talkback", "identity": "carol"})
+	if e := next(t, alice, "error", nil); e.Code != "forbidden" {
+		t.Errorf("alice asking to talk to carol: %+v, want forbidden", e)
+	}
+	// Nor to a student who is not there.
+	proctor.Send(map[string]any{"v": 1, "type": "talkback", "identity": "mallory"})
+	if e := next(t, proctor, "error", nil); e.Code != "malformed" {
+		t.Errorf("talking to a student not in the room: %+v, want malformed", e)
+	}
+
+	talkTo("")
+	if m := next(t, bob, "talkback", nil); m.Talking {
+		t.Errorf("bob was told %+v when the proctor stopped", m)
+	}
+	next(t, proctor, "event", func(m testclient.Msg) bool {
+		return m.Event.Kind == room.EventTalkbackStopped && m.Event.Subject == "bob"
+	})
+
+	// Talking when the proctor leaves: the student is told it stopped.
+	talkTo("alice")
+	next(t, alice, "talkback", func(m testclient.Msg) bool { return m.Talking })
+	proctor.Close()
+	if m := next(t, alice, "talkback", nil); m.Talking {
+		t.Errorf("alice was told %+v when the proctor left", m)
+	}
+
+	if n := heard(carol); n != 0 {
+		t.Errorf("carol, never spoken to, received %d talk-back packets", n)
+	}
+
+	// The trail, in order.
+	req, _ := http.NewRequest(http.MethodGet, srv.base+"/v1/rooms/"+roomName+"/events", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken(t))
+	var got []string
+	testclient.Eventually(t, 5*time.Second, "the last talk-back event in the trail", func() bool {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct {
+			Events []room.Event `json:"events"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			t.Fatal(err)
+		}
+		got = got[:0]
+		for _, e := range body.Events {
+			switch e.Kind {
+			case room.EventTalkbackStarted, room.EventTalkbackStopped:
+				reason, _ := e.Details["reason"].(string)
+				got = append(got, e.Kind+" "+e.Subject+" "+reason)
+			}
+		}
+		return len(got) == 6
+	})
+	want := []string{
+		"talkback_started alice ", "talkback_stopped alice stopped",
+		"talkback_started bob ", "talkback_stopped bob stopped",
+		"talkback_started alice ", "talkback_stopped alice proctor_left",
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("talk-back events %q, want %q", got, want)
+		}
+	}
+}

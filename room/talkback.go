@@ -1,0 +1,163 @@
+package room
+
+import (
+	"errors"
+
+	"github.com/invigil/invigil/sfu"
+	"github.com/pion/webrtc/v4"
+)
+
+// Talk-back: a proctor speaks to one student with their microphone. The
+// proctor publishes one audio track labelled SourceTalkback; nobody is
+// subscribed to it (Role.Sees gives a proctor no watchers) except the one
+// student the proctor talks to now. So no other student can receive it,
+// whatever its page does: the server never gives their PeerConnections a
+// down-track of it.
+
+// SourceTalkback labels a proctor's microphone track.
+const SourceTalkback = "talkback"
+
+// IntervenTalkback is the Notifier.Intervention kind that tells a student
+// a proctor started (details: talking true, from, stream_id) or stopped
+// (talking false) talking to them.
+const IntervenTalkback = "talkback"
+
+// Talk-back events.
+const (
+	EventTalkbackStarted = "talkback_started"
+	EventTalkbackStopped = "talkback_stopped"
+)
+
+// Reasons a talk-back stops, in talkback_stopped's details.
+const (
+	talkStopped     = "stopped"      // the proctor stopped, or turned to another student
+	talkStudentLeft = "student_left" // the student's session ended
+	talkProctorLeft = "proctor_left" // the proctor's session ended
+)
+
+// ErrNoStudent is returned for a request about a student who is not in
+// the room.
+var ErrNoStudent = errors.New("room: no such student in the room")
+
+// TalkTo makes proctor w's microphone reach the student with identity,
+// and only them; "" stops talking. Turning to another student stops the
+// first. Each start and stop is an audit event, and the student is told
+// (Notifier.Intervention "talkback") so its page can play the audio and
+// say who speaks. The caller checks that w is a proctor.
+func (rm *Room) TalkTo(w *Participant, identity string) error {
+	rm.mu.Lock()
+	if rm.participants[w.SID] != w {
+		rm.mu.Unlock()
+		return ErrNotInRoom
+	}
+	var to *Participant
+	if identity != "" {
+		if to = rm.studentLocked(identity); to == nil {
+			rm.mu.Unlock()
+			return ErrNoStudent
+		}
+	}
+	prev := w.talkTo
+	if prev == to {
+		rm.mu.Unlock()
+		return nil
+	}
+	w.talkTo = to
+	mics := talkbackTracks(w.tracks)
+	rm.mu.Unlock()
+
+	if prev != nil {
+		rm.stopTalk(w, prev, mics, talkStopped)
+	}
+	if to != nil {
+		rm.startTalk(w, to, mics)
+	}
+	return nil
+}
+
+// startTalk subscribes student to proctor w's talk-back tracks, tells
+// the student, and records the start.
+func (rm *Room) startTalk(w, student *Participant, mics []*sfu.Track) {
+	for _, t := range mics {
+		if err := student.Media.Subscribe(t, sfu.QualityLow); err != nil {
+			student.Log.Warn("talk-back subscribe failed", "track", t.ID(), "err", err)
+		}
+	}
+	student.Notify.Intervention(IntervenTalkback, talkDetails(w, true))
+	w.Log.Info("talk-back started", "student", student.Identity)
+	rm.Record(EventTalkbackStarted, w.Identity, student.Identity, map[string]any{"sid": w.SID})
+}
+
+// stopTalk is startTalk undone; reason says why it stopped.
+func (rm *Room) stopTalk(w, student *Participant, mics []*sfu.Track, reason string) {
+	for _, t := range mics {
+		if err := student.Media.Unsubscribe(t); err != nil && !errors.Is(err, sfu.ErrNotSubscribed) {
+			student.Log.Debug("talk-back unsubscribe", "track", t.ID(), "err", err)
+		}
+	}
+	if reason != talkStudentLeft {
+		student.Notify.Intervention(IntervenTalkback, talkDetails(w, false))
+	}
+	w.Log.Info("talk-back stopped", "student", student.Identity, "reason", reason)
+	rm.Record(EventTalkbackStopped, w.Identity, student.Identity, map[string]any{"sid": w.SID, "reason": reason})
+}
+
+// talkDetails is what the student is told: who speaks, and the stream id
+// their audio arrives with.
+func talkDetails(w *Participant, talking bool) map[string]any {
+	return map[string]any{"talking": talking, "from": w.Name, "stream_id": w.SID}
+}
+
+// talkbackTracks picks a proctor's talk-back tracks out of its tracks.
+func talkbackTracks(tracks []*sfu.Track) []*sfu.Track {
+	var out []*sfu.Track
+	for _, t := range tracks {
+		if t.Kind() == webrtc.RTPCodecTypeAudio && t.Source() == SourceTalkback {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// studentLocked finds the student with identity; the caller holds mu.
+func (rm *Room) studentLocked(identity string) *Participant {
+	for _, p := range rm.participants {
+		if p.Role == RoleStudent && p.Identity == identity {
+			return p
+		}
+	}
+	return nil
+}
+
+// talk is a talk-back cut short by a participant leaving.
+type talk struct {
+	proctor, student *Participant
+	mics             []*sfu.Track
+	reason           string
+}
+
+// talksEndingLocked lists, and forgets, the talk-backs p takes part in,
+// as p is removed. The caller holds mu.
+func (rm *Room) talksEndingLocked(p *Participant) []talk {
+	var out []talk
+	if p.talkTo != nil {
+		out = append(out, talk{proctor: p, student: p.talkTo, mics: talkbackTracks(p.tracks), reason: talkProctorLeft})
+		p.talkTo = nil
+	}
+	if p.Role == RoleStudent {
+		for _, w := range rm.participants {
+			if w.talkTo == p {
+				out = append(out, talk{proctor: w, student: p, mics: talkbackTracks(w.tracks), reason: talkStudentLeft})
+				w.talkTo = nil
+			}
+		}
+	}
+	return out
+}
+
+// endTalks stops each talk-back; called after the room's mu is released.
+func endTalks(rm *Room, talks []talk) {
+	for _, tk := range talks {
+		rm.stopTalk(tk.proctor, tk.student, tk.mics, tk.reason)
+	}
+}
