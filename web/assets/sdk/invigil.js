@@ -243,6 +243,7 @@ export class InvigilClient extends EventTarget {
   #pendingOfferID = null;
   #heldCandidates = [];
   #heldTracks = new Map(); // publisher sid → [RTCTrackEvent]
+  #talkbacks = new Map(); // a proctor's stream id → {from, talking, stream}
   #senders = new Map(); // RTCRtpTransceiver → {source: 'camera'|'microphone'|'screen', stream}
   #ownsLocalStream = false;
   #leaveReason = null;
@@ -416,6 +417,45 @@ export class InvigilClient extends EventTarget {
     return this.#send({type: 'end', identity: String(identity), text: String(reason)});
   }
 
+  /**
+   * startTalkback makes this proctor's microphone heard by one student, and
+   * by nobody else (the server forwards it to that student alone). The
+   * microphone is opened and published the first time; turning to another
+   * student moves it. Resolves once the request is sent; the student's page
+   * gets a `talkback` event, the proctor a talkback_started audit event.
+   */
+  async startTalkback(identity) {
+    await this.#whenJoined();
+    let mic = this.#talkbackSender()?.sender.track;
+    if (!mic) {
+      let stream;
+      try {
+        stream = await navigator.mediaDevices.getUserMedia({audio: microphoneConstraints(true), video: false});
+      } catch (err) {
+        throw mediaError(err);
+      }
+      mic = stream.getAudioTracks()[0];
+      this.#addSender(mic, stream, 'talkback');
+      this.#log.info(`[invigil] publishing the talk-back microphone (${mic.label})`);
+    }
+    mic.enabled = true;
+    if (!this.#send({type: 'talkback', identity: String(identity)})) {
+      throw new InvigilError('not_connected', 'the signaling connection is not open');
+    }
+  }
+
+  /** stopTalkback stops talking; the microphone stays published, muted. */
+  stopTalkback() {
+    const mic = this.#talkbackSender()?.sender.track;
+    if (mic) mic.enabled = false;
+    return this.#send({type: 'talkback', identity: ''});
+  }
+
+  #talkbackSender() {
+    for (const [t, info] of this.#senders) if (info.source === 'talkback') return t;
+    return undefined;
+  }
+
   /** acknowledge tells the proctor a `message` was seen (students). */
   acknowledge(messageId) {
     return this.#send({type: 'message_ack', message_id: Number(messageId)});
@@ -528,6 +568,7 @@ export class InvigilClient extends EventTarget {
       case 'event': return this.#emit('auditevent', msg.event ?? {});
       case 'message': return this.#emit('message', {messageId: msg.message_id, text: msg.text ?? '', from: msg.from ?? ''});
       case 'ended': return this.#emit('ended', {reason: msg.reason ?? '', from: msg.from ?? ''});
+      case 'talkback': return this.#onTalkback(msg);
       case 'pong': return this.#onPong(msg);
       case 'leave': return this.#onLeave(msg);
       case 'error': return this.#onError(msg);
@@ -812,8 +853,33 @@ export class InvigilClient extends EventTarget {
 
   // ---- room state --------------------------------------------------------
 
+  // #onTalkback: a proctor started or stopped talking to this student. Its
+  // audio track may have arrived before this message (held as a track of
+  // an unknown publisher) or may come after it.
+  #onTalkback(msg) {
+    const id = msg.stream_id;
+    if (typeof id !== 'string' || !id) return;
+    const entry = this.#talkbacks.get(id) ?? {from: '', talking: false, stream: null};
+    entry.from = msg.from ?? '';
+    entry.talking = msg.talking === true;
+    const held = this.#heldTracks.get(id);
+    if (held) {
+      this.#heldTracks.delete(id);
+      entry.stream = held[0].streams[0] ?? entry.stream;
+    }
+    this.#talkbacks.set(id, entry);
+    this.#log.info(`[invigil] ${entry.from || 'a proctor'} ${entry.talking ? 'is talking to you' : 'stopped talking'}`);
+    this.#emit('talkback', {talking: entry.talking, from: entry.from, streamId: id, stream: entry.stream});
+  }
+
   #onTrack(ev) {
     const stream = ev.streams[0] ?? null;
+    const talk = stream ? this.#talkbacks.get(stream.id) : undefined;
+    if (talk) {
+      talk.stream = stream;
+      if (talk.talking) this.#emit('talkback', {talking: true, from: talk.from, streamId: stream.id, stream});
+      return;
+    }
     const participant = stream ? this.participantBySid(stream.id) : undefined;
     if (stream && !participant) {
       // ontrack may come before the announcement naming its publisher.
@@ -934,6 +1000,7 @@ export class InvigilClient extends EventTarget {
     this.#pingTimer = null;
     this.#heldCandidates = [];
     this.#heldTracks.clear();
+    this.#talkbacks.clear();
     if (this.pc && this.pc.signalingState !== 'closed') this.pc.close();
     if (this.#ownsLocalStream && this.localStream) this.localStream.getTracks().forEach((t) => t.stop());
   }

@@ -174,10 +174,48 @@ function act(action, identity, label) {
       if (text !== null) client.flag(identity, text);
       break;
     }
+    case 'talk':
+      toggleTalk(identity);
+      break;
     case 'end': {
       const reason = prompt(`End ${label}'s exam session? The reason is shown to them:`);
       if (reason !== null) client.end(identity, reason);
       break;
+    }
+  }
+}
+
+// ---- talk-back -------------------------------------------------------------------
+
+let talkingTo = null; // the identity this proctor talks to, or null
+
+/**
+ * toggleTalk starts talking to a student (only they hear the proctor's
+ * microphone), turns to another one, or stops. The tile's Talk button
+ * shows who is spoken to (aria-pressed, data-talking on the tile).
+ */
+async function toggleTalk(identity) {
+  const to = talkingTo === identity ? null : identity;
+  try {
+    if (to) await client.startTalkback(to);
+    else client.stopTalkback();
+  } catch (err) {
+    console.warn(`[proctor] talk-back failed: ${err.code ?? ''} ${err.message}`);
+    setStatus('warning', describeError(err.code ?? 'media_failed', err.message).title);
+    return;
+  }
+  talkingTo = to;
+  showTalking();
+}
+
+function showTalking() {
+  for (const [id, tile] of tiles) {
+    const on = id === talkingTo;
+    tile.el.toggleAttribute('data-talking', on);
+    const btn = tile.el.querySelector('[data-action="talk"]');
+    if (btn) {
+      btn.setAttribute('aria-pressed', String(on));
+      btn.textContent = on ? 'Stop talking' : 'Talk';
     }
   }
 }
@@ -258,6 +296,7 @@ function removeTile(identity) {
   tile.el.remove();
   tiles.delete(identity);
   visible.delete(identity);
+  if (talkingTo === identity) talkingTo = null; // the server stopped it (student_left)
   scheduleView();
   if (focused === identity) setFocus(null);
   updateCount();

@@ -16,6 +16,9 @@ const ui = {
   errorDetail: $('error-detail'),
   errorCode: $('error-code'),
   retry: $('retry'),
+  talkback: $('talkback'),
+  talkbackFrom: $('talkback-from'),
+  talkbackAudio: $('talkback-audio'),
 };
 
 let failed = false;
@@ -71,6 +74,7 @@ function watch(client) {
     // A proctor's message: shown prominently until acknowledged.
     showProctorMessage(detail.text, () => client.acknowledge(detail.messageId));
   });
+  client.addEventListener('talkback', ({detail}) => showTalkback(detail));
   client.addEventListener('ended', ({detail}) => {
     endedReason = detail.reason || 'A proctor ended your exam session.';
   });
@@ -121,6 +125,19 @@ function showProctorMessage(text, onAck) {
   box.append(p, ok);
   document.body.prepend(box);
   ok.focus();
+}
+
+/**
+ * showTalkback plays a proctor's voice and says who is speaking, while
+ * they talk; the banner goes when they stop.
+ */
+function showTalkback({talking, from, stream}) {
+  ui.talkback.hidden = !talking;
+  ui.talkbackFrom.textContent = from || 'Your proctor';
+  if (talking && stream && ui.talkbackAudio.srcObject !== stream) {
+    ui.talkbackAudio.srcObject = stream;
+  }
+  if (talking) ui.talkbackAudio.play().catch((err) => console.warn(`[student] cannot play the proctor's voice: ${err.message}`));
 }
 
 async function main() {

@@ -1,0 +1,148 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// talkbackStateJS reports what a student page receives: every inbound RTP
+// stream of its PeerConnection (a student's page receives nothing but a
+// proctor's talk-back), and whether the talk-back banner and player show.
+const talkbackStateJS = `(async () => {
+  const c = window.invigilClient;
+  const out = {inbound: [], banner: false, from: '', playing: false};
+  const banner = document.getElementById('talkback');
+  out.banner = !!banner && !banner.hidden;
+  out.from = document.getElementById('talkback-from')?.textContent ?? '';
+  const audio = document.getElementById('talkback-audio');
+  out.playing = !!audio?.srcObject && audio.srcObject.getAudioTracks().some((t) => t.readyState === 'live');
+  if (c?.pc) {
+    const stats = await c.pc.getStats();
+    stats.forEach((r) => {
+      if (r.type === 'inbound-rtp') out.inbound.push({kind: r.kind, packets: r.packetsReceived ?? 0, samples: r.totalSamplesReceived ?? 0});
+    });
+  }
+  return JSON.stringify(out);
+})()`
+
+type talkbackState struct {
+	Inbound []struct {
+		Kind    string `json:"kind"`
+		Packets int    `json:"packets"`
+		Samples int    `json:"samples"`
+	} `json:"inbound"`
+	Banner  bool   `json:"banner"`
+	From    string `json:"from"`
+	Playing bool   `json:"playing"`
+}
+
+func (s talkbackState) audioPackets() (n int) {
+	for _, r := range s.Inbound {
+		if r.Kind == "audio" {
+			n += r.Packets
+		}
+	}
+	return n
+}
+
+func (s talkbackState) packets() (n int) {
+	for _, r := range s.Inbound {
+		n += r.Packets
+	}
+	return n
+}
+
+// TestBrowserTalkback: the proctor page's Talk button on Alice's tile
+// sends the proctor's (fake) microphone to Alice's page, which shows who
+// speaks and plays it; Bob's page, in the same room, receives not one
+// packet. Stopping hides Alice's banner, and both ends are in the
+// proctor's timeline.
+func TestBrowserTalkback(t *testing.T) {
+	chromium := requireChromium(t)
+	checkLeaks(t)
+	bin := invigilBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), hardTimeout)
+	t.Cleanup(cancel)
+
+	srv := startServer(t, ctx, bin, apiSecret)
+	br := startBrowser(t, ctx, chromium)
+	proctor := br.openTab(t, "proctor", srv.url("/proctor#token="+srv.token(t, ctx, room, "pat", "proctor", "Pat")))
+	alice := br.openTab(t, "alice", srv.url("/student#token="+srv.token(t, ctx, room, "alice", "student", "Alice")))
+	bob := br.openTab(t, "bob", srv.url("/student#token="+srv.token(t, ctx, room, "bob", "student", "Bob")))
+	tabs := []*tab{proctor, alice, bob}
+
+	poll := func(what string, cond func() (bool, string)) {
+		t.Helper()
+		deadline := time.Now().Add(mediaTimeout)
+		for {
+			ok, last := cond()
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				saveDiagnostics(t, tabs)
+				t.Fatalf("%s: not within %v (last: %s)", what, mediaTimeout, last)
+			}
+			time.Sleep(pollInterval)
+		}
+	}
+	read := func(tb *tab) talkbackState {
+		t.Helper()
+		raw, err := evaluate[string](tb, talkbackStateJS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s talkbackState
+		if err := json.Unmarshal([]byte(raw), &s); err != nil {
+			t.Fatalf("talk-back state %q: %v", raw, err)
+		}
+		return s
+	}
+	proctorJS := func(js string) string {
+		t.Helper()
+		got, err := evaluate[string](proctor, js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	poll("both students live at the proctor", func() (bool, string) {
+		got := proctorJS(`[...document.querySelectorAll('[data-identity]')].map((el) => el.dataset.identity + ':' + el.dataset.state).join(' ')`)
+		return strings.Contains(got, "alice:live") && strings.Contains(got, "bob:live"), got
+	})
+
+	click := `document.querySelector('[data-identity="alice"] [data-action="talk"]').click(), 'ok'`
+	proctorJS(click)
+	poll("alice hearing the proctor", func() (bool, string) {
+		s := read(alice)
+		return s.audioPackets() > 50 && s.Banner && s.Playing, fmt.Sprintf("%+v", s)
+	})
+	if s := read(alice); s.From != "Pat" {
+		t.Errorf("alice's banner names %q, want the proctor's name Pat", s.From)
+	}
+	if got := proctorJS(`document.querySelector('[data-identity="alice"] [data-action="talk"]').getAttribute('aria-pressed')`); got != "true" {
+		t.Errorf("alice's Talk button aria-pressed=%q while talking", got)
+	}
+	// Bob's PeerConnection has had the whole time to receive something.
+	time.Sleep(time.Second)
+	if s := read(bob); s.packets() != 0 || s.Banner {
+		t.Fatalf("bob, never spoken to, received %d RTP packets (banner shown: %v)", s.packets(), s.Banner)
+	}
+
+	proctorJS(click) // stop
+	poll("alice's banner gone", func() (bool, string) {
+		s := read(alice)
+		return !s.Banner, fmt.Sprintf("%+v", s)
+	})
+	poll("both talk-back events in the proctor's timeline", func() (bool, string) {
+		got := proctorJS(`[...document.querySelectorAll('#timeline li')].map((li) => li.dataset.kind).join(' ')`)
+		return strings.Contains(got, "talkback_started") && strings.Contains(got, "talkback_stopped"), got
+	})
+	if s := read(bob); s.packets() != 0 {
+		t.Errorf("bob received %d RTP packets", s.packets())
+	}
+}
