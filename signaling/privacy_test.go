@@ -104,3 +104,65 @@ func (l lockedWriter) Write(b []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(b)
 }
+
+// TestProctorSendsOnlyTalkback: a proctor's offer may send one audio
+// track (its talk-back microphone) and nothing else; a student may not
+// label a track talkback.
+func TestProctorSendsOnlyTalkback(t *testing.T) {
+	srv := newTestServer(t, room.Config{})
+	offerFrom := func(identity string, role room.Role, kinds []webrtc.RTPCodecType, tracks []map[string]string) testclient.Msg {
+		t.Helper()
+		c := testclient.Dial(t, srv.url)
+		testclient.Send(t, c, map[string]any{"v": 1, "type": "join", "token": mint(t, "exam-1", identity, role)})
+		if m, err := testclient.Recv(c, 5*time.Second); err != nil || m.Type != TypeJoined {
+			t.Fatalf("join: %+v %v", m, err)
+		}
+		pc, err := testclient.NewPionAPI(t).NewPeerConnection(webrtc.Configuration{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+		for _, k := range kinds {
+			if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		offer, _ := pc.CreateOffer(nil)
+		testclient.Send(t, c, map[string]any{"v": 1, "type": "offer", "id": "o1", "sdp": offer.SDP, "tracks": tracks})
+		for {
+			m, err := testclient.Recv(c, 5*time.Second)
+			if err != nil {
+				t.Fatalf("%s: no reply to the offer: %v", identity, err)
+			}
+			if m.Type == TypeAnswer || m.Type == TypeError {
+				return m
+			}
+		}
+	}
+	audio, video := webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo
+	for _, tc := range []struct {
+		name     string
+		identity string
+		role     room.Role
+		kinds    []webrtc.RTPCodecType
+		tracks   []map[string]string
+		want     string
+	}{
+		{"proctor microphone", "proctor-1", room.RoleProctor, []webrtc.RTPCodecType{audio}, nil, TypeAnswer},
+		{"proctor camera", "proctor-2", room.RoleProctor, []webrtc.RTPCodecType{video}, nil, CodeForbidden},
+		{"proctor two microphones", "proctor-3", room.RoleProctor, []webrtc.RTPCodecType{audio, audio}, nil, CodeForbidden},
+		{"student labels talkback", "alice", room.RoleStudent, []webrtc.RTPCodecType{audio},
+			[]map[string]string{{"mid": "0", "source": "talkback"}}, CodeForbidden},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := offerFrom(tc.identity, tc.role, tc.kinds, tc.tracks)
+			got := m.Type
+			if m.Type == TypeError {
+				got = m.Code
+			}
+			if got != tc.want {
+				t.Errorf("offer answered %s (%s), want %s", got, m.Message, tc.want)
+			}
+		})
+	}
+}
