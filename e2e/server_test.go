@@ -8,6 +8,7 @@ import (
 	"io"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -132,14 +133,18 @@ func (s *server) token(t *testing.T, ctx context.Context, room, identity, role, 
 // tokenWithSecret is token signed with another secret, to mint bad tokens.
 func (s *server) tokenWithSecret(t *testing.T, ctx context.Context, secret, room, identity, role, name string) string {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, s.bin, "token",
-		"--api-secret", secret,
-		"--room", room,
-		"--identity", identity,
-		"--role", role,
-		"--name", name,
-		"--ttl", "10m",
-	)
+	return s.mint(t, ctx, "--api-secret", secret, "--room", room, "--identity", identity, "--role", role, "--name", name)
+}
+
+// mint runs `invigil token` with args (and a 10-minute lifetime) and
+// returns the token, its last stdout line.
+func (s *server) mint(t *testing.T, ctx context.Context, args ...string) string {
+	t.Helper()
+	if !slices.Contains(args, "--api-secret") {
+		args = append(args, "--api-secret", s.secret)
+	}
+	cmd := exec.CommandContext(ctx, s.bin, append(append([]string{"token"}, args...), "--ttl", "10m")...)
+	identity := args[slices.Index(args, "--identity")+1]
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -226,6 +226,9 @@ type Joined struct {
 	Participants  []room.ParticipantInfo `json:"participants"`
 	ICEServers    []ICEServer            `json:"ice_servers"`
 	ServerVersion string                 `json:"server_version"`
+	// Require lists what a student must publish to be admitted (camera,
+	// microphone, screen): its page asks for each.
+	Require []string `json:"require,omitempty"`
 }
 
 // SDPMessage is an offer or answer.

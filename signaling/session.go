@@ -528,6 +528,7 @@ func (s *session) join(m *Inbound) error {
 		Participants:  view,
 		ICEServers:    ice,
 		ServerVersion: s.srv.cfg.Version,
+		Require:       grant.Require,
 	})
 	s.startEvents()
 	log.Info("joined", "remote", s.remote)

@@ -42,6 +42,16 @@ type Grant struct {
 	Require  []string // sources a student must publish to be admitted
 }
 
+// checkRequire accepts a require claim: sources a student publishes.
+func checkRequire(require []string) error {
+	for _, src := range require {
+		if src == room.SourceTalkback || !validSources[src] {
+			return fmt.Errorf("require lists %q; sources are camera, microphone and screen", truncate(src, 32))
+		}
+	}
+	return nil
+}
+
 // defaultRequire is what a student must publish when its token says
 // nothing: the camera, the one thing proctoring cannot do without.
 var defaultRequire = []string{"camera"}
@@ -84,10 +94,8 @@ func VerifyToken(secret []byte, token string) (Grant, error) {
 	require := defaultRequire
 	if c.Require != nil {
 		require = c.Require
-		for _, src := range require {
-			if !validSources[src] {
-				return Grant{}, fmt.Errorf("%w: require lists %q; sources are camera, microphone and screen", ErrTokenInvalid, truncate(src, 32))
-			}
+		if err := checkRequire(require); err != nil {
+			return Grant{}, fmt.Errorf("%w: %v", ErrTokenInvalid, err)
 		}
 	}
 	if role != room.RoleStudent {
@@ -103,7 +111,8 @@ type TokenSpec struct {
 	Role     room.Role
 	Name     string
 	TTL      time.Duration
-	Record   bool // a student to be recorded
+	Record   bool     // a student to be recorded
+	Require  []string // what a student must publish (nil: the default, camera)
 }
 
 // MintToken signs a join token with HS256, as the exam platform's API
@@ -118,12 +127,16 @@ func MintToken(secret []byte, s TokenSpec) (string, error) {
 	if s.TTL <= 0 {
 		return "", errors.New("signaling: a token needs a positive lifetime")
 	}
+	if err := checkRequire(s.Require); err != nil {
+		return "", fmt.Errorf("signaling: %w", err)
+	}
 	now := time.Now()
 	c := Claims{
-		Room:   s.Room,
-		Role:   string(s.Role),
-		Name:   s.Name,
-		Record: s.Record,
+		Room:    s.Room,
+		Role:    string(s.Role),
+		Name:    s.Name,
+		Record:  s.Record,
+		Require: s.Require,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Subject:   s.Identity,
 			IssuedAt:  jwt.NewNumericDate(now),

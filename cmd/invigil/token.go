@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/invigil/invigil/room"
@@ -20,6 +21,7 @@ func token(args []string, stdout, stderr io.Writer) error {
 	record := fs.Bool("record", false, "ask the node to record this student (the token's record claim)")
 	name := fs.String("name", "", "display name (defaults to the identity)")
 	ttl := fs.Duration("ttl", time.Hour, "lifetime of the token")
+	require := fs.String("require", "", "comma-separated sources a student must publish to be admitted: camera, microphone, screen (default camera)")
 	secret := fs.String("api-secret", "", "HS256 key shared with serve (or INVIGIL_API_SECRET)")
 	dev := fs.Bool("dev", false, "sign with serve --dev's fixed development secret")
 	if err := fs.Parse(args); err != nil {
@@ -42,7 +44,11 @@ func token(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tok, err := signaling.MintToken([]byte(key), signaling.TokenSpec{Room: *roomName, Identity: *identity, Role: r, Name: *name, TTL: *ttl, Record: *record})
+	spec := signaling.TokenSpec{Room: *roomName, Identity: *identity, Role: r, Name: *name, TTL: *ttl, Record: *record}
+	if *require != "" {
+		spec.Require = strings.Split(*require, ",")
+	}
+	tok, err := signaling.MintToken([]byte(key), spec)
 	if err != nil {
 		return err
 	}

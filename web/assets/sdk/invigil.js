@@ -120,6 +120,13 @@ export const SIMULCAST_LAYERS = Object.freeze([
   Object.freeze({rid: 'f', maxBitrate: 1_200_000}),
 ]);
 
+/**
+ * SCREEN says how a screen share is sent: one layer (no simulcast: text
+ * must stay legible, so it is never scaled down for a grid), at most 5
+ * frames a second and 1 Mb/s, with the encoder told it carries detail.
+ */
+export const SCREEN = Object.freeze({maxFrameRate: 5, maxBitrate: 1_000_000, maxWidth: 1920, maxHeight: 1080});
+
 // MAX_VIEW_TILES is the most tiles a `view` message may list (docs/protocol.md).
 const MAX_VIEW_TILES = 500;
 
@@ -228,6 +235,10 @@ export class InvigilClient extends EventTarget {
   serverVersion = null;
   /** layers maps a published m-line's mid → the last `layers` event detail. */
   layers = new Map();
+  /** require lists what this student must publish to be admitted (from `joined`). */
+  require = [];
+  /** screenStream is the screen share publishScreen() opened, or null. */
+  screenStream = null;
 
   #token;
   #options;
@@ -383,6 +394,52 @@ export class InvigilClient extends EventTarget {
       this.#addSender(track, stream, track.kind === 'video' ? 'camera' : 'microphone');
       this.#log.info(`[invigil] publishing ${track.kind} (${track.label})`);
     }
+    return stream;
+  }
+
+  /**
+   * publishScreen asks the student to share their screen (getDisplayMedia;
+   * browsers may require a click first) and sends it as a second video
+   * track, source `screen`, without simulcast (see SCREEN). When the student
+   * stops sharing from the browser's own bar, the track is unpublished (the
+   * proctor sees it at once) and a `screenended` event is dispatched; call
+   * publishScreen again to share anew. Resolves with the MediaStream.
+   */
+  async publishScreen() {
+    await this.#whenJoined();
+    if (this.screenStream?.getVideoTracks().some((t) => t.readyState === 'live')) return this.screenStream;
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getDisplayMedia({
+        video: {frameRate: {max: SCREEN.maxFrameRate}, width: {max: SCREEN.maxWidth}, height: {max: SCREEN.maxHeight}},
+        audio: false,
+      });
+    } catch (err) {
+      throw mediaError(err);
+    }
+    if (this.state === 'closed') {
+      stream.getTracks().forEach((t) => t.stop());
+      throw new InvigilError('closed', 'the client closed while the screen was being chosen');
+    }
+    const track = stream.getVideoTracks()[0];
+    if ('contentHint' in track) track.contentHint = 'detail';
+    const transceiver = this.#addSender(track, stream, 'screen');
+    track.addEventListener('ended', () => {
+      // The student pressed "Stop sharing": stop sending, so the server
+      // unpublishes the track (a required one is an event at once).
+      if (this.state !== 'closed' && this.pc?.signalingState !== 'closed') {
+        try {
+          this.pc.removeTrack(transceiver.sender);
+        } catch (err) {
+          this.#log.warn(`[invigil] removing the ended screen share failed: ${err.message}`);
+        }
+      }
+      this.#senders.delete(transceiver);
+      if (this.screenStream === stream) this.screenStream = null;
+      this.#emit('screenended', {});
+    });
+    this.screenStream = stream;
+    this.#log.info(`[invigil] publishing the screen (${track.label})`);
     return stream;
   }
 
@@ -582,6 +639,7 @@ export class InvigilClient extends EventTarget {
     this.self = msg.participant ?? null;
     this.iceServers = Array.isArray(msg.ice_servers) ? msg.ice_servers : [];
     this.serverVersion = msg.server_version ?? null;
+    this.require = Array.isArray(msg.require) ? msg.require.slice() : [];
     this.#createPeerConnection();
     for (const info of msg.participants ?? []) this.#upsertParticipant(info);
     this.state = 'joined';
@@ -728,6 +786,7 @@ export class InvigilClient extends EventTarget {
   #addSender(track, stream, source) {
     const init = {direction: 'sendonly', streams: [stream]};
     if (source === 'camera') init.sendEncodings = cameraEncodings(track);
+    if (source === 'screen') init.sendEncodings = [{maxBitrate: SCREEN.maxBitrate, maxFramerate: SCREEN.maxFrameRate}];
     const transceiver = this.pc.addTransceiver(track, init);
     if (source === 'camera') {
       try {
@@ -1003,6 +1062,7 @@ export class InvigilClient extends EventTarget {
     this.#talkbacks.clear();
     if (this.pc && this.pc.signalingState !== 'closed') this.pc.close();
     if (this.#ownsLocalStream && this.localStream) this.localStream.getTracks().forEach((t) => t.stop());
+    this.screenStream?.getTracks().forEach((t) => t.stop());
   }
 
   #dispatchClosed(detail) {

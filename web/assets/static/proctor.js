@@ -144,6 +144,11 @@ function onAuditEvent(e) {
     for (const [kind, [name, clearedBy]] of Object.entries(BADGES)) {
       if (clearedBy === e.kind) badges.delete(name);
     }
+    // A required track (camera, microphone, screen) that stopped: marked
+    // until the student publishes that source again.
+    const source = e.details?.source;
+    if (e.kind === 'track_unpublished' && e.details?.required && e.details?.reason === undefined) badges.add(`missing:${source}`);
+    if (e.kind === 'track_published') badges.delete(`missing:${source}`);
     tile.el.dataset.badges = [...badges].join(' ');
     tile.el.title = [...badges].join(', ');
   }
@@ -244,6 +249,8 @@ function ensureTile(p) {
       state: el.querySelector('.tile-state'),
       sid: p.sid,
       seenVideo: false,
+      extrasEl: el.querySelector('.tile-extras'),
+      extras: new Map(), // track id → <video> of a screen share or a second device's camera
     };
     tile.video.muted = true;
     tile.video.addEventListener('playing', () => {
@@ -269,7 +276,7 @@ function ensureTile(p) {
   }
   tile.name.textContent = tileLabel(p);
   tile.el.title = `${tileLabel(p)}: click to focus`;
-  if (p.stream) attachStream(p.identity, p.stream);
+  attachMedia(p.identity);
   refreshTile(p.identity);
   return tile;
 }
@@ -308,11 +315,57 @@ function updateCount() {
   ui.empty.hidden = n > 0;
 }
 
-function attachStream(identity, stream) {
+/**
+ * attachMedia puts a student's tracks in their tile: the main <video> shows
+ * the camera of the student's main device (and carries their audio); every
+ * other video (a screen share, a second device's camera) gets a small
+ * <video> of its own in the tile, labelled by data-source (screen, camera)
+ * and data-device. A track's source comes from its announcement, which may
+ * follow the track: this runs again then.
+ */
+function attachMedia(identity) {
   const tile = tiles.get(identity);
-  if (!tile || tile.video.srcObject === stream) return;
-  tile.video.srcObject = stream;
-  tile.video.play().catch(() => {}); // autoplay of muted video is allowed; play() only nudges it
+  const p = client.participants.get(identity);
+  if (!tile || !p) return;
+  const info = (track) => p.tracks.find((t) => t.track_id === track.id);
+  const live = [...p.mediaTracks.values()].filter((t) => t.readyState === 'live');
+  const isMain = (t) => t.kind === 'audio' || ((info(t)?.source ?? 'camera') === 'camera' && !info(t)?.device);
+  const main = live.filter(isMain);
+  // One camera in the main video: the first, if a second slipped in unannounced.
+  const mainVideo = main.find((t) => t.kind === 'video');
+  setTracks(tile.video, main.filter((t) => t.kind === 'audio' || t === mainVideo));
+  const extras = live.filter((t) => t.kind === 'video' && t !== mainVideo);
+  for (const [id, el] of tile.extras) {
+    if (!extras.some((t) => t.id === id)) {
+      el.srcObject = null;
+      el.remove();
+      tile.extras.delete(id);
+    }
+  }
+  for (const t of extras) {
+    let el = tile.extras.get(t.id);
+    if (!el) {
+      el = document.createElement('video');
+      el.autoplay = true;
+      el.muted = true;
+      el.playsInline = true;
+      tile.extrasEl.append(el);
+      tile.extras.set(t.id, el);
+    }
+    el.dataset.source = info(t)?.source ?? 'camera';
+    el.dataset.device = info(t)?.device ?? '';
+    el.title = info(t)?.device ? `${info(t).device} camera` : el.dataset.source;
+    setTracks(el, [t]);
+  }
+  tile.el.dataset.extras = [...tile.extras.values()].map((el) => el.dataset.device || el.dataset.source).join(' ');
+}
+
+/** setTracks shows exactly tracks in a media element. */
+function setTracks(el, tracks) {
+  const now = el.srcObject?.getTracks() ?? [];
+  if (now.length === tracks.length && tracks.every((t) => now.includes(t))) return;
+  el.srcObject = tracks.length ? new MediaStream(tracks) : null;
+  if (tracks.length) el.play().catch(() => {}); // autoplay of muted video is allowed; play() only nudges it
 }
 
 function watchTrack(identity, track) {
@@ -361,7 +414,9 @@ function wire(c) {
     if (detail.participant) ensureTile(detail.participant);
   });
   c.addEventListener('track_unpublished', ({detail}) => {
-    if (detail.participant) refreshTile(detail.participant.identity);
+    if (!detail.participant) return;
+    attachMedia(detail.participant.identity);
+    refreshTile(detail.participant.identity);
   });
   c.addEventListener('track', ({detail}) => {
     if (!detail.participant) {
@@ -369,7 +424,8 @@ function wire(c) {
       return;
     }
     watchTrack(detail.identity, detail.track);
-    if (ensureTile(detail.participant) && detail.stream) attachStream(detail.identity, detail.stream);
+    detail.track.addEventListener('ended', () => attachMedia(detail.identity));
+    ensureTile(detail.participant);
     refreshTile(detail.identity);
   });
   c.addEventListener('connectionstatechange', ({detail}) => {

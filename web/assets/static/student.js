@@ -16,6 +16,7 @@ const ui = {
   errorDetail: $('error-detail'),
   errorCode: $('error-code'),
   retry: $('retry'),
+  shareScreen: $('share-screen'),
   talkback: $('talkback'),
   talkbackFrom: $('talkback-from'),
   talkbackAudio: $('talkback-audio'),
@@ -128,6 +129,36 @@ function showProctorMessage(text, onAck) {
 }
 
 /**
+ * offerScreen shows the screen-share step when the exam requires it; the
+ * browser asks the student which screen to share after they click.
+ */
+function offerScreen(client) {
+  if (!client.require.includes('screen')) return;
+  $('step-screen').hidden = false;
+  setStep('screen', 'active');
+  ui.shareScreen.hidden = false;
+  ui.shareScreen.onclick = async () => {
+    ui.shareScreen.disabled = true;
+    try {
+      await client.publishScreen();
+      setStep('screen', 'done');
+      ui.shareScreen.hidden = true;
+    } catch (err) {
+      setStep('screen', 'failed');
+      setStatus('warning', describeError(err.code ?? 'media_failed', err.message).title);
+    } finally {
+      ui.shareScreen.disabled = false;
+    }
+  };
+  client.addEventListener('screenended', () => {
+    setStep('screen', 'failed');
+    ui.shareScreen.textContent = 'Share your screen again';
+    ui.shareScreen.hidden = false;
+    setStatus('warning', 'Screen sharing stopped: your exam requires it');
+  });
+}
+
+/**
  * showTalkback plays a proctor's voice and says who is speaking, while
  * they talk; the banner goes when they stop.
  */
@@ -177,6 +208,7 @@ async function main() {
     await client.publishCamera({video: true, audio: true});
     attempt = 0;
     watchViolations(client);
+    offerScreen(client);
   } catch (err) {
     fail(describeError(err.code ?? 'media_failed', err.message), 'publish');
   }

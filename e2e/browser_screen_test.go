@@ -1,0 +1,139 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// screenTileJS describes Alice's tile at the proctor: the sources of its
+// extra videos, its badges, and the decoding stats of the screen track.
+const screenTileJS = `(async () => {
+  const tile = document.querySelector('[data-identity="alice"]');
+  const out = {extras: [], badges: tile?.dataset.badges ?? '', screenFrames: 0, screenHeight: 0, timeline: ''};
+  out.timeline = [...document.querySelectorAll('#timeline li')].map((li) => li.dataset.kind).join(' ');
+  if (!tile) return JSON.stringify(out);
+  const screen = tile.querySelector('.tile-extras video[data-source="screen"]');
+  out.extras = [...tile.querySelectorAll('.tile-extras video')].map((v) => v.dataset.source);
+  const track = screen?.srcObject?.getVideoTracks()[0];
+  if (track) {
+    const stats = await window.invigilClient.pc.getStats();
+    stats.forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.trackIdentifier === track.id) {
+        out.screenFrames = r.framesDecoded ?? 0;
+        out.screenHeight = r.frameHeight ?? 0;
+      }
+    });
+  }
+  return JSON.stringify(out);
+})()`
+
+type screenTile struct {
+	Extras       []string `json:"extras"`
+	Badges       string   `json:"badges"`
+	ScreenFrames int      `json:"screenFrames"`
+	ScreenHeight int      `json:"screenHeight"`
+	Timeline     string   `json:"timeline"`
+}
+
+// TestBrowserScreenShare: a student whose token requires camera and
+// screen is admitted only once the screen is shared from the page's
+// button; the proctor sees the screen as a second, full-resolution video
+// in the student's tile (no simulcast: the fake 800×600 screen arrives at
+// its own height, not scaled to a grid layer). When the student stops
+// sharing, the proctor's tile is marked missing:screen at once and the
+// student's page offers to share again.
+func TestBrowserScreenShare(t *testing.T) {
+	chromium := requireChromium(t)
+	checkLeaks(t)
+	bin := invigilBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), hardTimeout)
+	t.Cleanup(cancel)
+
+	srv := startServer(t, ctx, bin, apiSecret)
+	br := startBrowser(t, ctx, chromium)
+	proctor := br.openTab(t, "proctor", srv.url("/proctor#token="+srv.token(t, ctx, room, "pat", "proctor", "Pat")))
+	alice := br.openTab(t, "alice", srv.url("/student#token="+srv.mint(t, ctx,
+		"--room", room, "--identity", "alice", "--role", "student", "--name", "Alice", "--require", "camera,screen")))
+	tabs := []*tab{proctor, alice}
+
+	readTile := func() screenTile {
+		t.Helper()
+		raw, err := evaluate[string](proctor, screenTileJS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s screenTile
+		if err := json.Unmarshal([]byte(raw), &s); err != nil {
+			t.Fatalf("tile state %q: %v", raw, err)
+		}
+		return s
+	}
+	poll := func(what string, cond func() (bool, string)) {
+		t.Helper()
+		deadline := time.Now().Add(mediaTimeout)
+		for {
+			ok, last := cond()
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				saveDiagnostics(t, tabs)
+				t.Fatalf("%s: not within %v (last: %s)", what, mediaTimeout, last)
+			}
+			time.Sleep(pollInterval)
+		}
+	}
+	studentJS := func(js string) string {
+		t.Helper()
+		got, err := evaluate[string](alice, js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+
+	poll("the share-screen button on alice's page", func() (bool, string) {
+		got := studentJS(`(() => { const b = document.getElementById('share-screen'); return b && !b.hidden ? 'shown' : 'hidden'; })()`)
+		return got == "shown", got
+	})
+	poll("alice's camera live at the proctor", func() (bool, string) {
+		got, err := evaluate[string](proctor, `document.querySelector('[data-identity="alice"]')?.dataset.state ?? ''`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got == "live", got
+	})
+	if s := readTile(); strings.Contains(s.Timeline, "admitted") {
+		t.Fatalf("alice admitted before sharing her screen (timeline %q)", s.Timeline)
+	}
+
+	studentJS(`(document.getElementById('share-screen').click(), 'ok')`)
+	poll("alice's screen decoded at the proctor", func() (bool, string) {
+		s := readTile()
+		return s.ScreenFrames > 5 && strings.Contains(s.Timeline, "admitted"), fmt.Sprintf("%+v", s)
+	})
+	if s := readTile(); s.ScreenHeight < 500 {
+		t.Errorf("the screen arrives %d px high; want the whole 600 (one layer, no grid scaling)", s.ScreenHeight)
+	}
+
+	// Stop sharing as the browser's own "Stop sharing" bar does: the
+	// track's source ends and the page hears "ended".
+	studentJS(`(() => {
+  const track = window.invigilClient.screenStream.getVideoTracks()[0];
+  track.stop();
+  track.dispatchEvent(new Event('ended'));
+  return 'ok';
+})()`)
+	poll("missing:screen on alice's tile", func() (bool, string) {
+		s := readTile()
+		return strings.Contains(s.Badges, "missing:screen") && len(s.Extras) == 0, fmt.Sprintf("%+v", s)
+	})
+	poll("the share-again button", func() (bool, string) {
+		got := studentJS(`(() => { const b = document.getElementById('share-screen'); return b && !b.hidden ? b.textContent : ''; })()`)
+		return strings.Contains(got, "again"), got
+	})
+}
