@@ -48,8 +48,12 @@ const (
 type Participant struct {
 	SID      string // unique on the node; the stream id of its tracks
 	Identity string // the token's sub
-	Name     string
-	Role     Role
+	// Device names a student's additional device ("phone"); "" is the
+	// main one. Each device is its own participant: one live session per
+	// identity and device.
+	Device string
+	Name   string
+	Role   Role
 	// Record asks for this student's tracks to be recorded (the token's
 	// record claim); the node may also record every room.
 	Record bool
@@ -120,6 +124,7 @@ type ParticipantInfo struct {
 	Identity string      `json:"identity"`
 	Name     string      `json:"name"`
 	Role     Role        `json:"role"`
+	Device   string      `json:"device,omitempty"`
 	Tracks   []TrackInfo `json:"tracks,omitempty"`
 }
 
@@ -137,7 +142,7 @@ func trackInfo(t *sfu.Track) TrackInfo {
 
 // infoLocked describes p; the caller holds p's room's mu.
 func (p *Participant) infoLocked(withTracks bool) ParticipantInfo {
-	info := ParticipantInfo{SID: p.SID, Identity: p.Identity, Name: p.Name, Role: p.Role}
+	info := ParticipantInfo{SID: p.SID, Identity: p.Identity, Name: p.Name, Role: p.Role, Device: p.Device}
 	if withTracks {
 		for _, t := range p.tracks {
 			info.Tracks = append(info.Tracks, trackInfo(t))

@@ -56,9 +56,9 @@ func (rm *Room) Publish(p *Participant, t *sfu.Track) error {
 	}
 
 	ti := trackInfo(t)
-	rm.rooms.record(rm.name, EventTrackPublished, p.Identity, p.Identity, map[string]any{"track_id": ti.TrackID, "kind": ti.Kind, "source": ti.Source})
+	rm.rooms.record(rm.name, EventTrackPublished, p.Identity, p.Identity, withDevice(p.Device, map[string]any{"track_id": ti.TrackID, "kind": ti.Kind, "source": ti.Source}))
 	if admitted {
-		rm.rooms.record(rm.name, EventAdmitted, p.Identity, p.Identity, map[string]any{"required": p.Require, "sid": p.SID})
+		rm.rooms.record(rm.name, EventAdmitted, p.Identity, p.Identity, withDevice(p.Device, map[string]any{"required": p.Require, "sid": p.SID}))
 	}
 	if f := rm.rooms.cfg.OnPublish; f != nil && p.Role == RoleStudent {
 		f(rm.name, p, t)
@@ -111,8 +111,8 @@ func (rm *Room) Unpublish(p *Participant, t *sfu.Track) {
 			talkTo.Log.Debug("talk-back unsubscribe", "track", t.ID(), "err", err)
 		}
 	}
-	rm.rooms.record(rm.name, EventTrackUnpublished, p.Identity, p.Identity, map[string]any{"track_id": t.ID(), "kind": t.Kind().String(),
-		"source": t.Source(), "required": slices.Contains(p.Require, t.Source())})
+	rm.rooms.record(rm.name, EventTrackUnpublished, p.Identity, p.Identity, withDevice(p.Device, map[string]any{"track_id": t.ID(), "kind": t.Kind().String(),
+		"source": t.Source(), "required": slices.Contains(p.Require, t.Source())}))
 }
 
 // admitLocked marks p admitted, and reports true, the first time every
@@ -260,8 +260,8 @@ func (rm *Room) removeLocked(p *Participant, reason string) removal {
 func (g removal) record(r *Rooms, room string) {
 	for _, t := range g.tracks {
 		r.record(room, EventTrackUnpublished, g.info.Identity, g.info.Identity,
-			map[string]any{"track_id": t.ID(), "kind": t.Kind().String(), "source": t.Source(), "reason": g.reason,
-				"required": slices.Contains(g.require, t.Source())})
+			withDevice(g.info.Device, map[string]any{"track_id": t.ID(), "kind": t.Kind().String(), "source": t.Source(), "reason": g.reason,
+				"required": slices.Contains(g.require, t.Source())}))
 	}
 }
 
@@ -275,17 +275,41 @@ func (g removal) announce(rm *Room) {
 	endTalks(rm, g.talks)
 }
 
-// byIdentityLocked finds the participant with identity, if any.
-func (rm *Room) byIdentityLocked(identity string) *Participant {
+// withDevice adds a student's additional device to an event's details.
+func withDevice(device string, details map[string]any) map[string]any {
+	if device != "" {
+		details["device"] = device
+	}
+	return details
+}
+
+// sessionLocked finds the participant with identity on device, if any:
+// the session a new one of the same identity and device replaces.
+func (rm *Room) sessionLocked(identity, device string) *Participant {
 	for _, p := range rm.participants {
-		if p.Identity == identity {
+		if p.Identity == identity && p.Device == device {
 			return p
 		}
 	}
 	return nil
 }
 
-// Student returns the student with identity in the room, nil if none.
+// Students returns every session of the student with identity: the main
+// device and any additional ones.
+func (rm *Room) Students(identity string) []*Participant {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	var out []*Participant
+	for _, p := range rm.participants {
+		if p.Role == RoleStudent && p.Identity == identity {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Student returns the student with identity in the room (its main
+// device when it has more than one), nil if none.
 func (rm *Room) Student(identity string) *Participant {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()

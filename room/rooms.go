@@ -124,7 +124,7 @@ func (r *Rooms) Join(name string, p *Participant) (*Room, []ParticipantInfo, err
 		r.log.Info("room opened", "room", name)
 	}
 	rm.mu.Lock()
-	old := rm.byIdentityLocked(p.Identity)
+	old := rm.sessionLocked(p.Identity, p.Device)
 	if old == nil {
 		if len(rm.participants) >= r.cfg.MaxPerRoom {
 			rm.mu.Unlock()
@@ -161,14 +161,14 @@ func (r *Rooms) Join(name string, p *Participant) (*Room, []ParticipantInfo, err
 		old.Notify.Evict(ReasonReplaced)
 		gone.record(r, name)
 		if lostFor > 0 {
-			r.record(name, EventReconnect, old.Identity, old.Identity, map[string]any{
-				"sid": p.SID, "previous_sid": old.SID, "gap_ms": lostFor.Milliseconds()})
+			r.record(name, EventReconnect, old.Identity, old.Identity, withDevice(old.Device, map[string]any{
+				"sid": p.SID, "previous_sid": old.SID, "gap_ms": lostFor.Milliseconds()}))
 		} else {
-			r.record(name, EventLeave, old.Identity, old.Identity, map[string]any{"reason": ReasonReplaced, "sid": old.SID})
+			r.record(name, EventLeave, old.Identity, old.Identity, withDevice(old.Device, map[string]any{"reason": ReasonReplaced, "sid": old.SID}))
 		}
 	}
-	r.record(name, EventJoin, p.Identity, p.Identity, map[string]any{"role": string(p.Role), "sid": p.SID, "name": p.Name})
-	info := ParticipantInfo{SID: p.SID, Identity: p.Identity, Name: p.Name, Role: p.Role}
+	r.record(name, EventJoin, p.Identity, p.Identity, withDevice(p.Device, map[string]any{"role": string(p.Role), "sid": p.SID, "name": p.Name}))
+	info := ParticipantInfo{SID: p.SID, Identity: p.Identity, Name: p.Name, Role: p.Role, Device: p.Device}
 	for _, w := range watchers {
 		w.Notify.ParticipantJoined(info)
 	}
@@ -214,7 +214,7 @@ func (rm *Room) Lost(p *Participant) {
 	p.resume = time.AfterFunc(window, func() { r.leave(rm, p, ReasonDisconnect) })
 	rm.mu.Unlock()
 	p.Log.Info("connection lost; keeping the student for the resume window", "window", window)
-	r.record(rm.name, EventDisconnect, p.Identity, p.Identity, map[string]any{"sid": p.SID, "resume_window_ms": window.Milliseconds()})
+	r.record(rm.name, EventDisconnect, p.Identity, p.Identity, withDevice(p.Device, map[string]any{"sid": p.SID, "resume_window_ms": window.Milliseconds()}))
 }
 
 func (r *Rooms) leave(rm *Room, p *Participant, reason string) {
@@ -234,7 +234,7 @@ func (r *Rooms) leave(rm *Room, p *Participant, reason string) {
 	r.mu.Unlock()
 	gone.announce(rm)
 	gone.record(r, rm.name)
-	r.record(rm.name, EventLeave, p.Identity, p.Identity, map[string]any{"reason": reason, "sid": p.SID})
+	r.record(rm.name, EventLeave, p.Identity, p.Identity, withDevice(p.Device, map[string]any{"reason": reason, "sid": p.SID}))
 }
 
 func (r *Rooms) dropIfEmpty(rm *Room) {

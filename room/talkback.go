@@ -119,14 +119,19 @@ func talkbackTracks(tracks []*sfu.Track) []*sfu.Track {
 	return out
 }
 
-// studentLocked finds the student with identity; the caller holds mu.
+// studentLocked finds the student with identity, its main device first;
+// the caller holds mu.
 func (rm *Room) studentLocked(identity string) *Participant {
+	var other *Participant
 	for _, p := range rm.participants {
 		if p.Role == RoleStudent && p.Identity == identity {
-			return p
+			if p.Device == "" {
+				return p
+			}
+			other = p
 		}
 	}
-	return nil
+	return other
 }
 
 // talk is a talk-back cut short by a participant leaving.

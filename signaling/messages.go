@@ -52,6 +52,9 @@ const (
 	// TypeTalkback: a proctor starts (identity) or stops ("") talking to
 	// one student; the student is told with the same type.
 	TypeTalkback = "talkback"
+	// TypeDeviceLink: a student asks for (and receives) a link that adds
+	// a phone as a second camera.
+	TypeDeviceLink = "device_link"
 )
 
 // maxTiles bounds a view message: a proctor's grid of a full room.
@@ -115,7 +118,7 @@ func DecodeInbound(b []byte) (*Inbound, error) {
 		return &m, protoErr(CodeUnsupportedVersion, "protocol version %d is not supported; use %d", *m.V, ProtocolVersion)
 	}
 	switch m.Type {
-	case TypeJoin, TypeCandidate, TypePing, TypeLeave:
+	case TypeJoin, TypeCandidate, TypePing, TypeLeave, TypeDeviceLink:
 	case TypeFocus:
 		if m.Identity == nil {
 			return &m, protoErr(CodeMalformed, "focus needs identity (\"\" for the grid)")

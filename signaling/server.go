@@ -44,7 +44,11 @@ type Config struct {
 	// AllowedOrigins are the Origin host patterns accepted besides the
 	// server's own host (coder/websocket AcceptOptions.OriginPatterns).
 	AllowedOrigins []string
-	Version        string
+	// PublicURL is the base URL browsers reach this node's pages at; a
+	// device link (a student's phone) points there. Empty: no device
+	// links.
+	PublicURL string
+	Version   string
 	// Limits are the abuse limits; zero fields take the defaults.
 	Limits Limits
 	// JoinTimeout is how long a new connection has to join; 0 means

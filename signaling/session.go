@@ -59,9 +59,10 @@ type session struct {
 
 	// Set by the reader goroutine on join, before the client can cause
 	// any callback that reads them.
-	p    *room.Participant
-	rm   *room.Room
-	peer *sfu.Peer
+	grant Grant
+	p     *room.Participant
+	rm    *room.Room
+	peer  *sfu.Peer
 }
 
 // endReq is how a session ends: an optional last frame, then a close.
@@ -298,7 +299,8 @@ func (s *session) handle(b []byte) {
 // label besides "invalid", so the metric's cardinality stays bounded.
 var knownTypes = map[string]bool{TypeJoin: true, TypeOffer: true, TypeAnswer: true, TypeCandidate: true,
 	TypePing: true, TypeLeave: true, TypeFocus: true, TypeView: true, TypeMessage: true, TypeMessageAck: true,
-	TypeFlag: true, TypeNote: true, TypeEnd: true, TypeViolation: true, TypeTalkback: true}
+	TypeFlag: true, TypeNote: true, TypeEnd: true, TypeViolation: true, TypeTalkback: true,
+	TypeDeviceLink: true}
 
 func (s *session) dispatch(m *Inbound) error {
 	if !s.joined.Load() {
@@ -329,6 +331,8 @@ func (s *session) dispatch(m *Inbound) error {
 		return s.rm.SetFocus(s.p, *m.Identity)
 	case TypeMessage, TypeFlag, TypeNote, TypeEnd:
 		return s.intervene(m)
+	case TypeDeviceLink:
+		return s.deviceLink(m)
 	case TypeTalkback:
 		if s.p.Role != room.RoleProctor {
 			return protoErr(CodeForbidden, "only a proctor talks to a student")
@@ -464,7 +468,11 @@ func (s *session) join(m *Inbound) error {
 	}
 	sid := newSID()
 	log := s.srv.log.With("room", grant.Room, "identity", grant.Identity, "role", string(grant.Role), "sid", sid)
-	p := &room.Participant{SID: sid, Identity: grant.Identity, Name: grant.Name, Role: grant.Role, Record: grant.Record, Require: grant.Require, Notify: s, Log: log}
+	if grant.Device != "" {
+		log = log.With("device", grant.Device)
+	}
+	p := &room.Participant{SID: sid, Identity: grant.Identity, Device: grant.Device, Name: grant.Name, Role: grant.Role, Record: grant.Record,
+		Require: grant.Require, Notify: s, Log: log}
 	peer, err := s.srv.cfg.Engine.NewPeer(sfu.PeerConfig{
 		ID:      sid,
 		Signal:  s,
@@ -511,6 +519,7 @@ func (s *session) join(m *Inbound) error {
 	}
 	s.rm = rm
 	s.log = log
+	s.grant = grant
 	s.joined.Store(true)
 	s.joinWait.Stop()
 
@@ -524,7 +533,7 @@ func (s *session) join(m *Inbound) error {
 	s.send(Joined{
 		Envelope:      envelope(TypeJoined, m.ID),
 		Room:          rm.Name(),
-		Participant:   room.ParticipantInfo{SID: sid, Identity: grant.Identity, Name: grant.Name, Role: grant.Role},
+		Participant:   room.ParticipantInfo{SID: sid, Identity: grant.Identity, Name: grant.Name, Role: grant.Role, Device: grant.Device},
 		Participants:  view,
 		ICEServers:    ice,
 		ServerVersion: s.srv.cfg.Version,
@@ -632,8 +641,10 @@ func (s *session) intervene(m *Inbound) error {
 		rooms.Record(name, room.EventNote, s.p.Identity, target.Identity, map[string]any{"text": m.Text})
 	case TypeEnd:
 		rooms.Record(name, room.EventEnded, s.p.Identity, target.Identity, map[string]any{"reason": m.Text})
-		target.Notify.Intervention(TypeEnded, map[string]any{"reason": m.Text, "from": s.p.Name})
-		target.Notify.Evict(room.ReasonEnded)
+		for _, device := range s.rm.Students(target.Identity) { // the phone too
+			device.Notify.Intervention(TypeEnded, map[string]any{"reason": m.Text, "from": s.p.Name})
+			device.Notify.Evict(room.ReasonEnded)
+		}
 	}
 	return nil
 }

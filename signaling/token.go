@@ -28,6 +28,9 @@ type Claims struct {
 	// Require lists the sources a student must publish before it is
 	// admitted (camera, microphone, screen); absent: camera.
 	Require []string `json:"require,omitempty"`
+	// Device names a student's additional device (e.g. "phone"): it
+	// joins beside the student's main session instead of replacing it.
+	Device string `json:"device,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -40,6 +43,7 @@ type Grant struct {
 	Expires  time.Time
 	Record   bool     // the token's record claim
 	Require  []string // sources a student must publish to be admitted
+	Device   string   // a student's additional device; "" for the main one
 }
 
 // checkRequire accepts a require claim: sources a student publishes.
@@ -47,6 +51,29 @@ func checkRequire(require []string) error {
 	for _, src := range require {
 		if src == room.SourceTalkback || !validSources[src] {
 			return fmt.Errorf("require lists %q; sources are camera, microphone and screen", truncate(src, 32))
+		}
+	}
+	return nil
+}
+
+// maxDeviceName bounds a device claim: a short label such as "phone".
+const maxDeviceName = 32
+
+// checkDevice accepts a device claim: only students have additional
+// devices, named with 1–32 of a-z, 0-9, _ and -.
+func checkDevice(device string, role room.Role) error {
+	if device == "" {
+		return nil
+	}
+	if role != room.RoleStudent {
+		return errors.New("only a student token names a device")
+	}
+	if len(device) > maxDeviceName {
+		return fmt.Errorf("device name longer than %d bytes", maxDeviceName)
+	}
+	for _, c := range device {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return fmt.Errorf("device %q: use a-z, 0-9, _ and -", truncate(device, maxDeviceName))
 		}
 	}
 	return nil
@@ -101,7 +128,11 @@ func VerifyToken(secret []byte, token string) (Grant, error) {
 	if role != room.RoleStudent {
 		require = nil
 	}
-	return Grant{Identity: c.Subject, Name: name, Room: c.Room, Role: role, Expires: c.ExpiresAt.Time, Require: require, Record: c.Record}, nil
+	if err := checkDevice(c.Device, role); err != nil {
+		return Grant{}, fmt.Errorf("%w: %v", ErrTokenInvalid, err)
+	}
+	return Grant{Identity: c.Subject, Name: name, Room: c.Room, Role: role, Expires: c.ExpiresAt.Time, Require: require,
+		Record: c.Record, Device: c.Device}, nil
 }
 
 // TokenSpec is what MintToken puts in a token.
@@ -113,6 +144,9 @@ type TokenSpec struct {
 	TTL      time.Duration
 	Record   bool     // a student to be recorded
 	Require  []string // what a student must publish (nil: the default, camera)
+	Device   string   // a student's additional device (see Claims.Device)
+	// Expires, when set, is the expiry instead of now + TTL.
+	Expires time.Time
 }
 
 // MintToken signs a join token with HS256, as the exam platform's API
@@ -124,24 +158,32 @@ func MintToken(secret []byte, s TokenSpec) (string, error) {
 	if s.Identity == "" || s.Room == "" {
 		return "", errors.New("signaling: a token needs an identity and a room")
 	}
-	if s.TTL <= 0 {
+	if s.TTL <= 0 && s.Expires.IsZero() {
 		return "", errors.New("signaling: a token needs a positive lifetime")
 	}
 	if err := checkRequire(s.Require); err != nil {
 		return "", fmt.Errorf("signaling: %w", err)
 	}
+	if err := checkDevice(s.Device, s.Role); err != nil {
+		return "", fmt.Errorf("signaling: %w", err)
+	}
 	now := time.Now()
+	expires := now.Add(s.TTL)
+	if !s.Expires.IsZero() {
+		expires = s.Expires
+	}
 	c := Claims{
 		Room:    s.Room,
 		Role:    string(s.Role),
 		Name:    s.Name,
 		Record:  s.Record,
 		Require: s.Require,
+		Device:  s.Device,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Subject:   s.Identity,
 			IssuedAt:  jwt.NewNumericDate(now),
 			NotBefore: jwt.NewNumericDate(now),
-			ExpiresAt: jwt.NewNumericDate(now.Add(s.TTL)),
+			ExpiresAt: jwt.NewNumericDate(expires),
 		},
 	}
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)

@@ -86,7 +86,12 @@ func startRecorder(ctx context.Context, cfg serveConfig, rooms **room.Rooms, log
 func onPublish(all bool, rec *record.Recorder) func(string, *room.Participant, *sfu.Track) {
 	return func(roomName string, p *room.Participant, t *sfu.Track) {
 		if all || p.Record {
-			rec.Record(roomName, p.Identity, t)
+			// A second device is recorded on its own, as identity@device.
+			name := p.Identity
+			if p.Device != "" {
+				name += "@" + p.Device
+			}
+			rec.Record(roomName, name, t)
 		}
 	}
 }

@@ -386,6 +386,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Engine:         engine,
 		Secret:         []byte(cfg.apiSecret),
 		AllowedOrigins: splitList(cfg.allowedOrigins),
+		PublicURL:      public,
 		Limits: signaling.Limits{MaxConnsPerIP: cfg.maxConnsPerIP, ConnRatePerIP: cfg.connRatePerIP,
 			ConnBurstPerIP: cfg.connBurstPerIP, MsgRate: cfg.messageRate},
 		JoinTimeout: cfg.joinTimeout,

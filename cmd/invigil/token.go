@@ -23,6 +23,7 @@ func token(args []string, stdout, stderr io.Writer) error {
 	ttl := fs.Duration("ttl", time.Hour, "lifetime of the token")
 	require := fs.String("require", "", "comma-separated sources a student must publish to be admitted: camera, microphone, screen (default camera)")
 	secret := fs.String("api-secret", "", "HS256 key shared with serve (or INVIGIL_API_SECRET)")
+	device := fs.String("device", "", "a student's additional device, e.g. phone: it joins beside the main session")
 	dev := fs.Bool("dev", false, "sign with serve --dev's fixed development secret")
 	if err := fs.Parse(args); err != nil {
 		return usageErr(err)
@@ -44,7 +45,7 @@ func token(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	spec := signaling.TokenSpec{Room: *roomName, Identity: *identity, Role: r, Name: *name, TTL: *ttl, Record: *record}
+	spec := signaling.TokenSpec{Room: *roomName, Identity: *identity, Role: r, Name: *name, TTL: *ttl, Record: *record, Device: *device}
 	if *require != "" {
 		spec.Require = strings.Split(*require, ",")
 	}

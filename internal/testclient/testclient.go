@@ -74,6 +74,7 @@ type Msg struct {
 	URL          string                   `json:"url"`        // error redirect
 	Talking      bool                     `json:"talking"`    // talkback
 	StreamID     string                   `json:"stream_id"`  // talkback
+	QR           string                   `json:"qr"`         // device_link
 }
 
 // Dial opens a raw signaling connection.
