@@ -195,6 +195,29 @@ export function tokenFromLocation(location = globalThis.location) {
 }
 
 /**
+ * tokenClaims decodes a join token's claims WITHOUT verifying it (the server
+ * does that): for a page's own decisions before it joins, e.g. whether it is
+ * a student's second device (`device`). Returns null for a malformed token.
+ */
+export function tokenClaims(token) {
+  try {
+    const part = String(token).split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    return JSON.parse(atob(part.padEnd(part.length + (4 - part.length % 4) % 4, '=')));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * participantKey is the key of client.participants for a participant: its
+ * identity, or `identity/device` for a student's additional device (a
+ * phone), which is a participant of its own.
+ */
+export function participantKey(info) {
+  return info.device ? `${info.identity}/${info.device}` : info.identity;
+}
+
+/**
  * defaultSignalingURL is the ws(s) URL of /v1/rtc on the server this module
  * was loaded from, so an exam platform importing the SDK from
  * https://invigil.example/sdk/invigil.js talks to wss://invigil.example/v1/rtc.
@@ -263,6 +286,7 @@ export class InvigilClient extends EventTarget {
   #closedDispatched = false;
   #redirectTo = null;
   #redirects = 0;
+  #requests = new Map(); // request id → {resolve, reject, type}: replies matched by ref
 
   /**
    * @param {object} options
@@ -513,6 +537,32 @@ export class InvigilClient extends EventTarget {
     return undefined;
   }
 
+  /**
+   * requestDeviceLink asks the server for a link that adds the student's
+   * phone as a second camera (students, from their main device). Resolves
+   * with {device, url, qr, expires}: `url` opens the student page on the
+   * phone, `qr` is a PNG data: URL of it to show for scanning, `expires` the
+   * link's end (Unix seconds). Rejects with an InvigilError (forbidden,
+   * not_connected).
+   */
+  async requestDeviceLink() {
+    await this.#whenJoined();
+    return this.#request({type: 'device_link'});
+  }
+
+  // #request sends msg with a fresh id and resolves with the reply whose ref
+  // is that id, or rejects with the error that names it.
+  #request(msg) {
+    const id = `${msg.type}-${++this.#seq}`;
+    return new Promise((resolve, reject) => {
+      if (!this.#send({...msg, id})) {
+        reject(new InvigilError('not_connected', 'the signaling connection is not open'));
+        return;
+      }
+      this.#requests.set(id, {resolve, reject, type: msg.type});
+    });
+  }
+
   /** acknowledge tells the proctor a `message` was seen (students). */
   acknowledge(messageId) {
     return this.#send({type: 'message_ack', message_id: Number(messageId)});
@@ -626,6 +676,7 @@ export class InvigilClient extends EventTarget {
       case 'message': return this.#emit('message', {messageId: msg.message_id, text: msg.text ?? '', from: msg.from ?? ''});
       case 'ended': return this.#emit('ended', {reason: msg.reason ?? '', from: msg.from ?? ''});
       case 'talkback': return this.#onTalkback(msg);
+      case 'device_link': return this.#onReply(msg, {device: msg.device, url: msg.url, qr: msg.qr, expires: msg.expires});
       case 'pong': return this.#onPong(msg);
       case 'leave': return this.#onLeave(msg);
       case 'error': return this.#onError(msg);
@@ -651,6 +702,13 @@ export class InvigilClient extends EventTarget {
     waiter?.resolve(msg);
   }
 
+  #onReply(msg, value) {
+    const req = this.#requests.get(msg.ref);
+    if (!req) return;
+    this.#requests.delete(msg.ref);
+    req.resolve(value);
+  }
+
   #onPong(msg) {
     if (typeof msg.ts !== 'number') return;
     this.rtt = Date.now() - msg.ts;
@@ -669,6 +727,12 @@ export class InvigilClient extends EventTarget {
     if (code === 'glare') {
       this.#onGlare(msg.ref);
       return;
+    }
+    const req = this.#requests.get(msg.ref);
+    if (req) {
+      this.#requests.delete(msg.ref);
+      req.reject(err);
+      if (!err.fatal) return;
     }
     if (code === 'redirect' && this.#joinWaiter && typeof msg.url === 'string' && this.#redirects < MAX_REDIRECTS) {
       // Another node holds the room: join there once this socket closes.
@@ -978,11 +1042,12 @@ export class InvigilClient extends EventTarget {
 
   #upsertParticipant(info) {
     if (!info || !info.identity) return null;
-    let p = this.participants.get(info.identity);
+    const key = participantKey(info);
+    let p = this.participants.get(key);
     if (!p || (info.sid && p.sid !== info.sid)) {
-      p = {sid: info.sid, identity: info.identity, name: info.identity, role: null,
+      p = {sid: info.sid, identity: info.identity, device: info.device ?? '', name: info.identity, role: null,
         tracks: [], mediaTracks: new Map(), stream: null};
-      this.participants.set(info.identity, p);
+      this.participants.set(key, p);
     }
     if (info.name) p.name = info.name;
     if (info.role) p.role = info.role;
@@ -1001,14 +1066,15 @@ export class InvigilClient extends EventTarget {
   #onParticipantLeft(msg) {
     const info = msg.participant;
     if (!info || !info.identity) return;
-    const current = this.participants.get(info.identity);
+    const key = participantKey(info);
+    const current = this.participants.get(key);
     this.#heldTracks.delete(info.sid);
     if (current && info.sid && current.sid !== info.sid) {
       // A stale departure of a session this identity has since replaced.
       this.#log.debug(`[invigil] ignoring departure of old session ${info.sid} of ${info.identity}`);
       return;
     }
-    this.participants.delete(info.identity);
+    this.participants.delete(key);
     this.#log.info(`[invigil] participant left: ${info.identity} (${info.sid}, ${msg.reason ?? 'left'})`);
     this.#emit('participant_left', {participant: current ?? info, reason: msg.reason ?? 'left'});
   }
@@ -1060,6 +1126,8 @@ export class InvigilClient extends EventTarget {
     this.#heldCandidates = [];
     this.#heldTracks.clear();
     this.#talkbacks.clear();
+    for (const req of this.#requests.values()) req.reject(new InvigilError('closed', 'the session closed'));
+    this.#requests.clear();
     if (this.pc && this.pc.signalingState !== 'closed') this.pc.close();
     if (this.#ownsLocalStream && this.localStream) this.localStream.getTracks().forEach((t) => t.stop());
     this.screenStream?.getTracks().forEach((t) => t.stop());

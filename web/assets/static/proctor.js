@@ -233,6 +233,14 @@ function tileLabel(p) {
 
 function ensureTile(p) {
   if (p.role && p.role !== 'student') return null;
+  if (p.device) {
+    // A student's additional device (a phone): its camera joins the
+    // student's own tile, which exists already unless the phone came first.
+    const tile = tiles.get(p.identity) ?? ensureTile(client.participants.get(p.identity) ??
+      {identity: p.identity, sid: null, name: p.name, role: 'student', tracks: [], mediaTracks: new Map()});
+    attachMedia(p.identity);
+    return tile;
+  }
   let tile = tiles.get(p.identity);
   if (tile && tile.sid !== p.sid) {
     // The student reconnected as a new session: start the tile afresh.
@@ -325,10 +333,13 @@ function updateCount() {
  */
 function attachMedia(identity) {
   const tile = tiles.get(identity);
-  const p = client.participants.get(identity);
-  if (!tile || !p) return;
-  const info = (track) => p.tracks.find((t) => t.track_id === track.id);
-  const live = [...p.mediaTracks.values()].filter((t) => t.readyState === 'live');
+  if (!tile) return;
+  // The student's sessions: the main device and any others (device set).
+  const sessions = [...client.participants.values()].filter((q) => q.identity === identity && q.role !== 'proctor');
+  const infos = new Map(); // track id → {source, device}
+  for (const q of sessions) for (const t of q.tracks) infos.set(t.track_id, {...t, device: q.device ?? ''});
+  const info = (track) => infos.get(track.id);
+  const live = sessions.flatMap((q) => [...q.mediaTracks.values()]).filter((t) => t.readyState === 'live');
   const isMain = (t) => t.kind === 'audio' || ((info(t)?.source ?? 'camera') === 'camera' && !info(t)?.device);
   const main = live.filter(isMain);
   // One camera in the main video: the first, if a second slipped in unannounced.
@@ -407,8 +418,16 @@ function wire(c) {
   });
   c.addEventListener('participant_joined', ({detail}) => ensureTile(detail.participant));
   c.addEventListener('participant_left', ({detail}) => {
-    const tile = tiles.get(detail.participant.identity);
-    if (tile && (!detail.participant.sid || tile.sid === detail.participant.sid)) removeTile(detail.participant.identity);
+    const {identity, sid, device} = detail.participant;
+    const tile = tiles.get(identity);
+    if (device) {
+      // A second device left: its camera leaves the tile, the student stays
+      // (unless the tile was only ever the phone's).
+      if (tile && !client.participants.get(identity)) removeTile(identity);
+      else attachMedia(identity);
+      return;
+    }
+    if (tile && (!sid || tile.sid === sid)) removeTile(identity);
   });
   c.addEventListener('track_published', ({detail}) => {
     if (detail.participant) ensureTile(detail.participant);

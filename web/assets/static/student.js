@@ -2,7 +2,7 @@
 // the room and publish camera + microphone. It never shows anything about
 // other students; the server sends nothing about them anyway.
 
-import {InvigilClient, rejoinAfter, tokenFromLocation, watchViolations} from '../sdk/invigil.js';
+import {InvigilClient, rejoinAfter, tokenClaims, tokenFromLocation, watchViolations} from '../sdk/invigil.js';
 import {describeClose, describeError} from './messages.js';
 
 const $ = (id) => document.getElementById(id);
@@ -159,6 +159,24 @@ function offerScreen(client) {
 }
 
 /**
+ * offerSecondCamera lets the student add their phone: the server mints a
+ * link (and a QR code of it) that joins as this student's second device.
+ */
+function offerSecondCamera(client) {
+  $('second-camera').hidden = false;
+  $('device-link').onclick = async () => {
+    try {
+      const link = await client.requestDeviceLink();
+      $('device-qr-img').src = link.qr;
+      $('device-url').href = link.url;
+      $('device-qr').hidden = false;
+    } catch (err) {
+      setStatus('warning', describeError(err.code ?? 'media_failed', err.message).title);
+    }
+  };
+}
+
+/**
  * showTalkback plays a proctor's voice and says who is speaking, while
  * they talk; the banner goes when they stop.
  */
@@ -181,11 +199,19 @@ async function main() {
   const client = new InvigilClient({token, logger: console});
   window.invigilClient = client;
   watch(client);
+  // A second device (a phone opened from the device link) sends its camera
+  // only, the back one by default: a view of the desk and room.
+  const device = tokenClaims(token)?.device ?? '';
+  const media = device ? {video: {facingMode: {ideal: 'environment'}}, audio: false} : {video: true, audio: true};
+  if (device) {
+    document.title = 'Invigil · Second camera';
+    ui.title.textContent = 'Second camera';
+  }
 
   setStep('camera', 'active');
   setStatus('camera', 'Waiting for camera permission…');
   try {
-    ui.selfView.srcObject = await client.openCamera({video: true, audio: true});
+    ui.selfView.srcObject = await client.openCamera(media);
   } catch (err) {
     fail(describeError(err.code ?? 'media_failed', err.message), 'camera');
     return;
@@ -205,10 +231,13 @@ async function main() {
   setStep('publish', 'active');
   setStatus('connecting', 'Sharing your camera…');
   try {
-    await client.publishCamera({video: true, audio: true});
+    await client.publishCamera({video: true, audio: !device});
     attempt = 0;
-    watchViolations(client);
-    offerScreen(client);
+    if (!device) {
+      watchViolations(client);
+      offerScreen(client);
+      offerSecondCamera(client);
+    }
   } catch (err) {
     fail(describeError(err.code ?? 'media_failed', err.message), 'publish');
   }

@@ -1,0 +1,128 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// deviceTileJS describes Alice's tiles at the proctor: how many, the main
+// video's state, and the extra videos with the frames decoded of each.
+const deviceTileJS = `(async () => {
+  const tiles = document.querySelectorAll('[data-identity="alice"]');
+  const tile = tiles[0];
+  const out = {tiles: tiles.length, state: tile?.dataset.state ?? '', extras: []};
+  if (!tile) return JSON.stringify(out);
+  const stats = await window.invigilClient.pc.getStats();
+  const frames = new Map();
+  stats.forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'video') frames.set(r.trackIdentifier, r.framesDecoded ?? 0); });
+  for (const v of tile.querySelectorAll('.tile-extras video')) {
+    const track = v.srcObject?.getVideoTracks()[0];
+    out.extras.push({device: v.dataset.device, source: v.dataset.source, frames: track ? frames.get(track.id) ?? 0 : 0});
+  }
+  return JSON.stringify(out);
+})()`
+
+type deviceTile struct {
+	Tiles  int    `json:"tiles"`
+	State  string `json:"state"`
+	Extras []struct {
+		Device string `json:"device"`
+		Source string `json:"source"`
+		Frames int    `json:"frames"`
+	} `json:"extras"`
+}
+
+// TestBrowserSecondDevice: Alice's page shows a QR code and link for her
+// phone; a tab that opens the link joins as her second camera (video
+// only). The proctor sees both cameras in Alice's one tile, the phone's
+// decoding; Alice's page stays joined. When the phone's tab closes, its
+// camera leaves the tile and Alice stays live.
+func TestBrowserSecondDevice(t *testing.T) {
+	chromium := requireChromium(t)
+	checkLeaks(t)
+	bin := invigilBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), hardTimeout)
+	t.Cleanup(cancel)
+
+	srv := startServer(t, ctx, bin, apiSecret)
+	br := startBrowser(t, ctx, chromium)
+	proctor := br.openTab(t, "proctor", srv.url("/proctor#token="+srv.token(t, ctx, room, "pat", "proctor", "Pat")))
+	alice := br.openTab(t, "alice", srv.url("/student#token="+srv.token(t, ctx, room, "alice", "student", "Alice")))
+	tabs := []*tab{proctor, alice}
+
+	poll := func(what string, cond func() (bool, string)) {
+		t.Helper()
+		deadline := time.Now().Add(mediaTimeout)
+		for {
+			ok, last := cond()
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				saveDiagnostics(t, tabs)
+				t.Fatalf("%s: not within %v (last: %s)", what, mediaTimeout, last)
+			}
+			time.Sleep(pollInterval)
+		}
+	}
+	js := func(tb *tab, script string) string {
+		t.Helper()
+		got, err := evaluate[string](tb, script)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	readTile := func() deviceTile {
+		t.Helper()
+		var d deviceTile
+		if raw := js(proctor, deviceTileJS); json.Unmarshal([]byte(raw), &d) != nil {
+			t.Fatalf("tile state %q", raw)
+		}
+		return d
+	}
+
+	poll("alice live at the proctor", func() (bool, string) {
+		d := readTile()
+		return d.State == "live", fmt.Sprintf("%+v", d)
+	})
+	poll("the add-my-phone button", func() (bool, string) {
+		got := js(alice, `(() => { const s = document.getElementById('second-camera'); return s && !s.hidden ? 'shown' : 'hidden'; })()`)
+		return got == "shown", got
+	})
+	js(alice, `(document.getElementById('device-link').click(), 'ok')`)
+	var link string
+	poll("the QR code and link", func() (bool, string) {
+		got := js(alice, `(() => {
+  const img = document.getElementById('device-qr-img');
+  if (document.getElementById('device-qr').hidden || !img.complete || img.naturalWidth < 200) return '';
+  return document.getElementById('device-url').href;
+})()`)
+		link = got
+		return strings.Contains(got, "/student#token="), got
+	})
+
+	phone := br.openTab(t, "phone", link)
+	tabs = append(tabs, phone)
+	poll("the phone's camera decoded in alice's tile", func() (bool, string) {
+		d := readTile()
+		ok := d.Tiles == 1 && d.State == "live" && len(d.Extras) == 1 && d.Extras[0].Device == "phone" && d.Extras[0].Frames > 5
+		return ok, fmt.Sprintf("%+v", d)
+	})
+	if got := js(phone, `document.title + ' | audio tracks: ' + (window.invigilClient?.localStream?.getAudioTracks().length ?? -1)`); got != "Invigil · Second camera | audio tracks: 0" {
+		t.Errorf("the phone's page: %q; want the second-camera page sending video only", got)
+	}
+	if got := js(alice, `window.invigilClient.state`); got != "joined" {
+		t.Errorf("alice's page is %q after her phone joined; neither device may kick the other", got)
+	}
+
+	js(phone, `(window.invigilClient.leave(), 'ok')`)
+	poll("the phone's camera gone, alice still live", func() (bool, string) {
+		d := readTile()
+		return d.Tiles == 1 && d.State == "live" && len(d.Extras) == 0, fmt.Sprintf("%+v", d)
+	})
+}
