@@ -1,0 +1,126 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// iceStateJS reads a page's ICE usernames (local and remote ufrag) and
+// connection state.
+const iceStateJS = `(() => {
+  const pc = window.invigilClient?.pc;
+  const ufrag = (d) => d?.sdp.match(/a=ice-ufrag:(\S+)/)?.[1] ?? '';
+  return JSON.stringify({local: ufrag(pc?.localDescription), remote: ufrag(pc?.remoteDescription),
+    state: pc?.connectionState ?? '', sid: window.invigilClient?.self?.sid ?? ''});
+})()`
+
+type iceState struct {
+	Local  string `json:"local"`
+	Remote string `json:"remote"`
+	State  string `json:"state"`
+	SID    string `json:"sid"`
+}
+
+// aliceFramesJS is the frames the proctor decoded of Alice's video, and
+// the sid the proctor knows her by.
+const aliceFramesJS = `(async () => {
+  const p = window.invigilClient.participants.get('alice');
+  const video = [...(p?.mediaTracks.values() ?? [])].find((t) => t.kind === 'video');
+  let frames = 0;
+  if (video) {
+    (await window.invigilClient.pc.getStats()).forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.trackIdentifier === video.id) frames = r.framesDecoded ?? 0;
+    });
+  }
+  return JSON.stringify({frames, sid: p?.sid ?? ''});
+})()`
+
+// TestBrowserICERestart: when the browser reports a network change
+// ("online"), the student page's SDK restarts ICE over the same signaling
+// connection: both sides get new ICE credentials, the connection comes
+// back, and the proctor keeps decoding the same participant (same sid, no
+// reconnect in the trail).
+func TestBrowserICERestart(t *testing.T) {
+	chromium := requireChromium(t)
+	checkLeaks(t)
+	bin := invigilBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), hardTimeout)
+	t.Cleanup(cancel)
+
+	srv := startServer(t, ctx, bin, apiSecret)
+	br := startBrowser(t, ctx, chromium)
+	proctor := br.openTab(t, "proctor", srv.url("/proctor#token="+srv.token(t, ctx, room, "pat", "proctor", "Pat")))
+	alice := br.openTab(t, "alice", srv.url("/student#token="+srv.token(t, ctx, room, "alice", "student", "Alice")))
+	tabs := []*tab{proctor, alice}
+
+	poll := func(what string, cond func() (bool, string)) {
+		t.Helper()
+		deadline := time.Now().Add(mediaTimeout)
+		for {
+			ok, last := cond()
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				saveDiagnostics(t, tabs)
+				t.Fatalf("%s: not within %v (last: %s)", what, mediaTimeout, last)
+			}
+			time.Sleep(pollInterval)
+		}
+	}
+	read := func(tb *tab, script string, v any) string {
+		t.Helper()
+		raw, err := evaluate[string](tb, script)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(raw), v); err != nil {
+			t.Fatalf("%q: %v", raw, err)
+		}
+		return raw
+	}
+	type frames struct {
+		Frames int    `json:"frames"`
+		SID    string `json:"sid"`
+	}
+	var before frames
+	poll("alice decoded at the proctor", func() (bool, string) {
+		raw := read(proctor, aliceFramesJS, &before)
+		return before.Frames > 20, raw
+	})
+	var first iceState
+	read(alice, iceStateJS, &first)
+	if first.State != "connected" || first.Local == "" || first.Remote == "" {
+		t.Fatalf("alice's connection before the restart: %+v", first)
+	}
+
+	if _, err := evaluate[bool](alice, `window.dispatchEvent(new Event('online'))`); err != nil {
+		t.Fatal(err)
+	}
+	poll("new ICE credentials on both sides, connected", func() (bool, string) {
+		var now iceState
+		raw := read(alice, iceStateJS, &now)
+		return now.Local != first.Local && now.Remote != first.Remote && now.State == "connected" && now.SID == first.SID, raw
+	})
+	var mid frames
+	read(proctor, aliceFramesJS, &mid)
+	poll("the proctor still decoding alice after the restart", func() (bool, string) {
+		var after frames
+		raw := read(proctor, aliceFramesJS, &after)
+		return after.Frames > mid.Frames+20 && after.SID == before.SID, raw
+	})
+	timeline, err := evaluate[string](proctor, `[...document.querySelectorAll('#timeline li')].map((li) => li.dataset.kind).join(' ')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(timeline, "reconnect") || strings.Contains(timeline, "leave") {
+		t.Errorf("the restart shows in the trail as %q; it should be invisible", timeline)
+	}
+	if got := fmt.Sprint(strings.Count(timeline, "join")); got != "2" {
+		t.Errorf("timeline %q has %s joins; want 2 (proctor, alice)", timeline, got)
+	}
+}
