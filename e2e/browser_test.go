@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -225,6 +226,24 @@ func (b *browser) openTabWithInit(t *testing.T, name, url, script string) *tab {
 		t.Fatalf("tab %s: navigating to %s: %v", name, redactToken(url), err)
 	}
 	return tb
+}
+
+// setWindowState minimizes (or restores, WindowStateNormal) the tab's own
+// window through CDP, as a student switching away from the exam does: the
+// page becomes hidden and the browser fires a real visibilitychange.
+func setWindowState(t *testing.T, tb *tab, state cdpbrowser.WindowState) {
+	t.Helper()
+	act := chromedp.Action[chromedp.Void](func(ctx context.Context, target *chromedp.Target) (chromedp.Void, error) {
+		win, err := cdp.Call(ctx, target, cdpbrowser.GetWindowForTarget, cdpbrowser.GetWindowForTargetParams{})
+		if err != nil {
+			return chromedp.Void{}, err
+		}
+		_, err = cdp.Call(ctx, target, cdpbrowser.SetWindowBounds, cdpbrowser.SetWindowBoundsParams{WindowID: win.WindowID, Bounds: &cdpbrowser.Bounds{WindowState: state}})
+		return chromedp.Void{}, err
+	})
+	if err := run(tb.ctx, navigateTimeout, act); err != nil {
+		t.Fatalf("tab %s: window state %s: %v", tb.name, state, err)
+	}
 }
 
 // run runs one action with a timeout on a tab that has already run once.

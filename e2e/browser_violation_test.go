@@ -2,23 +2,15 @@ package e2e
 
 import (
 	"context"
+	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"strings"
 	"testing"
 	"time"
 )
 
-// hidePageJS makes the student page hidden as far as the page can tell
-// (document.visibilityState) and fires visibilitychange, as the browser
-// does when the student switches tabs.
-const hidePageJS = `(() => {
-  Object.defineProperty(document, 'visibilityState', {value: 'hidden', configurable: true});
-  Object.defineProperty(document, 'hidden', {value: true, configurable: true});
-  document.dispatchEvent(new Event('visibilitychange'));
-  return true;
-})()`
-
 // TestBrowserViolationReachesProctor: a student page that goes hidden
-// reports a tab_hidden violation through the SDK; the proctor page marks
+// (its window minimized through CDP: a real visibilitychange from the
+// browser's page lifecycle) reports a tab_hidden violation through the SDK; the proctor page marks
 // that student's tile (data-badges) and lists it in its timeline. Then the
 // proctor messages the student from the tile's button: the student page
 // shows it, and acknowledging it puts message_ack in the proctor's
@@ -70,14 +62,16 @@ func TestBrowserViolationReachesProctor(t *testing.T) {
 		time.Sleep(pollInterval)
 	}
 	time.Sleep(time.Second) // publishCamera resolves, then the watch starts
-	if _, err := evaluate[bool](student, hidePageJS); err != nil {
-		t.Fatal(err)
+	setWindowState(t, student, cdpbrowser.WindowStateMinimized)
+	// Minimizing blurs the window, then hides the page: both are reported.
+	badges := waitFor("a tab_hidden badge on alice's tile", `(() => {
+  const b = document.querySelector('[data-identity="alice"]')?.dataset.badges ?? '';
+  return b.includes('violation:tab_hidden') ? b : '';
+})()`)
+	if !strings.Contains(badges, "violation:window_blur") {
+		t.Errorf("alice's tile badges %q, want violation:window_blur beside tab_hidden", badges)
 	}
-	badges := waitFor("a violation badge on alice's tile", `document.querySelector('[data-identity="alice"]')?.dataset.badges ?? ''`)
-	if !strings.Contains(badges, "violation:tab_hidden") {
-		t.Errorf("alice's tile badges %q, want violation:tab_hidden", badges)
-	}
-	line := waitFor("the timeline line", `[...document.querySelectorAll('#timeline li[data-kind="violation"]')].map((li) => li.textContent).join('\n')`)
+	line := waitFor("the timeline line", `[...document.querySelectorAll('#timeline li[data-kind="violation"]')].map((li) => li.textContent).filter((s) => s.includes('tab_hidden')).join('\n')`)
 	if !strings.Contains(line, "alice") || !strings.Contains(line, "tab_hidden") {
 		t.Errorf("timeline %q", line)
 	}
@@ -106,6 +100,12 @@ func TestBrowserViolationReachesProctor(t *testing.T) {
 	}
 	if _, err := evaluate[bool](student, `(() => { document.querySelector('.proctor-message button').click(); return true; })()`); err != nil {
 		t.Fatal(err)
+	}
+	// Back to the exam: tab_visible, with how long it was away.
+	setWindowState(t, student, cdpbrowser.WindowStateNormal)
+	back := waitFor("tab_visible in the timeline", `[...document.querySelectorAll('#timeline li[data-kind="violation"]')].map((li) => li.textContent).filter((s) => s.includes('tab_visible')).join('\n')`)
+	if !strings.Contains(back, "alice") {
+		t.Errorf("tab_visible line %q", back)
 	}
 	waitFor("message_ack in the timeline", `document.querySelector('#timeline li[data-kind="message_ack"]')?.textContent ?? ''`)
 }
