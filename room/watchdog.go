@@ -18,9 +18,23 @@ const (
 // nothing before the proctor is told (serve --stall-after).
 const DefaultStallAfter = 3 * time.Second
 
+// Bitrate collapse: a camera that still sends packets but, over a whole
+// stall-after window, fewer bits than CollapseBitrate shows nothing a
+// proctor can use (a covered or frozen camera, an uplink starved to
+// nothing). Chrome's congestion control keeps video at ≥ ~30 kb/s while it
+// can, and the lowest simulcast layer is ~150 kb/s, so 20 kb/s is well below
+// any picture. It counts as resumed above twice that, so a camera hovering
+// at the threshold does not flap.
+const (
+	CollapseBitrate = 20_000 // bits per second, all layers together
+	resumeBitrate   = 2 * CollapseBitrate
+)
+
 // Watch is the media watchdog: it records media_stalled when a connected
-// student's camera has sent no packet for stallAfter, and media_resumed
-// (with how long it was silent) when packets come again. Proctors see both
+// student's camera has sent no packet for stallAfter (cause silence), or
+// sent under CollapseBitrate through a whole stallAfter window after
+// having sent a picture (cause bitrate), and media_resumed (with how long
+// it lasted) when packets, or the bitrate, come back. Proctors see both
 // at once, like every event. It checks four times per stallAfter, reading
 // each track's last-packet time (one atomic load: nothing on the
 // forwarding path), and returns when ctx ends.
@@ -36,6 +50,7 @@ func (r *Rooms) Watch(ctx context.Context, stallAfter time.Duration) {
 		t  *sfu.Track
 	}
 	silentSince := map[*sfu.Track]time.Time{} // stalled tracks: their last packet before the silence
+	rates := map[*sfu.Track]*rateWatch{}      // every camera's bitrate over the last window
 	for {
 		select {
 		case <-ctx.Done():
@@ -69,17 +84,21 @@ func (r *Rooms) Watch(ctx context.Context, stallAfter time.Duration) {
 				continue // not started yet: that is the join's business
 			}
 			since, stalled := silentSince[c.t]
+			if !stalled {
+				r.watchBitrate(c.rm, c.p, c.t, rates, now, stallAfter)
+			}
 			switch {
 			case !stalled && now.Sub(last) >= stallAfter:
 				silentSince[c.t] = last
+				delete(rates, c.t) // the bitrate starts afresh when packets come back
 				c.p.Log.Info("camera stalled", "track", c.t.ID(), "silent", now.Sub(last).Round(time.Millisecond))
 				c.rm.Record(EventMediaStalled, "", c.p.Identity, map[string]any{
-					"track_id": c.t.ID(), "source": c.t.Source(), "since": last.UTC(), "silent_ms": now.Sub(last).Milliseconds()})
+					"track_id": c.t.ID(), "source": c.t.Source(), "cause": "silence", "since": last.UTC(), "silent_ms": now.Sub(last).Milliseconds()})
 			case stalled && last.After(since):
 				delete(silentSince, c.t)
 				c.p.Log.Info("camera resumed", "track", c.t.ID(), "silent", last.Sub(since).Round(time.Millisecond))
 				c.rm.Record(EventMediaResumed, "", c.p.Identity, map[string]any{
-					"track_id": c.t.ID(), "source": c.t.Source(), "stalled_ms": last.Sub(since).Milliseconds()})
+					"track_id": c.t.ID(), "source": c.t.Source(), "cause": "silence", "stalled_ms": last.Sub(since).Milliseconds()})
 			}
 		}
 		for t := range silentSince {
@@ -87,5 +106,53 @@ func (r *Rooms) Watch(ctx context.Context, stallAfter time.Duration) {
 				delete(silentSince, t) // unpublished or left: those have their own events
 			}
 		}
+		for t := range rates {
+			if !live[t] {
+				delete(rates, t)
+			}
+		}
+	}
+}
+
+// rateWatch follows one camera's bitrate, window by window.
+type rateWatch struct {
+	from      time.Time // the window's start
+	bytes     uint64    // BytesReceived at from
+	healthy   bool      // a window at or above resumeBitrate was seen
+	collapsed time.Time // when the collapse was recorded; zero if not collapsed
+}
+
+// watchBitrate closes the camera's window once it spans stallAfter and
+// records media_stalled (cause bitrate) when the camera, healthy before,
+// sent under CollapseBitrate through it; media_resumed once it is back
+// at resumeBitrate.
+func (r *Rooms) watchBitrate(rm *Room, p *Participant, t *sfu.Track, rates map[*sfu.Track]*rateWatch, now time.Time, window time.Duration) {
+	w := rates[t]
+	if w == nil {
+		rates[t] = &rateWatch{from: now, bytes: t.BytesReceived()}
+		return
+	}
+	span := now.Sub(w.from)
+	if span < window {
+		return
+	}
+	b := t.BytesReceived()
+	bps := float64(b-w.bytes) * 8 / span.Seconds()
+	w.from, w.bytes = now, b
+	switch {
+	case w.collapsed.IsZero() && w.healthy && bps < CollapseBitrate && now.Sub(t.LastPacket()) < window/2:
+		// Packets still come (silence is the other detector's), too few bits.
+		w.collapsed = now
+		p.Log.Info("camera bitrate collapsed", "track", t.ID(), "bps", int(bps))
+		rm.Record(EventMediaStalled, "", p.Identity, withDevice(p.Device, map[string]any{
+			"track_id": t.ID(), "source": t.Source(), "cause": "bitrate", "bitrate_bps": int(bps), "threshold_bps": CollapseBitrate}))
+	case !w.collapsed.IsZero() && bps >= resumeBitrate:
+		p.Log.Info("camera bitrate recovered", "track", t.ID(), "bps", int(bps))
+		rm.Record(EventMediaResumed, "", p.Identity, withDevice(p.Device, map[string]any{
+			"track_id": t.ID(), "source": t.Source(), "cause": "bitrate", "bitrate_bps": int(bps), "stalled_ms": now.Sub(w.collapsed).Milliseconds()}))
+		w.collapsed = time.Time{}
+	}
+	if bps >= resumeBitrate {
+		w.healthy = true
 	}
 }

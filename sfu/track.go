@@ -134,6 +134,18 @@ func (t *Track) LastPacket() time.Time {
 	return time.Time{}
 }
 
+// BytesReceived is the RTP bytes received so far on every layer of the
+// track; a watchdog samples it to see the publisher's bitrate.
+func (t *Track) BytesReceived() uint64 {
+	var n uint64
+	for i := range t.layers {
+		if l := t.layers[i].Load(); l != nil {
+			n += l.bytes.Load()
+		}
+	}
+	return n
+}
+
 // Done is closed when the track has ended: every layer's stream stopped
 // (unpublished, or the publisher's PeerConnection closed).
 func (t *Track) Done() <-chan struct{} { return t.done }

@@ -40,13 +40,30 @@ func TestMediaWatchdog(t *testing.T) {
 	if took := time.Since(stopped); took > stallAfter+time.Second {
 		t.Errorf("media_stalled came %v after the camera stopped, want within %v", took, stallAfter+time.Second)
 	}
-	if d["source"] != "camera" {
-		t.Errorf("media_stalled details %v", d)
+	if d["source"] != "camera" || d["cause"] != "silence" {
+		t.Errorf("media_stalled details %v, want source camera, cause silence", d)
 	}
 	time.Sleep(500 * time.Millisecond)
 	alice.StopVideo.Store(false)
 	d = waitEvent(room.EventMediaResumed, 3*time.Second)
 	if ms, _ := d["stalled_ms"].(float64); ms < float64(stallAfter.Milliseconds()) {
 		t.Errorf("media_resumed details %v: stalled_ms below the stall", d)
+	}
+
+	// Packets keep coming but the bitrate collapses (a covered camera, a
+	// starved uplink): stalled with cause bitrate within two windows.
+	time.Sleep(3 * stallAfter) // a healthy window first
+	alice.Starve.Store(true)
+	d = waitEvent(room.EventMediaStalled, 2*stallAfter+time.Second)
+	if d["cause"] != "bitrate" {
+		t.Errorf("media_stalled details %v, want cause bitrate", d)
+	}
+	if bps, _ := d["bitrate_bps"].(float64); bps >= room.CollapseBitrate {
+		t.Errorf("media_stalled at %v b/s, not below %d", bps, room.CollapseBitrate)
+	}
+	alice.Starve.Store(false)
+	d = waitEvent(room.EventMediaResumed, 2*stallAfter+time.Second)
+	if d["cause"] != "bitrate" {
+		t.Errorf("media_resumed details %v, want cause bitrate", d)
 	}
 }

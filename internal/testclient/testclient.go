@@ -139,7 +139,10 @@ type Client struct {
 	forceKey   atomic.Bool   // a PLI came: the next frame is a keyframe
 	// StopVideo, while true, sends no video (a camera that froze); audio
 	// goes on.
-	StopVideo  atomic.Bool
+	StopVideo atomic.Bool
+	// Starve, while true, sends a tiny frame three times a second instead
+	// of the video: packets flow, the bitrate collapses (~1 kb/s).
+	Starve     atomic.Bool
 	conn       *lossyConn // the client's UDP path when lossy or cuttable
 	mu         sync.Mutex // guards received, trackIDs, video, active
 	received   map[string]int64
@@ -541,8 +544,9 @@ func (c *Client) publish() {
 			// pion does not tag simulcast packets itself: a layered
 			// publisher must carry mid and rid header extensions (RFC 8852).
 			midID, ridID := simulcastExtensionIDs(vsender)
+			starve := c.Starve.Load()
 			for j, tr := range video {
-				if c.StopVideo.Load() {
+				if c.StopVideo.Load() || starve && (j > 0 || i%10 != 0) {
 					break
 				}
 				if c.paused(rids[j]) {
@@ -553,6 +557,9 @@ func (c *Client) publish() {
 				layerKey := key || wasPaused[j]
 				wasPaused[j] = false
 				size := 300 + 600*j // the higher layer is larger
+				if starve {
+					size = 40
+				}
 				writeVP8(payload[:size], uint16(i+uint32(j)*1000), layerKey, rids[j])
 				pkt := &rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: seqs[j], Timestamp: i * 3000}, Payload: payload[:size]}
 				if rids[j] != "" && midID != 0 && ridID != 0 {
