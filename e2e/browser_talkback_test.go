@@ -127,6 +127,10 @@ func TestBrowserTalkback(t *testing.T) {
 	if got := proctorJS(`document.querySelector('[data-identity="alice"] [data-action="talk"]').getAttribute('aria-pressed')`); got != "true" {
 		t.Errorf("alice's Talk button aria-pressed=%q while talking", got)
 	}
+	// The proctor hears the student spoken to, and only them.
+	if got := proctorJS(`['alice', 'bob'].map((id) => id + ':' + document.querySelector('[data-identity="' + id + '"] video').muted).join(' ')`); got != "alice:false bob:true" {
+		t.Errorf("tile audio while talking to alice: %s; want alice unmuted, bob muted", got)
+	}
 	// Bob's PeerConnection has had the whole time to receive something.
 	time.Sleep(time.Second)
 	if s := read(bob); s.packets() != 0 || s.Banner {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -450,4 +451,72 @@ func TestTapAllocatesNothing(t *testing.T) {
 		t.Errorf("dropped %d with a full queue, want 1", tp.dropped.Load())
 	}
 	packets.Put(<-st.queue)
+}
+
+// TestLayerSwitchKeepsOneFramePerInstant: when the tap moves to another
+// simulcast layer, the new layer's keyframe shows the instant the old
+// layer's last frame showed, a couple of RTP ticks later. The file keeps
+// one frame per instant (the keyframe), so no two video blocks are a
+// millisecond apart and a muxer at the frame rate sees no equal
+// timestamps.
+func TestLayerSwitchKeepsOneFramePerInstant(t *testing.T) {
+	r, _ := newRecorder(t, t.TempDir(), time.Hour)
+	cam := newSource(webrtc.RTPCodecTypeVideo, webrtc.MimeTypeVP8, "camera")
+	r.Record("exam-1", "alice", cam)
+	ivfPath, _ := testMedia(t)
+	vf, _ := os.Open(ivfPath)
+	defer vf.Close()
+	ivf, _, err := ivfreader.NewWith(vf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vp := rtp.NewPacketizer(1200, 96, 1111, &codecs.VP8Payloader{EnablePictureID: true}, rtp.NewRandomSequencer(), 90000)
+	const frames, switchAt = 90, 30 // frame 30 is a keyframe (one a second)
+	for i := range frames {
+		frame, _, err := ivf.ParseNextFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == switchAt {
+			// The old layer's frame of this instant, then the new layer's
+			// keyframe 90 ticks (1 ms) on.
+			for _, p := range vp.Packetize(frame, 90) {
+				cam.write(t, p)
+			}
+			for _, p := range vp.Packetize(frame, 2910) {
+				cam.write(t, p)
+			}
+		} else {
+			for _, p := range vp.Packetize(frame, 3000) {
+				cam.write(t, p)
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(cam.done)
+	m := waitManifest(t, r, "exam-1")
+	path := filepath.Join(m.Dir, m.Files[0].Name)
+	out, err := exec.Command("ffprobe", "-v", "error", "-select_streams", "v", "-show_entries", "packet=pts_time", "-of", "csv=p=0", path).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var times []float64
+	for _, line := range strings.Fields(string(out)) {
+		v, err := strconv.ParseFloat(line, 64)
+		if err != nil {
+			t.Fatalf("ffprobe packet time %q", line)
+		}
+		times = append(times, v)
+	}
+	if len(times) != frames {
+		t.Errorf("%d video blocks for %d captured instants", len(times), frames)
+	}
+	for i := 1; i < len(times); i++ {
+		if times[i]-times[i-1] < 0.005 {
+			t.Fatalf("blocks %d and %d are %.3f s apart: one instant written twice", i-1, i, times[i]-times[i-1])
+		}
+	}
+	if errs, err := exec.Command("ffmpeg", "-v", "error", "-i", path, "-fps_mode", "passthrough", "-f", "null", "-").CombinedOutput(); err != nil || len(errs) > 0 {
+		t.Errorf("decoding at the frame rate: %v\n%s", err, errs)
+	}
 }

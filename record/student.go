@@ -185,6 +185,9 @@ func (s *student) control(c control) {
 			c.add.src.RequestKeyframe(s.r.cfg.Quality)
 		}
 	case c.ended != nil:
+		if tr := s.tracks[c.ended]; tr != nil {
+			s.flushHeld(tr)
+		}
 		delete(s.tracks, c.ended)
 		if len(s.tracks) == 0 && s.stopped == "" {
 			s.stopped = "tracks_ended"
@@ -242,6 +245,50 @@ func (s *student) write(tr *track, sample *media.Sample, now time.Time) {
 		seg.audio.Write(true, ms, sample.Data)
 		return
 	}
+	// Each video frame waits for the next: when the tap moves to another
+	// simulcast layer, that layer's keyframe shows the same captured
+	// instant as the old layer's last frame (a tick or two later on the
+	// tap's clock). The keyframe replaces it: one frame per instant.
+	h := tr.held
+	tr.held = &heldFrame{sample: sample, at: at, now: now}
+	if h == nil {
+		return
+	}
+	if sample.Data[0]&0x01 == 0 && at.Sub(h.at) < sameInstant {
+		sample.PrevDroppedPackets += h.sample.PrevDroppedPackets
+		return
+	}
+	s.writeVideo(tr, h.sample, h.at, h.now)
+}
+
+// sameInstant is how close two frames' times are for one to be the
+// other's capture seen through another layer: far below any frame
+// interval (16 ms at 60 fps), above a layer switch's few ticks.
+const sameInstant = 5 * time.Millisecond
+
+// heldFrame is a video frame waiting for the next one (see write).
+type heldFrame struct {
+	sample  *media.Sample
+	at, now time.Time
+}
+
+// flushHeld writes what a track still holds: the frames in its jitter
+// buffer (the last one waits there for the next to begin) and the held
+// video frame.
+func (s *student) flushHeld(tr *track) {
+	now := time.Now()
+	tr.sb.Flush()
+	for sample := tr.sb.Pop(); sample != nil && s.stopped == ""; sample = tr.sb.Pop() {
+		s.write(tr, sample, now)
+	}
+	if h := tr.held; h != nil && s.stopped == "" {
+		tr.held = nil
+		s.writeVideo(tr, h.sample, h.at, h.now)
+	}
+}
+
+// writeVideo puts one video frame captured at at into its segment.
+func (s *student) writeVideo(tr *track, sample *media.Sample, at, now time.Time) {
 	if sample.PrevDroppedPackets > 0 {
 		s.lost(tr, tr.lastAt, "packet_loss")
 	}
@@ -392,6 +439,16 @@ func (s *student) fail(err error) {
 
 // finish closes the open segments and the manifest, and stops the taps.
 func (s *student) finish() {
+	if s.stopped != "write_failed" {
+		reason := s.stopped
+		s.stopped = "" // the last held frames still go in
+		for _, tr := range s.tracks {
+			s.flushHeld(tr)
+		}
+		if s.stopped == "" {
+			s.stopped = reason
+		}
+	}
 	failed := s.stopped == "write_failed"
 	s.stop(s.stopped)
 	for _, source := range []string{"camera", "screen"} {
@@ -440,7 +497,8 @@ type track struct {
 	lastTS   uint32
 	ticks    int64 // RTP ticks since the anchor, unwrapped
 
-	lastMS    int64 // last block time written in the current segment, -1 before the first
+	held      *heldFrame // the last video frame, written when the next comes
+	lastMS    int64      // last block time written in the current segment, -1 before the first
 	segN      int
 	lastAt    time.Time
 	needKey   bool

@@ -196,7 +196,8 @@ let talkingTo = null; // the identity this proctor talks to, or null
 
 /**
  * toggleTalk starts talking to a student (only they hear the proctor's
- * microphone), turns to another one, or stops. The tile's Talk button
+ * microphone, and the proctor hears them: their tile is unmuted), turns to
+ * another one, or stops. The tile's Talk button
  * shows who is spoken to (aria-pressed, data-talking on the tile).
  */
 async function toggleTalk(identity) {
@@ -217,6 +218,8 @@ function showTalking() {
   for (const [id, tile] of tiles) {
     const on = id === talkingTo;
     tile.el.toggleAttribute('data-talking', on);
+    // Tiles are muted; the student spoken to is heard, so they can answer.
+    tile.video.muted = !on;
     const btn = tile.el.querySelector('[data-action="talk"]');
     if (btn) {
       btn.setAttribute('aria-pressed', String(on));
