@@ -404,13 +404,19 @@ func (p *Peer) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	p.log.Debug("track layer published", "track", t.id, "kind", t.kind.String(), "source", t.source, "rid", l.rid, "codec", t.codec.MimeType)
 	go func() {
 		defer p.wg.Done()
-		p.e.counter.tracksIn[kindIndex(t.kind)].Add(1)
-		defer p.e.counter.tracksIn[kindIndex(t.kind)].Add(-1)
-		if !known && p.cfg.OnTrack != nil {
-			p.cfg.OnTrack(t)
+		// A track counts once however many simulcast layers it has: from
+		// its first layer's start to its last layer's end.
+		if !known {
+			p.e.counter.tracksIn[kindIndex(t.kind)].Add(1)
+			if p.cfg.OnTrack != nil {
+				p.cfg.OnTrack(t)
+			}
 		}
-		if t.run(l) && p.cfg.OnTrackEnded != nil {
-			p.cfg.OnTrackEnded(t)
+		if t.run(l) {
+			p.e.counter.tracksIn[kindIndex(t.kind)].Add(-1)
+			if p.cfg.OnTrackEnded != nil {
+				p.cfg.OnTrackEnded(t)
+			}
 		}
 	}()
 }

@@ -21,6 +21,7 @@ type Stats struct {
 	Retransmits    uint64 // packets resent to subscribers (NACK responder)
 	PLIsSent       uint64 // keyframe requests sent to publishers
 	PLIsThrottled  uint64 // keyframe requests folded into one already due
+	LayerSwitches  uint64 // simulcast layer switches made by down-tracks
 	AudioTracksIn  int64  // published audio tracks being read now
 	VideoTracksIn  int64  // published video tracks being read now
 	AudioTracksOut int64  // audio down-tracks bound to subscribers now
@@ -55,6 +56,7 @@ func (c *counters) snapshot() Stats {
 		Retransmits:    c.retransmits.Load(),
 		PLIsSent:       c.plisSent.Load(),
 		PLIsThrottled:  c.plisFolded.Load(),
+		LayerSwitches:  c.layerSwitches.Load(),
 		AudioTracksIn:  c.tracksIn[0].Load(),
 		VideoTracksIn:  c.tracksIn[1].Load(),
 		AudioTracksOut: c.tracksOut[0].Load(),

@@ -25,11 +25,13 @@ func TestMetricsUnderTraffic(t *testing.T) {
 	srv := startServe(t, "--api-secret", secret)
 	ws := "ws" + strings.TrimPrefix(srv.base, "http") + "/v1/rtc"
 	proctor := testclient.Join(t, ws, secret, "exam-1", "proctor-1", room.RoleProctor)
-	alice := testclient.Join(t, ws, secret, "exam-1", "alice", room.RoleStudent)
+	alice := testclient.JoinWith(t, ws, secret, "exam-1", "alice", room.RoleStudent, testclient.Options{Simulcast: true})
 	bob := testclient.Join(t, ws, secret, "exam-1", "bob", room.RoleStudent)
 	testclient.Eventually(t, 10*time.Second, "media at the proctor", func() bool {
 		return proctor.PacketsFrom(alice.Me.SID) > 20 && proctor.PacketsFrom(bob.Me.SID) > 20
 	})
+	// Focusing alice switches her down-track to the high layer.
+	proctor.Send(map[string]any{"v": 1, "type": "focus", "identity": "alice"})
 	// One malformed frame, counted as an invalid message with an error.
 	bad := testclient.Dial(t, ws)
 	bad.Write(t.Context(), 1, []byte("{not json"))
@@ -42,7 +44,7 @@ func TestMetricsUnderTraffic(t *testing.T) {
 	testclient.Eventually(t, 10*time.Second, "join durations observed", func() bool {
 		text = scrape(t, srv.base)
 		fams = parse(t, text)
-		return value(fams, "invigil_join_duration_seconds", nil) >= 2
+		return value(fams, "invigil_join_duration_seconds", nil) >= 2 && value(fams, "invigil_layer_switches_total", nil) >= 1
 	})
 	promtool(t, text)
 
@@ -73,7 +75,7 @@ func TestMetricsUnderTraffic(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"invigil_rtt_seconds", "invigil_jitter_seconds", "invigil_turn_allocations",
-		"invigil_turn_relayed_bytes_total", "invigil_redis_errors_total", "invigil_layer_switches_total",
+		"invigil_turn_relayed_bytes_total", "invigil_redis_errors_total",
 		"invigil_nacks_total", "invigil_retransmits_total", "invigil_rtp_packets_lost_total", "go_goroutines", "process_cpu_seconds_total"} {
 		if fams[name] == nil {
 			t.Errorf("%s not exported", name)

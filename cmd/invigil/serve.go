@@ -614,6 +614,7 @@ func mediaStats(s sfu.Stats) metrics.MediaStats {
 	return metrics.MediaStats{
 		PacketsIn: s.PacketsIn, BytesIn: s.BytesIn, PacketsOut: s.PacketsOut, BytesOut: s.BytesOut,
 		PacketsLost: s.PacketsLost, NACKs: s.NACKs, Retransmits: s.Retransmits, PLIs: s.PLIsSent,
+		LayerSwitches: s.LayerSwitches,
 		AudioTracksIn: s.AudioTracksIn, VideoTracksIn: s.VideoTracksIn,
 		AudioTracksOut: s.AudioTracksOut, VideoTracksOut: s.VideoTracksOut,
 	}
