@@ -28,6 +28,9 @@ type DownTrack struct {
 	// and read for every packet.
 	binding atomic.Pointer[binding]
 	stats   *counters
+	// tap marks a recorder's down-track: what it gets is not forwarded
+	// to a subscriber, so it counts in no forwarding figure.
+	tap bool
 
 	// target is the quality the subscriber asked for (QualityOff: none);
 	// limit caps it when the subscriber's downlink cannot carry it.
@@ -182,16 +185,17 @@ func (d *DownTrack) retarget() {
 	}
 }
 
-// forward offers one packet of layer l. It runs on l's reader; info is
-// shared by all subscribers of the packet.
-func (d *DownTrack) forward(l *layer, pkt *rtp.Packet, size int, info *packetInfo) {
+// forward offers one packet of layer l and reports whether it was
+// written. It runs on l's reader; info is shared by all subscribers of
+// the packet.
+func (d *DownTrack) forward(l *layer, pkt *rtp.Packet, info *packetInfo) bool {
 	b := d.binding.Load()
 	if b == nil {
-		return
+		return false
 	}
 	seq, ts, pic, tl0, ok := d.translate(l, pkt, info)
 	if !ok {
-		return
+		return false
 	}
 	out := &l.out
 	*out = pkt.Header
@@ -205,14 +209,15 @@ func (d *DownTrack) forward(l *layer, pkt *rtp.Packet, size int, info *packetInf
 		payload = rewriteVP8(v, pkt.Payload, l.payload[:], pic, tl0)
 	}
 	if _, err := b.writer.WriteRTP(out, payload); err != nil {
-		d.stats.writeErrors.Add(1)
-		return
+		if d.stats != nil {
+			d.stats.writeErrors.Add(1)
+		}
+		return false
 	}
-	d.stats.packetsOut.Add(1)
-	d.stats.bytesOut.Add(uint64(size))
 	if !d.src.forwarded.Load() && d.src.forwarded.CompareAndSwap(false, true) && d.src.onFirstForward != nil {
 		d.src.onFirstForward(d.src)
 	}
+	return true
 }
 
 // translate decides whether the packet is forwarded and computes its

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/pion/dtls/v3"
@@ -78,6 +79,13 @@ type Engine struct {
 	pliGap             time.Duration
 	obs                Observer
 	counter            counters
+
+	// tracksMu guards tracks: the published tracks being read now, whose
+	// layers keep their own forwarding counters (see layer). An ended
+	// track's counts are folded into counter, under tracksMu, so a
+	// snapshot counts every packet once.
+	tracksMu sync.Mutex
+	tracks   map[*Track]struct{}
 }
 
 // New builds an Engine over cfg's sockets. Closing the Engine closes them.
@@ -92,7 +100,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg.PLIInterval = DefaultPLIInterval
 	}
 	logs := LoggerFactory{Logger: cfg.Logger}
-	e := &Engine{log: cfg.Logger, logs: logs, pliGap: cfg.PLIInterval, obs: cfg.Observer}
+	e := &Engine{log: cfg.Logger, logs: logs, pliGap: cfg.PLIInterval, obs: cfg.Observer, tracks: map[*Track]struct{}{}}
 
 	var err error
 	if e.pubMedia, err = newMediaEngine(true); err != nil {
@@ -172,8 +180,40 @@ func (e *Engine) newAPI(publish bool) (*webrtc.API, error) {
 	return webrtc.NewAPI(webrtc.WithMediaEngine(media), webrtc.WithInterceptorRegistry(registry), webrtc.WithSettingEngine(e.settings)), nil
 }
 
-// Stats returns a snapshot of the Engine's counters.
-func (e *Engine) Stats() Stats { return e.counter.snapshot() }
+// Stats returns a snapshot of the Engine's counters: the shared ones and
+// the forwarding counters of every live track's layers, summed now.
+func (e *Engine) Stats() Stats {
+	e.tracksMu.Lock()
+	defer e.tracksMu.Unlock()
+	s := e.counter.snapshot()
+	for t := range e.tracks {
+		t.count(&s)
+	}
+	return s
+}
+
+// addTrack registers a track whose layers are being read.
+func (e *Engine) addTrack(t *Track) {
+	e.tracksMu.Lock()
+	e.tracks[t] = struct{}{}
+	e.tracksMu.Unlock()
+}
+
+// retireTrack folds an ended track's counts into the shared counters.
+func (e *Engine) retireTrack(t *Track) {
+	e.tracksMu.Lock()
+	defer e.tracksMu.Unlock()
+	if _, ok := e.tracks[t]; !ok {
+		return
+	}
+	delete(e.tracks, t)
+	var s Stats
+	t.count(&s)
+	e.counter.packetsIn.Add(s.PacketsIn)
+	e.counter.bytesIn.Add(s.BytesIn)
+	e.counter.packetsOut.Add(s.PacketsOut)
+	e.counter.bytesOut.Add(s.BytesOut)
+}
 
 // Close closes the shared sockets. Peers should be closed first.
 func (e *Engine) Close() error {

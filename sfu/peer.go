@@ -408,11 +408,13 @@ func (p *Peer) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 		// its first layer's start to its last layer's end.
 		if !known {
 			p.e.counter.tracksIn[kindIndex(t.kind)].Add(1)
+			p.e.addTrack(t)
 			if p.cfg.OnTrack != nil {
 				p.cfg.OnTrack(t)
 			}
 		}
 		if t.run(l) {
+			p.e.retireTrack(t)
 			p.e.counter.tracksIn[kindIndex(t.kind)].Add(-1)
 			if p.cfg.OnTrackEnded != nil {
 				p.cfg.OnTrackEnded(t)

@@ -84,7 +84,14 @@ type layer struct {
 	ssrc   uint32
 	remote *webrtc.TrackRemote
 	cache  *packetCache // nil for audio
-	bytes  atomic.Uint64
+
+	// Counted by the layer's reader alone, so each is a load and a store
+	// on a line no other core writes (no locked add, no cache-line
+	// ping-pong between readers); the Engine sums them on scrape.
+	bytes      atomic.Uint64 // RTP bytes in
+	packetsIn  atomic.Uint64
+	packetsOut atomic.Uint64 // packets written to subscribers
+	bytesOut   atomic.Uint64
 
 	lastPLI    atomic.Int64 // unix nanos of the last PLI sent
 	pliPending atomic.Bool  // a deferred PLI is scheduled
@@ -210,19 +217,40 @@ func (t *Track) run(l *layer) (last bool) {
 // per-packet cost the SFU adds on top of pion, and allocates nothing.
 func (t *Track) forward(l *layer, pkt *rtp.Packet, b []byte) {
 	if err := pkt.Unmarshal(b); err != nil {
-		t.stats.malformed.Add(1)
+		if t.stats != nil {
+			t.stats.malformed.Add(1)
+		}
 		return
 	}
-	t.stats.packetsIn.Add(1)
-	t.stats.bytesIn.Add(uint64(len(b)))
-	l.bytes.Add(uint64(len(b)))
 	if l.cache != nil {
 		l.cache.put(pkt.SequenceNumber, b)
 	}
 	info := packetInfo{now: time.Now().UnixNano()}
 	t.lastPacket.Store(info.now)
+	sent := uint64(0)
 	for _, d := range *t.subs.Load() {
-		d.forward(l, pkt, len(b), &info)
+		if d.forward(l, pkt, &info) && !d.tap {
+			sent++
+		}
+	}
+	if t.stats != nil { // nil only in a benchmark's baseline
+		n := uint64(len(b))
+		l.bytes.Store(l.bytes.Load() + n) // single writer: see layer
+		l.packetsIn.Store(l.packetsIn.Load() + 1)
+		l.packetsOut.Store(l.packetsOut.Load() + sent)
+		l.bytesOut.Store(l.bytesOut.Load() + sent*n)
+	}
+}
+
+// count adds the track's forwarding counters, summed over its layers, to s.
+func (t *Track) count(s *Stats) {
+	for i := range t.layers {
+		if l := t.layers[i].Load(); l != nil {
+			s.PacketsIn += l.packetsIn.Load()
+			s.BytesIn += l.bytes.Load()
+			s.PacketsOut += l.packetsOut.Load()
+			s.BytesOut += l.bytesOut.Load()
+		}
 	}
 }
 
@@ -400,6 +428,7 @@ func (t *Track) requestLayerKeyframe(l *layer) {
 func (t *Track) Tap(w webrtc.TrackLocalWriter, q int) (stop func()) {
 	var switches atomic.Uint64
 	d := newDownTrack(t, q, &counters{}, &switches)
+	d.tap = true
 	d.binding.Store(&binding{ssrc: 1, pt: uint8(t.codec.PayloadType), writer: w})
 	t.addSubscriber(d)
 	t.updateDemand()

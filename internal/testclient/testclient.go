@@ -549,6 +549,12 @@ func (c *Client) publish() {
 				if c.StopVideo.Load() || starve && (j > 0 || i%10 != 0) {
 					break
 				}
+				if rids[j] != "" && (midID == 0 || ridID == 0) {
+					// Not negotiated yet. An untagged layer would be lost
+					// for good: pion probes an unknown SSRC's first packets
+					// for a rid and ignores the SSRC when none has one.
+					continue
+				}
 				if c.paused(rids[j]) {
 					wasPaused[j] = true
 					continue
