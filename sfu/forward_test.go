@@ -3,8 +3,8 @@ package sfu
 import (
 	"fmt"
 	"sync"
-	"syscall"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
