@@ -1,8 +1,8 @@
 package main
 
 import (
-	"io"
-	"net"
+	"bytes"
+	"context"
 	"net/http"
 	"regexp"
 	"strings"
@@ -11,112 +11,61 @@ import (
 
 	"github.com/invigil/invigil/internal/testclient"
 	"github.com/invigil/invigil/room"
-	"github.com/invigil/invigil/signaling"
 )
 
-// TestDrain: an admin drains a node over HTTP (no new rooms, /readyz 503,
-// agent-check "drain", running rooms go on) and brings it back; then
-// SIGTERM with --drain-timeout lets the running room finish before the
-// node stops.
-func TestDrain(t *testing.T) {
-	srv := startServe(t, "--api-secret", secret, "--drain-timeout", "30s", "--agent-addr", "127.0.0.1:0")
-	ws := "ws" + strings.TrimPrefix(srv.base, "http") + "/v1/rtc"
-	agentAddr := regexp.MustCompile(`agent_addr=(127\.0\.0\.1:\d+)`).FindStringSubmatch(srv.stderr.String())[1]
-	agent := func() string {
-		c, err := net.Dial("tcp", agentAddr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		b, _ := io.ReadAll(c)
-		return string(b)
+// TestDrainCommand: `invigil drain` (the Kubernetes preStop hook) drains
+// the node through its admin listener: /readyz turns 503 and no new room
+// opens, while the room already running keeps its media; the command
+// returns once the last participant has left.
+func TestDrainCommand(t *testing.T) {
+	srv := startServe(t, "--api-secret", secret, "--admin-addr", "127.0.0.1:0")
+	admin := regexp.MustCompile(`admin_addr=(127\.0\.0\.1:\d+)`).FindStringSubmatch(srv.stderr.String())
+	if admin == nil {
+		t.Fatalf("no admin listener:\n%s", srv.stderr.String())
 	}
-	status := func(method, path, token string) int {
-		req, _ := http.NewRequest(method, srv.base+path, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
+	url := wsURL(srv.base)
+	proctor := testclient.Join(t, url, secret, "exam-d", "proctor-1", room.RoleProctor)
+	alice := testclient.Join(t, url, secret, "exam-d", "alice", room.RoleStudent)
+	testclient.Eventually(t, 10*time.Second, "media", func() bool { return proctor.PacketsFrom(alice.Me.SID) > 20 })
+
+	var out, errOut bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- drain(context.Background(), []string{"--admin-addr", admin[1], "--wait", "30s"}, &out, &errOut)
+	}()
+	testclient.Eventually(t, 5*time.Second, "/readyz 503", func() bool {
+		resp, err := http.Get(srv.base + "/readyz")
 		if err != nil {
-			t.Fatal(err)
+			return false
 		}
 		resp.Body.Close()
-		return resp.StatusCode
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	// A new room is refused; the running one goes on.
+	c := testclient.Dial(t, url)
+	testclient.Send(t, c, map[string]any{"v": 1, "type": "join", "token": testclient.Mint(t, secret, "exam-new", "bob", room.RoleStudent)})
+	if m, err := testclient.Recv(c, 5*time.Second); err != nil || m.Code != "draining" {
+		t.Errorf("joining a new room while draining: %+v %v, want draining", m, err)
 	}
-	mint := func(roomName, id string, role room.Role) string {
-		tok, err := signaling.MintToken([]byte(secret), signaling.TokenSpec{Room: roomName, Identity: id, Role: role, TTL: time.Minute})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
-	admin := mint("*", "api", room.RoleAdmin)
-
-	proctor := testclient.Join(t, ws, secret, "exam-1", "proctor-1", room.RoleProctor)
-	alice := testclient.Join(t, ws, secret, "exam-1", "alice", room.RoleStudent)
-	testclient.Eventually(t, 10*time.Second, "media", func() bool { return proctor.PacketsFrom(alice.Me.SID) > 10 })
-
-	if c := status("POST", "/v1/node/drain", ""); c != 401 {
-		t.Errorf("drain without a token: %d", c)
-	}
-	if c := status("POST", "/v1/node/drain", mint("exam-1", "alice", room.RoleStudent)); c != 403 {
-		t.Errorf("drain with a student token: %d", c)
-	}
-	if c := status("POST", "/v1/node/drain", admin); c != 200 {
-		t.Fatalf("drain: %d", c)
-	}
-	if c := status("GET", "/readyz", ""); c != 503 {
-		t.Errorf("/readyz while draining: %d", c)
-	}
-	if a := agent(); a != "drain\n" {
-		t.Errorf("agent-check while draining: %q", a)
-	}
-	// No new room; the running room still admits.
-	c := testclient.Dial(t, ws)
-	testclient.Send(t, c, map[string]any{"v": 1, "type": "join", "token": mint("exam-2", "bob", room.RoleStudent)})
-	if m, err := testclient.Recv(c, 5*time.Second); err != nil || m.Code != signaling.CodeDraining {
-		t.Errorf("join to a new room while draining: %+v %v", m, err)
-	}
-	carol := testclient.Join(t, ws, secret, "exam-1", "carol", room.RoleStudent)
-	testclient.Eventually(t, 10*time.Second, "carol's media in the draining node's room", func() bool { return proctor.PacketsFrom(carol.Me.SID) > 10 })
-
-	if c := status("DELETE", "/v1/node/drain", admin); c != 200 {
-		t.Fatalf("undrain: %d", c)
-	}
-	if c := status("GET", "/readyz", ""); c != 200 {
-		t.Errorf("/readyz after undrain: %d", c)
-	}
-	if a := agent(); !strings.HasPrefix(a, "ready up ") {
-		t.Errorf("agent-check after undrain: %q", a)
-	}
-
-	// SIGTERM (the context serve runs under) with --drain-timeout: the
-	// room goes on until its participants leave, then the node stops.
-	stopped := make(chan error, 1)
-	go func() { stopped <- srv.stop() }()
-	testclient.Eventually(t, 5*time.Second, "/readyz 503 after SIGTERM", func() bool { return status("GET", "/readyz", "") == 503 })
 	before := proctor.PacketsFrom(alice.Me.SID)
-	time.Sleep(time.Second)
+	testclient.Eventually(t, 5*time.Second, "media while draining", func() bool { return proctor.PacketsFrom(alice.Me.SID) > before+20 })
 	select {
-	case err := <-stopped:
-		t.Fatalf("serve stopped with the room still running: %v", err)
+	case err := <-done:
+		t.Fatalf("drain returned with participants still there: %v\n%s", err, out.String())
 	default:
 	}
-	if proctor.PacketsFrom(alice.Me.SID) <= before {
-		t.Error("media stopped while draining")
-	}
-	for _, c := range []*testclient.Client{alice, carol, proctor} {
-		c.Close()
-	}
+
+	alice.Close()
+	proctor.Close()
 	select {
-	case err := <-stopped:
+	case err := <-done:
 		if err != nil {
-			t.Fatalf("serve: %v", err)
+			t.Fatalf("drain: %v\n%s", err, errOut.String())
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not stop once the room had ended")
+		t.Fatal("drain did not return after everyone left")
 	}
-	if !strings.Contains(srv.stderr.String(), "drained: every room has ended") {
-		t.Errorf("no drained line:\n%s", srv.stderr.String())
+	if !strings.Contains(out.String(), "drained") {
+		t.Errorf("drain said %q", out.String())
 	}
 }

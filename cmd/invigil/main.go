@@ -2,6 +2,7 @@
 //
 //	invigil serve     run a node
 //	invigil token     mint a join token
+//	invigil drain     drain the node on this host (a preStop hook)
 //	invigil version   print the version
 package main
 
@@ -26,6 +27,7 @@ commands:
   serve     run an Invigil node (invigil serve --dev for a local demo)
   token     mint a join token for a student, proctor or admin
   load      run synthetic students and proctors against a node on this host
+  drain     tell the node on this host to take no new rooms; wait for its rooms to end
   version   print the version
 
 Run 'invigil <command> -h' for a command's flags. Every flag can also be set
@@ -52,6 +54,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		err = load(ctx, args[1:], stdout, stderr)
+	case "drain":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		err = drain(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 	case "-h", "-help", "--help", "help":

@@ -360,10 +360,25 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if tcp != nil {
 		media = append(media, netip.AddrPortFrom(netipAddr(mediaIP), uint16(tcp.Addr().(*net.TCPAddr).Port)))
 	}
+	// The agent-check and admin listeners open now, so the ports TURN
+	// refuses are the ones they got (a configured :0 included).
+	var agentLn, adminLn net.Listener
+	if cfg.agentAddr != "" {
+		if agentLn, err = net.Listen("tcp", cfg.agentAddr); err != nil {
+			return fmt.Errorf("agent listener: %w", err)
+		}
+		defer agentLn.Close()
+	}
+	if cfg.adminAddr != "" {
+		if adminLn, err = listenAdmin(cfg.adminAddr); err != nil {
+			return err
+		}
+		defer adminLn.Close()
+	}
 	deny := []netip.AddrPort{addrPort(ln.Addr())}
-	for _, a := range []string{cfg.adminAddr, cfg.agentAddr} {
-		if ap, ok := listenAddrPort(a); ok {
-			deny = append(deny, ap)
+	for _, l := range []net.Listener{agentLn, adminLn} {
+		if l != nil {
+			deny = append(deny, addrPort(l.Addr()))
 		}
 	}
 	turnSrv, err := startTURN(ctx, cfg, bindIP, media, deny, public, log)
@@ -415,11 +430,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}.Compute()
 	}
 	mux.Handle("GET /capacity", metrics.CapacityHandler(capacity))
+	setDrain := func(on bool, via string) {
+		health.SetDraining(on)
+		rooms.SetDraining(on)
+		log.Info("drain set", "draining", on, "via", via)
+	}
 	drain := func(on bool) http.Handler {
 		return signaling.RequireAdmin([]byte(cfg.apiSecret), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			health.SetDraining(on)
-			rooms.SetDraining(on)
-			log.Info("drain set over HTTP", "draining", on)
+			setDrain(on, "http")
 			metrics.CapacityHandler(capacity).ServeHTTP(w, r)
 		}))
 	}
@@ -467,22 +485,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if turnSrv.udpAddr != "" {
 		attrs = append(attrs, "turn_addr", turnSrv.udpAddr)
 	}
-	if cfg.agentAddr != "" {
-		aln, err := net.Listen("tcp", cfg.agentAddr)
-		if err != nil {
-			return fmt.Errorf("agent listener: %w", err)
-		}
-		agent := metrics.ServeAgent(aln, capacity, log.With("component", "agent"))
+	if agentLn != nil {
+		agent := metrics.ServeAgent(agentLn, capacity, log.With("component", "agent"))
 		defer agent.Close(context.Background())
 		attrs = append(attrs, "agent_addr", agent.Addr().String())
 	}
-	if cfg.adminAddr != "" {
-		admin, err := startAdmin(cfg.adminAddr)
-		if err != nil {
-			return err
-		}
-		defer admin.Close()
-		attrs = append(attrs, "admin_addr", admin.Addr().String())
+	if adminLn != nil {
+		admin := serveAdmin(adminLn, adminDrainHandler(func() { setDrain(true, "admin listener") }, capacity))
+		defer admin.Close() // its connections too
+		attrs = append(attrs, "admin_addr", adminLn.Addr().String())
 	}
 	log.Info("invigil serving", attrs...)
 	if cfg.dev {
@@ -582,26 +593,6 @@ func printDevLinks(w io.Writer, public, secret string) {
 	fmt.Fprintf(w, "More tokens: invigil token --dev --room %s --identity NAME --role student\n\n", devRoom)
 }
 
-// listenAddrPort parses a listen address; a missing host means every
-// address (the unspecified IP).
-func listenAddrPort(a string) (netip.AddrPort, bool) {
-	if a == "" {
-		return netip.AddrPort{}, false
-	}
-	if ap, err := netip.ParseAddrPort(a); err == nil {
-		return ap, true
-	}
-	_, port, err := net.SplitHostPort(a)
-	if err != nil {
-		return netip.AddrPort{}, false
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil || p < 0 || p > 65535 {
-		return netip.AddrPort{}, false
-	}
-	return netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(p)), true
-}
-
 // netipAddr converts a net.IP, unmapping IPv4.
 func netipAddr(ip net.IP) netip.Addr {
 	a, _ := netip.AddrFromSlice(ip)
@@ -620,9 +611,8 @@ func mediaStats(s sfu.Stats) metrics.MediaStats {
 	}
 }
 
-// startAdmin serves pprof on its own listener, never on the public one:
-// profiles reveal memory contents. A bare port binds loopback.
-func startAdmin(addr string) (net.Listener, error) {
+// listenAdmin opens the admin listener; a bare port binds loopback.
+func listenAdmin(addr string) (net.Listener, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("--admin-addr: %w", err)
@@ -634,15 +624,22 @@ func startAdmin(addr string) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin listener: %w", err)
 	}
+	return ln, nil
+}
+
+// serveAdmin serves pprof and /drain on the admin listener, never on the
+// public one: profiles reveal memory contents.
+func serveAdmin(ln net.Listener, drain http.Handler) *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/drain", drain)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
-	return ln, nil
+	return srv
 }
 
 // drainRooms lets running rooms finish: /readyz is 503 and no new room

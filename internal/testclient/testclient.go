@@ -264,6 +264,10 @@ type Options struct {
 	// transport policy "relay"), as a client behind a UDP-blocking
 	// firewall would end up doing.
 	RelayOnly bool
+	// UseICEServers gives the PeerConnection the STUN/TURN servers joined
+	// hands out, with no policy: a browser's default. The server's own
+	// candidates should still win.
+	UseICEServers bool
 	// Record puts "record": true in the token.
 	Record bool
 	// Cuttable lets CutUDP cut the client's network path for a while.
@@ -360,10 +364,12 @@ func JoinToken(t testing.TB, url, token, identity string, role room.Role, opts O
 	// The PeerConnection is made once joined says which ICE servers to
 	// use; negotiation messages wait for it (c.ready).
 	config := webrtc.Configuration{}
-	if opts.RelayOnly {
+	if opts.RelayOnly || opts.UseICEServers {
 		for _, s := range joined.ICEServers {
 			config.ICEServers = append(config.ICEServers, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
 		}
+	}
+	if opts.RelayOnly {
 		config.ICETransportPolicy = webrtc.ICETransportPolicyRelay
 	}
 	c.setupPC(t, config)
