@@ -312,8 +312,8 @@ func k8sObjects(t *testing.T) map[string]k8sObject {
 }
 
 // TestKubernetesManifests: the workload runs on the host network with
-// readiness on /readyz, liveness on /healthz, a preStop pause and a grace
-// period that covers the drain; non-root with a read-only root; resources
+// readiness on /readyz, liveness on /healthz, a preStop hook that drains
+// the node and a grace period that covers the drain; non-root with a read-only root; resources
 // requested; the Secret, ConfigMap, Services and PDB it refers to exist.
 func TestKubernetesManifests(t *testing.T) {
 	objs := k8sObjects(t)
@@ -358,17 +358,22 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Error("no CPU limit: CFS throttling stalls media forwarding")
 	}
 
-	// The grace period covers preStop, the drain and the shutdown timeout.
-	preStop, _ := c.path("lifecycle", "preStop", "sleep", "seconds").(int)
-	if preStop <= 0 {
-		t.Error("lifecycle.preStop.sleep.seconds missing")
+	// preStop drains the node through its admin listener (`invigil
+	// drain`, which reads INVIGIL_ADMIN_ADDR and INVIGIL_DRAIN_TIMEOUT);
+	// the grace period covers that drain and the shutdown timeout.
+	hook, _ := c.path("lifecycle", "preStop", "exec", "command").([]any)
+	if len(hook) != 2 || hook[0] != "/usr/local/bin/invigil" || hook[1] != "drain" {
+		t.Errorf("lifecycle.preStop.exec.command %v, want [/usr/local/bin/invigil drain]", hook)
 	}
 	data := func(k string) string { return cm.str("data", k) }
+	if a := data("INVIGIL_ADMIN_ADDR"); !strings.HasPrefix(a, "127.0.0.1:") {
+		t.Errorf("INVIGIL_ADMIN_ADDR %q: the admin listener (pprof, /drain) must be loopback, and set for the preStop drain", a)
+	}
 	drain := mustDuration(t, data("INVIGIL_DRAIN_TIMEOUT"))
 	shutdown := mustDuration(t, data("INVIGIL_SHUTDOWN_TIMEOUT"))
 	grace, _ := pod.path("terminationGracePeriodSeconds").(int)
-	if need := time.Duration(preStop)*time.Second + drain + shutdown; time.Duration(grace)*time.Second < need {
-		t.Errorf("terminationGracePeriodSeconds %d < preStop + drain + shutdown = %s", grace, need)
+	if need := drain + shutdown; time.Duration(grace)*time.Second < need {
+		t.Errorf("terminationGracePeriodSeconds %d < drain + shutdown = %s", grace, need)
 	}
 
 	// The container exposes the media ports the ConfigMap configures.

@@ -40,13 +40,16 @@ const drainPoll = time.Second
 
 // drain is `invigil drain`: it tells the node on this host (through its
 // admin listener) to drain, then waits until every participant has left
-// or --wait passes, and exits 0 either way: it is a Kubernetes preStop
-// hook, and SIGTERM follows it (serve then closes what is left).
+// or --drain-timeout passes, and exits 0 either way: it is a Kubernetes
+// preStop hook, and SIGTERM follows it (serve then closes what is left;
+// its own drain counts from when this one began). With the node's
+// environment (INVIGIL_ADMIN_ADDR, INVIGIL_DRAIN_TIMEOUT) it needs no
+// flags.
 func drain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("drain", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	admin := fs.String("admin-addr", "127.0.0.1:6060", "the node's --admin-addr")
-	wait := fs.Duration("wait", 0, "how long to wait for the rooms to end (0: do not wait)")
+	wait := fs.Duration("drain-timeout", 0, "how long to wait for the rooms to end (0: do not wait); serve's own --drain-timeout counts from the same start")
 	if err := fs.Parse(args); err != nil {
 		return usageErr(err)
 	}

@@ -31,7 +31,7 @@ func TestDrainCommand(t *testing.T) {
 	var out, errOut bytes.Buffer
 	done := make(chan error, 1)
 	go func() {
-		done <- drain(context.Background(), []string{"--admin-addr", admin[1], "--wait", "30s"}, &out, &errOut)
+		done <- drain(context.Background(), []string{"--admin-addr", admin[1], "--drain-timeout", "30s"}, &out, &errOut)
 	}()
 	testclient.Eventually(t, 5*time.Second, "/readyz 503", func() bool {
 		resp, err := http.Get(srv.base + "/readyz")

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -430,9 +431,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}.Compute()
 	}
 	mux.Handle("GET /capacity", metrics.CapacityHandler(capacity))
+	// drainedSince is when the node began to drain (unix nanos; 0: not
+	// draining): a SIGTERM after `invigil drain` waits only what is left
+	// of --drain-timeout.
+	var drainedSince atomic.Int64
 	setDrain := func(on bool, via string) {
 		health.SetDraining(on)
 		rooms.SetDraining(on)
+		if !on {
+			drainedSince.Store(0)
+		} else {
+			drainedSince.CompareAndSwap(0, time.Now().UnixNano())
+		}
 		log.Info("drain set", "draining", on, "via", via)
 	}
 	drain := func(on bool) http.Handler {
@@ -508,8 +518,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	health.SetDraining(true)
 	rooms.SetDraining(true)
-	if cfg.drainTimeout > 0 {
-		drainRooms(rooms, cfg.drainTimeout, log)
+	drainedSince.CompareAndSwap(0, time.Now().UnixNano())
+	if left := cfg.drainTimeout - time.Since(time.Unix(0, drainedSince.Load())); cfg.drainTimeout > 0 && left > 0 {
+		drainRooms(rooms, left, log)
 	}
 	log.Info("shutting down", "timeout", cfg.shutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
