@@ -34,6 +34,9 @@ type TURNStats struct {
 	// Refused counts refused requests by reason (bad_credentials,
 	// expired, forbidden_peer, quota, bandwidth).
 	Refused map[string]uint64
+	// CertNotAfter is when the TURNS certificate in use expires; zero
+	// when TURN over TLS is off.
+	CertNotAfter time.Time
 }
 
 // RecordingStats is the recorder's state at scrape time.

@@ -15,7 +15,7 @@ type snapshotCollector struct {
 	packets, bytes, lost             *prometheus.Desc
 	nacks, retransmits, plis, layers *prometheus.Desc
 	turnAllocs, turnBytes            *prometheus.Desc
-	turnRefused                      *prometheus.Desc
+	turnRefused, turnCert            *prometheus.Desc
 	recordings, recBytes             *prometheus.Desc
 	recFailures, recDropped          *prometheus.Desc
 	webhooks                         *prometheus.Desc
@@ -40,6 +40,7 @@ func newSnapshotCollector(cfg Config) *snapshotCollector {
 		turnAllocs:   d("turn_allocations", "Live allocations on the embedded TURN server."),
 		turnBytes:    d("turn_relayed_bytes_total", "Bytes relayed by the embedded TURN server."),
 		turnRefused:  d("turn_refusals_total", "TURN requests the embedded server refused, by reason.", "reason"),
+		turnCert:     d("turn_certificate_expiry_timestamp_seconds", "When the TURNS certificate in use expires (Unix seconds); 0 when TURN over TLS is off."),
 		recordings:   d("recordings", "Students being recorded now."),
 		recBytes:     d("recorded_bytes_total", "Bytes written to recording files."),
 		recFailures:  d("recording_failures_total", "Student recordings stopped by a write error (disk full, say)."),
@@ -51,7 +52,7 @@ func newSnapshotCollector(cfg Config) *snapshotCollector {
 // Describe implements prometheus.Collector.
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.rooms, c.participants, c.tracks, c.packets, c.bytes, c.lost,
-		c.nacks, c.retransmits, c.plis, c.layers, c.turnAllocs, c.turnBytes, c.turnRefused,
+		c.nacks, c.retransmits, c.plis, c.layers, c.turnAllocs, c.turnBytes, c.turnRefused, c.turnCert,
 		c.recordings, c.recBytes, c.recFailures, c.recDropped, c.webhooks} {
 		ch <- d
 	}
@@ -100,6 +101,11 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, reason := range turnRefusalReasons {
 		counter(c.turnRefused, t.Refused[reason], reason)
 	}
+	expiry := 0.0
+	if !t.CertNotAfter.IsZero() {
+		expiry = float64(t.CertNotAfter.Unix())
+	}
+	gauge(c.turnCert, expiry)
 
 	var rec RecordingStats
 	if c.cfg.Recording != nil {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/invigil/invigil/internal/logbuf"
 	"github.com/invigil/invigil/internal/testclient"
 	"github.com/invigil/invigil/room"
 	"github.com/invigil/invigil/signaling"
@@ -219,6 +220,7 @@ func TestClusterRedisRestart(t *testing.T) {
 type node struct {
 	base string
 	cmd  *exec.Cmd
+	logs *logbuf.Buffer // its stderr
 }
 
 func startNodeProc(t *testing.T, args ...string) *node {
@@ -237,7 +239,7 @@ func startNodeProc(t *testing.T, args ...string) *node {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	n := &node{cmd: cmd}
+	n := &node{cmd: cmd, logs: &logbuf.Buffer{}}
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			cmd.Process.Kill()
@@ -249,6 +251,7 @@ func startNodeProc(t *testing.T, args ...string) *node {
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
+			n.logs.Write(append(sc.Bytes(), '\n'))
 			if m := addr.FindStringSubmatch(sc.Text()); m != nil {
 				select {
 				case found <- m[1]:

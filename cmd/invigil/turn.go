@@ -90,14 +90,17 @@ func startTURN(ctx context.Context, cfg serveConfig, bindIP net.IP, media []neti
 		}
 		n.urls = turn.URLs(h, udp.LocalAddr().(*net.UDPAddr).Port, tlsPort)
 	}
-	go n.reloadOnHUP(ctx, log)
+	// Registered before serve says it is serving: a SIGHUP from then on
+	// reloads, never kills (SIGHUP's default action).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go n.reloadOnHUP(ctx, hup, log)
 	return n, nil
 }
 
-// reloadOnHUP re-reads the TURNS certificate on SIGHUP until ctx ends.
-func (n *turnNode) reloadOnHUP(ctx context.Context, log *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+// reloadOnHUP re-reads the TURNS certificate on each signal from hup
+// until ctx ends.
+func (n *turnNode) reloadOnHUP(ctx context.Context, hup chan os.Signal, log *slog.Logger) {
 	defer signal.Stop(hup)
 	for {
 		select {
@@ -129,7 +132,7 @@ func (n *turnNode) stats() metrics.TURNStats {
 		return metrics.TURNStats{}
 	}
 	s := n.srv.Stats()
-	out := metrics.TURNStats{Allocations: s.Allocations, RelayedBytes: s.RelayedBytes, Refused: map[string]uint64{}}
+	out := metrics.TURNStats{Allocations: s.Allocations, RelayedBytes: s.RelayedBytes, Refused: map[string]uint64{}, CertNotAfter: s.CertNotAfter}
 	for r, v := range s.Refused {
 		out.Refused[string(r)] = v
 	}
