@@ -207,7 +207,7 @@ func startServe(t testing.TB, extra ...string) *served {
 		return result
 	}
 	t.Cleanup(func() { s.stop() })
-	addr := regexp.MustCompile(`http_addr=(127\.0\.0\.1:\d+)`)
+	addr := regexp.MustCompile(`http_addr"?[=:]"?(127\.0\.0\.1:\d+)`) // text or JSON logs
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if m := addr.FindStringSubmatch(s.stderr.String()); m != nil {
