@@ -132,7 +132,8 @@ func New(cfg Config) (*Engine, error) {
 	// STUN check instead, and opens no multicast socket.
 	settings.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	// AEAD_AES_128_GCM first: with AES-NI it costs ~1 µs per packet for
-	// encrypt+decrypt against ~4.6 µs for AES_CM_HMAC_SHA1_80 (NOTES.md),
+	// encrypt+decrypt against ~4.6 µs for AES_CM_HMAC_SHA1_80 (measured on
+	// the project's machine kind, docs/benchmarks.md),
 	// and Chrome offers both.
 	settings.SetSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80)
 	e.settings = settings
