@@ -70,17 +70,6 @@ func tool(t *testing.T, name string) string {
 	return ""
 }
 
-// optionalTool is tool for programs the test-deps script does not install:
-// missing, the test is skipped even in CI.
-func optionalTool(t *testing.T, name string) string {
-	t.Helper()
-	path, ok := lookTool(name)
-	if !ok {
-		t.Skipf("%s is not installed; this check runs where it is", name)
-	}
-	return path
-}
-
 // lookTool finds a program in PATH or in the sbin directories a non-root
 // PATH may lack (haproxy and nginx live in /usr/sbin).
 func lookTool(name string) (string, bool) {
@@ -366,7 +355,7 @@ func TestNginxConfig(t *testing.T) {
 // pointed at a real binary, which verify requires), and `systemd-analyze
 // security` rates its exposure OK or better.
 func TestSystemdUnit(t *testing.T) {
-	analyze := optionalTool(t, "systemd-analyze")
+	analyze := tool(t, "systemd-analyze")
 	unit := string(readFile(t, "systemd/invigil.service"))
 	if !strings.Contains(unit, "ExecStart=/usr/local/bin/invigil serve\n") {
 		t.Fatal("ExecStart is not /usr/local/bin/invigil serve")

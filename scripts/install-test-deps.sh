@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # install-test-deps.sh: installs the external programs Invigil's tests start
 # themselves (Chromium, coturn's turnutils_uclient, redis-server, HAProxy,
-# nginx, promtool, ffprobe) on Debian/Ubuntu, only when some are missing.
+# nginx, promtool, ffprobe) or check files with (systemd-analyze) on
+# Debian/Ubuntu, only when some are missing. kubectl is not among them:
+# Debian's (1.20) embeds a kustomize too old for the manifests; the
+# kustomize check runs where a current kubectl is installed.
 #
 # Idempotent and non-interactive: when every program is present it changes
 # nothing and exits 0. Installing needs root; without root it exits 1 naming
@@ -18,6 +21,7 @@ deps=(
   "nginx:nginx"
   "promtool:prometheus"
   "ffprobe:ffmpeg"
+  "systemd-analyze:systemd"
 )
 
 # have reports whether a program is installed, also in sbin directories that
