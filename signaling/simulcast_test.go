@@ -104,3 +104,68 @@ func join(xs []string) string {
 	}
 	return out
 }
+
+// TestLayerPerSubscriber: two proctors watch one simulcast student; the
+// one who focuses her gets the high layer, the other keeps the low one
+// (each subscriber chooses its own layer); the high layer stays on at
+// the source while any proctor needs it, and is paused when none does.
+func TestLayerPerSubscriber(t *testing.T) {
+	srv := newTestServer(t, room.Config{})
+	focuser := srv.join(t, "exam-1", "proctor-1", room.RoleProctor)
+	gridder := srv.join(t, "exam-1", "proctor-2", room.RoleProctor)
+	alice := testclient.JoinWith(t, srv.url, testSecret, "exam-1", "alice", room.RoleStudent, testclient.Options{Simulcast: true})
+	layers := func(want string) {
+		t.Helper()
+		deadline := time.After(5 * time.Second)
+		for {
+			select {
+			case m := <-alice.Events:
+				if m.Type == TypeLayers && join(m.Active) == want {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("alice was not told layers %s", want)
+			}
+		}
+	}
+	on := func(p *testclient.Client, tag byte) func() bool {
+		return func() bool {
+			v := p.VideoFrom(alice.Me.SID)
+			return v.LastTag == tag && v.Tags[tag] > 20
+		}
+	}
+	layers("q")
+	testclient.Eventually(t, 10*time.Second, "both proctors on the low layer", func() bool { return on(focuser, 'q')() && on(gridder, 'q')() })
+
+	focuser.Send(map[string]any{"v": 1, "type": "focus", "identity": "alice"})
+	layers("q,h")
+	testclient.Eventually(t, 5*time.Second, "proctor-1 on the high layer", on(focuser, 'h'))
+	// Proctor-2 never asked: it stays on the low layer, high packets never
+	// reach it while proctor-1 gets them.
+	before := gridder.VideoFrom(alice.Me.SID)
+	time.Sleep(time.Second)
+	after := gridder.VideoFrom(alice.Me.SID)
+	if after.Tags['h'] != 0 || after.LastTag != 'q' || after.Tags['q'] <= before.Tags['q'] {
+		t.Fatalf("proctor-2 (grid) got %d high-layer packets, last layer %c; want only the low layer, flowing", after.Tags['h'], after.LastTag)
+	}
+
+	// Proctor-2 focuses her too; proctor-1 returns to the grid: the high
+	// layer stays on (proctor-2 needs it) and each gets what it chose.
+	gridder.Send(map[string]any{"v": 1, "type": "focus", "identity": "alice"})
+	testclient.Eventually(t, 5*time.Second, "proctor-2 on the high layer", on(gridder, 'h'))
+	focuser.Send(map[string]any{"v": 1, "type": "focus", "identity": ""})
+	testclient.Eventually(t, 5*time.Second, "proctor-1 back on the low layer", on(focuser, 'q'))
+	time.Sleep(500 * time.Millisecond)
+	if v := gridder.VideoFrom(alice.Me.SID); v.LastTag != 'h' {
+		t.Fatalf("proctor-2 lost the high layer when proctor-1 left it (last layer %c)", v.LastTag)
+	}
+	// Nobody needs the high layer any more: it is paused at the source.
+	gridder.Send(map[string]any{"v": 1, "type": "focus", "identity": ""})
+	layers("q")
+	for _, p := range []*testclient.Client{focuser, gridder} {
+		if v := p.VideoFrom(alice.Me.SID); v.SeqGaps != 0 || v.TSBackward != 0 || v.PicGaps != 0 {
+			t.Errorf("%s's stream of alice was not continuous: %d seq gaps, %d timestamps back, %d picture ID gaps",
+				p.Me.Identity, v.SeqGaps, v.TSBackward, v.PicGaps)
+		}
+	}
+}

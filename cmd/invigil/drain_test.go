@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/invigil/invigil/internal/testclient"
 	"github.com/invigil/invigil/room"
 )
@@ -67,5 +68,39 @@ func TestDrainCommand(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "drained") {
 		t.Errorf("drain said %q", out.String())
+	}
+}
+
+// TestShutdownTellsClients: stopping serve (what SIGTERM does, with no
+// drain timeout) tells each joined client why before closing: a leave
+// with reason server_shutdown, then close status 1001 (going away); serve
+// returns without an error.
+func TestShutdownTellsClients(t *testing.T) {
+	srv := startServe(t, "--api-secret", secret)
+	c := testclient.Dial(t, wsURL(srv.base))
+	testclient.Send(t, c, map[string]any{"v": 1, "type": "join", "token": testclient.Mint(t, secret, "exam-s", "alice", room.RoleStudent)})
+	if m, err := testclient.Recv(c, 5*time.Second); err != nil || m.Type != "joined" {
+		t.Fatalf("join: %+v %v", m, err)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- srv.stop() }()
+	var leave testclient.Msg
+	for leave.Type != "leave" {
+		m, err := testclient.Recv(c, 5*time.Second)
+		if err != nil {
+			t.Fatalf("closed before a leave message: %v", err)
+		}
+		if m.Type == "leave" {
+			leave = m
+		}
+	}
+	if leave.Reason != room.ReasonShutdown {
+		t.Errorf("leave reason %q, want %q", leave.Reason, room.ReasonShutdown)
+	}
+	if st := testclient.AssertClosed(t, c); st != websocket.StatusGoingAway {
+		t.Errorf("close status %d, want 1001 (going away)", st)
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("serve returned %v", err)
 	}
 }
