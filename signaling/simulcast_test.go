@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -167,5 +168,24 @@ func TestLayerPerSubscriber(t *testing.T) {
 			t.Errorf("%s's stream of alice was not continuous: %d seq gaps, %d timestamps back, %d picture ID gaps",
 				p.Me.Identity, v.SeqGaps, v.TSBackward, v.PicGaps)
 		}
+	}
+}
+
+// TestH264Forwarded: a student publishing H.264 (one layer) reaches the
+// proctor as H.264, forwarded without transcoding, and a late proctor
+// gets its keyframe (the server asks the student with a PLI).
+func TestH264Forwarded(t *testing.T) {
+	srv := newTestServer(t, room.Config{})
+	first := srv.join(t, "exam-1", "proctor-1", room.RoleProctor)
+	alice := testclient.JoinWith(t, srv.url, testSecret, "exam-1", "alice", room.RoleStudent, testclient.Options{H264: true})
+	testclient.Eventually(t, 10*time.Second, "alice's H.264 at the proctor", func() bool { return first.VideoFrom(alice.Me.SID).Packets > 30 })
+	if got := first.VideoCodec(alice.Me.SID); !strings.EqualFold(got, "video/H264") {
+		t.Fatalf("the proctor receives alice's camera as %q, want video/H264", got)
+	}
+	plis := alice.PLIs.Load()
+	late := srv.join(t, "exam-1", "proctor-2", room.RoleProctor)
+	testclient.Eventually(t, 10*time.Second, "alice's H.264 at the late proctor", func() bool { return late.VideoFrom(alice.Me.SID).Packets > 30 })
+	if alice.PLIs.Load() == plis {
+		t.Error("no keyframe request reached alice for the late proctor")
 	}
 }

@@ -142,16 +142,17 @@ type Client struct {
 	StopVideo atomic.Bool
 	// Starve, while true, sends a tiny frame three times a second instead
 	// of the video: packets flow, the bitrate collapses (~1 kb/s).
-	Starve     atomic.Bool
-	conn       *lossyConn // the client's UDP path when lossy or cuttable
-	mu         sync.Mutex // guards received, trackIDs, video, active
-	received   map[string]int64
-	video      map[string]*Video // by publisher sid
-	active     map[string]bool   // layers the server wants; nil: all
-	videoSSRCs []uint32          // of the video tracks received
-	trackIDs   map[string]string // track id → stream id
-	sendStop   chan struct{}
-	wg         sync.WaitGroup
+	Starve      atomic.Bool
+	conn        *lossyConn // the client's UDP path when lossy or cuttable
+	mu          sync.Mutex // guards received, trackIDs, video, active
+	received    map[string]int64
+	video       map[string]*Video // by publisher sid
+	active      map[string]bool   // layers the server wants; nil: all
+	videoSSRCs  []uint32          // of the video tracks received
+	trackIDs    map[string]string // track id → stream id
+	videoCodecs map[string]string // stream id → the video codec received
+	sendStop    chan struct{}
+	wg          sync.WaitGroup
 }
 
 func NewPionAPI(t testing.TB) *webrtc.API {
@@ -213,6 +214,9 @@ func (c *Client) setupPC(t testing.TB, config webrtc.Configuration) {
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		c.mu.Lock()
 		c.trackIDs[tr.ID()] = tr.StreamID()
+		if tr.Kind() == webrtc.RTPCodecTypeVideo {
+			c.videoCodecs[tr.StreamID()] = tr.Codec().MimeType
+		}
 		c.mu.Unlock()
 		isVideo := tr.Kind() == webrtc.RTPCodecTypeVideo
 		if isVideo {
@@ -264,6 +268,9 @@ type Options struct {
 	// transport policy "relay"), as a client behind a UDP-blocking
 	// firewall would end up doing.
 	RelayOnly bool
+	// H264 publishes the camera as constrained-baseline H.264 (one layer)
+	// instead of VP8.
+	H264 bool
 	// UseICEServers gives the PeerConnection the STUN/TURN servers joined
 	// hands out, with no policy: a browser's default. The server's own
 	// candidates should still win.
@@ -336,16 +343,17 @@ func JoinToken(t testing.TB, url, token, identity string, role room.Role, opts O
 	t.Helper()
 	c := &Client{
 		t: t, role: role,
-		ws:       Dial(t, url),
-		joined:   make(chan Msg, 1),
-		Events:   make(chan Msg, 256),
-		closed:   make(chan struct{}),
-		received: make(map[string]int64),
-		video:    make(map[string]*Video),
-		opts:     opts,
-		trackIDs: make(map[string]string),
-		sendStop: make(chan struct{}),
-		ready:    make(chan struct{}),
+		ws:          Dial(t, url),
+		joined:      make(chan Msg, 1),
+		Events:      make(chan Msg, 256),
+		closed:      make(chan struct{}),
+		received:    make(map[string]int64),
+		video:       make(map[string]*Video),
+		opts:        opts,
+		trackIDs:    make(map[string]string),
+		videoCodecs: make(map[string]string),
+		sendStop:    make(chan struct{}),
+		ready:       make(chan struct{}),
 	}
 	c.wg.Add(1)
 	go c.readLoop()
@@ -472,6 +480,10 @@ func (c *Client) answer(sdp string) {
 // message pauses the layers it leaves out, as the SDK does.
 func (c *Client) publish() {
 	codec := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
+	if c.opts.H264 {
+		codec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}
+	}
 	rids := []string{""}
 	if c.opts.Simulcast {
 		rids = []string{"q", "h"}
@@ -572,7 +584,11 @@ func (c *Client) publish() {
 				if starve {
 					size = 40
 				}
-				writeVP8(payload[:size], uint16(i+uint32(j)*1000), layerKey, rids[j])
+				if c.opts.H264 {
+					writeH264(payload[:size], layerKey)
+				} else {
+					writeVP8(payload[:size], uint16(i+uint32(j)*1000), layerKey, rids[j])
+				}
 				pkt := &rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: seqs[j], Timestamp: i * 3000}, Payload: payload[:size]}
 				if rids[j] != "" && midID != 0 && ridID != 0 {
 					_ = pkt.Header.SetExtension(midID, []byte(vmid(c.pc, vsender)))
@@ -678,6 +694,15 @@ func writeVP8(p []byte, picID uint16, key bool, rid string) {
 	}
 }
 
+// writeH264 fills p with one H.264 NAL unit (RFC 6184 §5.6): an IDR
+// slice for a keyframe, else a non-IDR slice.
+func writeH264(p []byte, key bool) {
+	p[0] = 0x41 // nal_ref_idc 2, type 1: non-IDR slice
+	if key {
+		p[0] = 0x65 // nal_ref_idc 3, type 5: IDR slice
+	}
+}
+
 // paused reports whether the server's last layers message left rid out.
 func (c *Client) paused(rid string) bool {
 	if rid == "" {
@@ -774,6 +799,14 @@ func (c *Client) VideoFrom(sid string) Video {
 		out.Tags[k] = n
 	}
 	return out
+}
+
+// VideoCodec returns the MIME type of the video received from a
+// publisher sid, "" before any.
+func (c *Client) VideoCodec(sid string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.videoCodecs[sid]
 }
 
 // PacketsFrom returns how many RTP packets arrived from a publisher sid.
