@@ -119,6 +119,11 @@ func (r *Rooms) Join(name string, p *Participant) (*Room, []ParticipantInfo, err
 			r.mu.Unlock()
 			return nil, nil, ErrTooManyRooms
 		}
+		if r.total >= r.cfg.MaxPerNode {
+			// Refused before the room exists: it would stay open, empty.
+			r.mu.Unlock()
+			return nil, nil, ErrNodeFull
+		}
 		rm = &Room{name: name, rooms: r, participants: make(map[string]*Participant)}
 		r.rooms[name] = rm
 		r.log.Info("room opened", "room", name)

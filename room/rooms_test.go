@@ -168,6 +168,10 @@ func TestCaps(t *testing.T) {
 	if _, _, err := r.Join("three", d); !errors.Is(err, ErrNodeFull) {
 		t.Fatalf("fourth on a node of 3: %v", err)
 	}
+	// A refused join leaves no empty room behind.
+	if s := r.Stats(); s.Rooms != 2 || r.Has("three") {
+		t.Errorf("rooms after a node_full refusal: %+v (has three: %v), want the 2 with people", s, r.Has("three"))
+	}
 	// A replacement is not a new seat.
 	a2, _ := newParticipant("a", RoleStudent)
 	a2.SID = "PA_a2"
