@@ -89,7 +89,8 @@ var refusalReasons = []string{
 
 // messageTypes are the values of invigil_signaling_messages_total's type
 // label: the client message types and "invalid".
-var messageTypes = []string{"join", "offer", "answer", "candidate", "ping", "leave", "focus", "view", "invalid"}
+var messageTypes = []string{"join", "offer", "answer", "candidate", "ping", "leave", "focus", "view",
+	"message", "message_ack", "flag", "note", "end", "violation", "talkback", "device_link", "invalid"}
 
 // candidateTypes are the values of the candidate_type label.
 var candidateTypes = []string{"host", "srflx", "prflx", "relay", "unknown"}

@@ -143,3 +143,4 @@ func offerWith(t *testing.T, n int) string {
 	}
 	return offer.SDP
 }
+

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -293,6 +294,17 @@ func (s *session) handle(b []byte) {
 		}
 		s.reject(err, ref)
 	}
+}
+
+// ClientMessageTypes lists the client message types the server knows, for
+// the metrics that label messages by type.
+func ClientMessageTypes() []string {
+	out := make([]string, 0, len(knownTypes))
+	for typ := range knownTypes {
+		out = append(out, typ)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // knownTypes are the client message types, the only values of the type

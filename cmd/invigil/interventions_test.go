@@ -72,6 +72,28 @@ func TestInterventions(t *testing.T) {
 		t.Errorf("bob messaging alice: %+v", e)
 	}
 	next(t, proctor, "event", eventOf(room.EventForbidden))
+	for _, typ := range []string{"flag", "end", "note", "talkback"} {
+		bob.Send(map[string]any{"v": 1, "type": typ, "identity": "alice", "text": "x"})
+		if e := next(t, bob, "error", nil); e.Code != "forbidden" {
+			t.Errorf("bob sending %s about alice: %+v, want forbidden", typ, e)
+		}
+		f := next(t, proctor, "event", eventOf(room.EventForbidden))
+		if f.Event.Actor != "bob" || f.Event.Details["request"] != typ {
+			t.Errorf("forbidden event %+v, want bob's %s", f.Event, typ)
+		}
+	}
+	// Nothing reached alice: no message, no end, no talk-back.
+	for quiet := time.After(300 * time.Millisecond); ; {
+		select {
+		case m := <-alice.Events:
+			if m.Type == "ended" || m.Type == "leave" || m.Type == "message" || m.Type == "talkback" {
+				t.Fatalf("a student's forbidden request reached alice: %+v", m)
+			}
+			continue
+		case <-quiet:
+		}
+		break
+	}
 
 	// Violations, rate-limited: 10 at once pass, then 30 a minute.
 	for range 12 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
@@ -15,7 +16,9 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/invigil/invigil/internal/testclient"
+	"github.com/invigil/invigil/metrics"
 	"github.com/invigil/invigil/room"
+	"github.com/invigil/invigil/signaling"
 )
 
 // TestMetricsUnderTraffic scrapes a node while a proctor watches two
@@ -154,5 +157,27 @@ func promtool(t *testing.T, text []byte) {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// TestMessageTypesLabelled: every client message type signaling knows has
+// its own value of invigil_signaling_messages_total's type label, so none
+// is counted as an invalid frame.
+func TestMessageTypesLabelled(t *testing.T) {
+	m := metrics.New(metrics.Config{})
+	types := signaling.ClientMessageTypes()
+	for _, typ := range types {
+		m.Message(typ, true)
+	}
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	fams := parse(t, rec.Body.Bytes())
+	for _, typ := range types {
+		if v := value(fams, "invigil_signaling_messages_total", map[string]string{"type": typ, "result": "ok"}); v != 1 {
+			t.Errorf("type %q counted %v times under its own label, want 1", typ, v)
+		}
+	}
+	if v := value(fams, "invigil_signaling_messages_total", map[string]string{"type": "invalid"}); v != 0 {
+		t.Errorf("%v known messages counted as invalid", v)
 	}
 }
