@@ -143,4 +143,3 @@ func offerWith(t *testing.T, n int) string {
 	}
 	return offer.SDP
 }
-
