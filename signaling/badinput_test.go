@@ -3,6 +3,7 @@ package signaling
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +18,8 @@ import (
 // while a proctor watches a student; the student's media never stops and
 // each bad input gets its documented answer.
 func TestBadInputKeepsOthersServing(t *testing.T) {
-	srv := newTestServer(t, room.Config{})
+	refusals := &refusalCounter{}
+	srv := newTestServer(t, room.Config{}, func(c *Config) { c.Observer = refusals })
 	proctor := srv.join(t, "exam-1", "proctor-1", room.RoleProctor)
 	alice := srv.join(t, "exam-1", "alice", room.RoleStudent)
 	testclient.Eventually(t, 10*time.Second, "media from alice", func() bool { return proctor.PacketsFrom(alice.Me.SID) > 10 })
@@ -92,6 +94,7 @@ func TestBadInputKeepsOthersServing(t *testing.T) {
 		if st := testclient.AssertClosed(t, c); st != websocket.StatusMessageTooBig {
 			t.Errorf("closed with %d, want 1009", st)
 		}
+		testclient.Eventually(t, 2*time.Second, "the oversized frame counted", func() bool { return refusals.count(CodeTooLarge) == 1 })
 	})
 
 	t.Run("binary frame", func(t *testing.T) {
@@ -171,4 +174,26 @@ func pionOffer(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return offer.SDP
+}
+
+// refusalCounter is an Observer that counts refusals by reason.
+type refusalCounter struct {
+	nopObserver
+	mu sync.Mutex // guards by
+	by map[string]int
+}
+
+func (r *refusalCounter) Refused(reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.by == nil {
+		r.by = map[string]int{}
+	}
+	r.by[reason]++
+}
+
+func (r *refusalCounter) count(reason string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.by[reason]
 }

@@ -145,6 +145,11 @@ func (s *session) readLoop(ctx context.Context) error {
 	for {
 		typ, b, err := s.conn.Read(ctx)
 		if err != nil {
+			if errors.Is(err, websocket.ErrMessageTooBig) {
+				// coder/websocket has closed with 1009 already.
+				s.srv.obs.Refused(CodeTooLarge)
+				s.log.Debug("frame over the read limit; connection closed", "limit", MaxFrameBytes)
+			}
 			return err
 		}
 		if !s.msgs.Allow() {
