@@ -26,6 +26,12 @@ const (
 	// second; trickle ICE bursts a dozen.
 	DefaultMsgRate  = 20
 	DefaultMsgBurst = 60
+	// DefaultMsgRatePerIP and DefaultMsgBurstPerIP bound messages per
+	// second from one address, all its connections together, so opening
+	// many connections does not multiply the per-connection rate: a hall
+	// of 300 behind one NAT sends a few a second each while joining.
+	DefaultMsgRatePerIP  = 1000
+	DefaultMsgBurstPerIP = 3000
 	// DefaultMaxCandidates bounds the ICE candidates one session may
 	// trickle: a browser sends a handful per interface and transport.
 	DefaultMaxCandidates = 100
@@ -43,6 +49,8 @@ type Limits struct {
 	ConnBurstPerIP int
 	MsgRate        float64
 	MsgBurst       int
+	MsgRatePerIP   float64
+	MsgBurstPerIP  int
 	MaxCandidates  int
 	MaxTracks      int
 }
@@ -62,6 +70,12 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MsgBurst == 0 {
 		l.MsgBurst = DefaultMsgBurst
+	}
+	if l.MsgRatePerIP == 0 {
+		l.MsgRatePerIP = DefaultMsgRatePerIP
+	}
+	if l.MsgBurstPerIP == 0 {
+		l.MsgBurstPerIP = DefaultMsgBurstPerIP
 	}
 	if l.MaxCandidates == 0 {
 		l.MaxCandidates = DefaultMaxCandidates
@@ -83,7 +97,8 @@ type addrLimits struct {
 
 type addrState struct {
 	open int
-	rate *rate.Limiter
+	rate *rate.Limiter // new connections
+	msgs *rate.Limiter // messages on all the address's connections
 	seen time.Time
 }
 
@@ -103,25 +118,30 @@ func clientAddr(remote string) netip.Addr {
 	return a.Unmap()
 }
 
-// admit reserves a connection slot for addr, or says why not.
-func (a *addrLimits) admit(addr netip.Addr, now time.Time) (reason string, ok bool) {
+// admit reserves a connection slot for addr, or says why not. It returns
+// the address's message limiter, which the connection shares with the
+// address's others (safe for concurrent use).
+func (a *addrLimits) admit(addr netip.Addr, now time.Time) (msgs *rate.Limiter, reason string, ok bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st := a.addrs[addr]
 	if st == nil {
 		a.sweepLocked(now)
-		st = &addrState{rate: rate.NewLimiter(rate.Limit(a.limits.ConnRatePerIP), a.limits.ConnBurstPerIP)}
+		st = &addrState{
+			rate: rate.NewLimiter(rate.Limit(a.limits.ConnRatePerIP), a.limits.ConnBurstPerIP),
+			msgs: rate.NewLimiter(rate.Limit(a.limits.MsgRatePerIP), a.limits.MsgBurstPerIP),
+		}
 		a.addrs[addr] = st
 	}
 	st.seen = now
 	if st.open >= a.limits.MaxConnsPerIP {
-		return "connections_per_ip", false
+		return nil, "connections_per_ip", false
 	}
 	if !st.rate.AllowN(now, 1) {
-		return "connection_rate", false
+		return nil, "connection_rate", false
 	}
 	st.open++
-	return "", true
+	return st.msgs, "", true
 }
 
 // release frees addr's slot.

@@ -3,6 +3,7 @@ package signaling
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -142,4 +143,79 @@ func offerWith(t *testing.T, n int) string {
 		t.Fatal("no video in offer")
 	}
 	return offer.SDP
+}
+
+// TestAddressLimits: the message rate holds per address, all its
+// connections together (opening more connections does not multiply it);
+// new connections beyond the address's rate are refused 429 naming the
+// reason, counted; a page origin listed in AllowedOrigins is accepted.
+func TestAddressLimits(t *testing.T) {
+	refusals := &refusalCounter{}
+	srv := newTestServer(t, room.Config{}, func(c *Config) {
+		c.Limits = Limits{MaxConnsPerIP: 50, ConnRatePerIP: 0.001, ConnBurstPerIP: 6, MsgRate: 100, MsgBurst: 100, MsgRatePerIP: 5, MsgBurstPerIP: 20}
+		c.AllowedOrigins = []string{"exam.example.com"}
+		c.Observer = refusals
+	})
+	var conns []*websocket.Conn
+	for i := range 4 {
+		c := testclient.Dial(t, srv.url)
+		testclient.Send(t, c, map[string]any{"v": 1, "type": "join", "token": mint(t, "exam-1", fmt.Sprintf("s%d", i), room.RoleStudent)})
+		if m, err := testclient.Recv(c, 5*time.Second); err != nil || m.Type != TypeJoined {
+			t.Fatalf("join: %+v %v", m, err)
+		}
+		conns = append(conns, c)
+	}
+	// 4 × 15 pings: within each connection's own limit (burst 100), far
+	// over the address's (burst 20 less the 4 joins).
+	for _, c := range conns {
+		for range 15 {
+			testclient.Send(t, c, map[string]any{"v": 1, "type": "ping"})
+		}
+	}
+	pongs, limited := 0, 0
+	for _, c := range conns {
+		for {
+			m, err := testclient.Recv(c, 500*time.Millisecond)
+			if err != nil {
+				break
+			}
+			switch {
+			case m.Type == TypePong:
+				pongs++
+			case m.Code == CodeRateLimited && strings.Contains(m.Message, "from your address"):
+				limited++
+			}
+		}
+	}
+	if pongs > 20 || limited == 0 {
+		t.Errorf("60 pings over 4 connections of one address (burst 20): %d answered, %d rate_limited; want ≤ 20 and some refused", pongs, limited)
+	}
+	if refusals.count(CodeRateLimited) == 0 {
+		t.Error("rate_limited not counted")
+	}
+
+	// Connection rate: 4 used of a burst of 6, refilling at nearly zero.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	h := http.Header{"Origin": []string{"https://exam.example.com"}}
+	c, _, err := websocket.Dial(ctx, srv.url, &websocket.DialOptions{HTTPHeader: h})
+	if err != nil {
+		t.Fatalf("a listed page origin was refused: %v", err)
+	}
+	c.CloseNow()
+	testclient.Dial(t, srv.url).CloseNow() // the 6th
+	_, resp, err := websocket.Dial(ctx, srv.url, nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("the 7th connection in a burst of 6: %v %v, want 429", resp, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), "connection_rate") || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("429 body %q, Retry-After %q: want the reason and a retry hint", body, resp.Header.Get("Retry-After"))
+	}
+	if refusals.count("connection_rate") != 1 {
+		t.Errorf("connection_rate refusals counted %d, want 1", refusals.count("connection_rate"))
+	}
+	for _, c := range conns {
+		c.CloseNow()
+	}
 }

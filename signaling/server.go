@@ -146,7 +146,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.wg.Done()
 
 	addr := clientAddr(r.RemoteAddr)
-	if reason, ok := s.addrs.admit(addr, time.Now()); !ok {
+	addrMsgs, reason, ok := s.addrs.admit(addr, time.Now())
+	if !ok {
 		s.obs.Refused(reason)
 		s.log.Debug("connection refused", "remote", r.RemoteAddr, "reason", reason)
 		w.Header().Set("Retry-After", "1")
@@ -167,6 +168,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.obs.WebSocket(1)
 	defer s.obs.WebSocket(-1)
 	sess := newSession(s, conn, r.RemoteAddr)
+	sess.addrMsgs = addrMsgs
 
 	s.mu.Lock()
 	if s.closing {

@@ -39,6 +39,7 @@ type session struct {
 	firstMedia atomic.Bool   // a published track reached a subscriber
 	joinWait   *time.Timer   // fires join_timeout
 	msgs       *rate.Limiter // messages per second; read goroutine only
+	addrMsgs   *rate.Limiter // the client address's, shared with its other connections
 	cands      int           // candidates received; read goroutine only
 
 	// eventsMu guards eventsLive and eventsEarly: audit events for a
@@ -152,13 +153,13 @@ func (s *session) readLoop(ctx context.Context) error {
 			}
 			return err
 		}
-		if !s.msgs.Allow() {
+		if limited := s.limited(); limited != "" {
 			// Dropped unread. One error a second at most: answering each
 			// dropped frame would let a flood double itself.
 			s.srv.obs.Refused(CodeRateLimited)
 			if now := time.Now(); now.Sub(lastLimited) >= time.Second {
 				lastLimited = now
-				s.reject(protoErr(CodeRateLimited, "more than %.0f messages a second; messages are being dropped", s.srv.cfg.Limits.MsgRate), "")
+				s.reject(protoErr(CodeRateLimited, "%s; messages are being dropped", limited), "")
 			}
 			continue
 		}
@@ -168,6 +169,19 @@ func (s *session) readLoop(ctx context.Context) error {
 		}
 		s.handle(b)
 	}
+}
+
+// limited says why a frame that just arrived must be dropped: this
+// connection's message rate, or its address's, all connections together.
+// "" lets it through.
+func (s *session) limited() string {
+	if !s.msgs.Allow() {
+		return fmt.Sprintf("more than %.0f messages a second on this connection", s.srv.cfg.Limits.MsgRate)
+	}
+	if s.addrMsgs != nil && !s.addrMsgs.Allow() {
+		return fmt.Sprintf("more than %.0f messages a second from your address", s.srv.cfg.Limits.MsgRatePerIP)
+	}
+	return ""
 }
 
 func (s *session) writeLoop(ctx context.Context) error {

@@ -62,6 +62,7 @@ type serveConfig struct {
 	connRatePerIP   float64
 	connBurstPerIP  int
 	messageRate     float64
+	messageRateIP   float64
 	joinTimeout     time.Duration
 	nodeID          string
 	redisURL        string
@@ -126,6 +127,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.Float64Var(&c.connRatePerIP, "connection-rate-per-ip", signaling.DefaultConnRatePerIP, "new signaling connections per second from one client address")
 	fs.IntVar(&c.connBurstPerIP, "connection-burst-per-ip", signaling.DefaultConnBurstPerIP, "new connections one client address may open at once beyond the rate")
 	fs.Float64Var(&c.messageRate, "message-rate", signaling.DefaultMsgRate, "signaling messages per second one connection may send")
+	fs.Float64Var(&c.messageRateIP, "message-rate-per-ip", signaling.DefaultMsgRatePerIP, "signaling messages per second one client address may send on all its connections (burst 3×)")
 	fs.DurationVar(&c.joinTimeout, "join-timeout", signaling.DefaultJoinTimeout, "how long a new connection has to send join")
 	fs.DurationVar(&c.emptyTimeout, "room-empty-timeout", room.DefaultEmptyTimeout, "how long an empty room is kept")
 	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma-separated Origin hosts allowed besides this server's own (e.g. exam.example.com)")
@@ -404,7 +406,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		AllowedOrigins: splitList(cfg.allowedOrigins),
 		PublicURL:      public,
 		Limits: signaling.Limits{MaxConnsPerIP: cfg.maxConnsPerIP, ConnRatePerIP: cfg.connRatePerIP,
-			ConnBurstPerIP: cfg.connBurstPerIP, MsgRate: cfg.messageRate},
+			ConnBurstPerIP: cfg.connBurstPerIP, MsgRate: cfg.messageRate,
+			MsgRatePerIP: cfg.messageRateIP, MsgBurstPerIP: int(3 * cfg.messageRateIP)},
 		JoinTimeout: cfg.joinTimeout,
 		Version:     version,
 		Observer:    mtr,
