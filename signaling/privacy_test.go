@@ -2,6 +2,9 @@ package signaling
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
+	"github.com/coder/websocket"
 	"log/slog"
 	"strings"
 	"sync"
@@ -14,9 +17,10 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// TestStudentCannotReceive: a student whose offer asks to receive (extra
-// recvonly transceivers) gets no media, while another student publishes
-// and a proctor watches both.
+// TestStudentCannotReceive: a student whose offer asks to receive
+// (recvonly m-lines, and a sendrecv one beside what it publishes) gets a
+// working media connection and no media at all, while another student
+// publishes and a proctor watches both.
 func TestStudentCannotReceive(t *testing.T) {
 	srv := newTestServer(t, room.Config{})
 	proctor := srv.join(t, "exam-1", "proctor-1", room.RoleProctor)
@@ -34,32 +38,92 @@ func TestStudentCannotReceive(t *testing.T) {
 	defer pc.Close()
 	var received atomic.Int64
 	pc.OnTrack(func(*webrtc.TrackRemote, *webrtc.RTPReceiver) { received.Add(1) })
+	// From pion's and the reader's goroutines: a failed write is the test
+	// ending, not a failure.
+	send := func(v any) {
+		b, _ := json.Marshal(v)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = c.Write(ctx, websocket.MessageText, b)
+	}
+	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
+		if cand != nil {
+			send(map[string]any{"v": 1, "type": "candidate", "candidate": cand.ToJSON()})
+		}
+	})
 	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// A camera sent on a sendrecv m-line: it publishes, and asks to receive.
+	cam, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "cam", "mallory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.AddTransceiverFromTrack(cam, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv}); err != nil {
+		t.Fatal(err)
+	}
 	offer, _ := pc.CreateOffer(nil)
 	pc.SetLocalDescription(offer)
 	testclient.Send(t, c, map[string]any{"v": 1, "type": "offer", "sdp": offer.SDP})
-	m, err := testclient.Recv(c, 5*time.Second)
-	for err == nil && m.Type != TypeAnswer {
-		m, err = testclient.Recv(c, 5*time.Second)
+
+	// Apply what the server signals: its answer, its candidates, and any
+	// offer of its own (renegotiation), as a real client would.
+	answers := make(chan string, 4)
+	go func() {
+		for {
+			m, err := testclient.Recv(c, 30*time.Second)
+			if err != nil {
+				return
+			}
+			switch m.Type {
+			case TypeAnswer:
+				answers <- m.SDP
+			case TypeCandidate:
+				if m.Candidate != nil {
+					_ = pc.AddICECandidate(*m.Candidate)
+				}
+			case TypeOffer:
+				if pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP}) == nil {
+					ans, _ := pc.CreateAnswer(nil)
+					_ = pc.SetLocalDescription(ans)
+					send(map[string]any{"v": 1, "type": "answer", "sdp": ans.SDP})
+				}
+			}
+		}
+	}()
+	var answer string
+	select {
+	case answer = <-answers:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer")
 	}
-	if err != nil {
-		t.Fatalf("no answer: %v", err)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m.SDP}); err != nil {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		t.Fatal(err)
 	}
 	// pion answers a recvonly m-line "sendonly" even with nothing to send;
 	// what matters is that no stream is declared and none arrives.
-	if strings.Contains(m.SDP, "a=ssrc:") || strings.Contains(m.SDP, "a=msid:") {
-		t.Errorf("the answer to a student declares media for it:\n%s", m.SDP)
+	if strings.Contains(answer, "a=ssrc:") || strings.Contains(answer, "a=msid:") {
+		t.Errorf("the answer to a student declares media for it:\n%s", answer)
 	}
-	testclient.Eventually(t, 10*time.Second, "bob's media at the proctor", func() bool { return proctor.PacketsFrom(bob.Me.SID) > 30 })
+	testclient.Eventually(t, 10*time.Second, "mallory's media connection up", func() bool {
+		return pc.ConnectionState() == webrtc.PeerConnectionStateConnected
+	})
+	// Bob publishes the whole time; mallory's connection carries nothing
+	// to her.
+	before := proctor.PacketsFrom(bob.Me.SID)
+	time.Sleep(3 * time.Second)
+	if proctor.PacketsFrom(bob.Me.SID) < before+60 {
+		t.Fatal("bob's media did not flow meanwhile: the check below would prove nothing")
+	}
 	if n := received.Load(); n != 0 {
 		t.Fatalf("a student asking to receive got %d tracks", n)
+	}
+	for _, tr := range pc.GetTransceivers() {
+		if r := tr.Receiver(); r != nil && r.Track() != nil && r.Track().SSRC() != 0 {
+			t.Errorf("mallory's %s receiver has a stream (SSRC %d)", tr.Kind(), r.Track().SSRC())
+		}
 	}
 }
 
