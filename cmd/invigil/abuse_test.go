@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"runtime"
 	"strings"
@@ -32,6 +33,7 @@ func TestAbuse(t *testing.T) {
 	ws := "ws" + strings.TrimPrefix(srv.base, "http") + "/v1/rtc"
 	proctor := testclient.Join(t, ws, secret, "exam-1", "proctor-1", room.RoleProctor)
 	alice := testclient.Join(t, ws, secret, "exam-1", "alice", room.RoleStudent)
+	bob := testclient.Join(t, ws, secret, "exam-1", "bob", room.RoleStudent)
 	// Past 80 packets the clients' own resend buffers are full: from then
 	// on the process's heap moves with the server's alone.
 	testclient.Eventually(t, 10*time.Second, "alice's media at the proctor", func() bool { return proctor.VideoFrom(alice.Me.SID).Packets > 80 })
@@ -52,6 +54,20 @@ func TestAbuse(t *testing.T) {
 			}
 		}()
 	}
+	wg.Wait()
+	// And as many goroutines at once as the attack will have (client and
+	// server sides of 2,100 connections, several each): the runtime keeps
+	// every goroutine descriptor it ever made (allgs) on the heap, a high
+	// water mark of the process, not memory the node holds.
+	release := make(chan struct{})
+	for range 16000 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-release
+		}()
+	}
+	close(release)
 	wg.Wait()
 	before := parse(t, scrape(t, srv.base))
 	heapBefore := heapInUse()
@@ -100,35 +116,55 @@ func TestAbuse(t *testing.T) {
 	}
 	time.Sleep(time.Second) // the per-address bucket refills a little
 
-	// 2. 2,000 connections that never join: what the per-address limits
-	// admit stays open through the attack; the rest get 429.
+	// 2. 2,000 connections that never join, from 20 loopback addresses
+	// (127.0.1.1–20, 100 each: within each address's limits, as from 20
+	// attacking hosts): all are held open through the attack. Then 150
+	// more from one address, past its burst of 100: refused with 429.
 	var mu sync.Mutex
 	var idle []*websocket.Conn
 	var refused, other atomic.Int64
 	sem := make(chan struct{}, 64)
-	for range 2000 {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			c, status, err := dial()
-			switch {
-			case err == nil:
-				mu.Lock()
-				idle = append(idle, c)
-				mu.Unlock()
-			case status == http.StatusTooManyRequests:
-				refused.Add(1)
-			default:
-				other.Add(1)
-			}
-		}()
+	attack := func(n int, from net.IP) {
+		client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true,
+			DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: from}}).DialContext}}
+		for range n {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				c, resp, err := websocket.Dial(ctx, ws, &websocket.DialOptions{HTTPClient: client})
+				switch {
+				case err == nil:
+					mu.Lock()
+					idle = append(idle, c)
+					mu.Unlock()
+				case resp != nil && resp.StatusCode == http.StatusTooManyRequests:
+					refused.Add(1)
+				default:
+					other.Add(1)
+				}
+			}()
+		}
+	}
+	for i := range 20 {
+		attack(100, net.IPv4(127, 0, 1, byte(1+i)))
 	}
 	wg.Wait()
-	t.Logf("idle connections: %d admitted, %d refused with 429, %d failed otherwise", len(idle), refused.Load(), other.Load())
-	if other.Load() != 0 || int64(len(idle))+refused.Load() != 2000 || len(idle) == 0 {
-		t.Fatalf("dial outcomes do not add up")
+	if len(idle) != 2000 || refused.Load() != 0 || other.Load() != 0 {
+		t.Fatalf("2,000 idle connections from 20 addresses: %d open, %d refused, %d failed; want all open", len(idle), refused.Load(), other.Load())
+	}
+	attack(150, net.IPv4(127, 0, 2, 1))
+	wg.Wait()
+	t.Logf("idle connections: %d held open, %d refused with 429, %d failed otherwise", len(idle), refused.Load(), other.Load())
+	// The bucket refills at 20/s while the 150 dial: ~100 plus a few open.
+	if other.Load() != 0 || len(idle)-2000 < 100 || refused.Load() < 30 || int64(len(idle)-2000)+refused.Load() != 150 {
+		t.Fatalf("150 dials from one address with a burst of 100: %d more open, %d refused; want ~100 and ~50", len(idle)-2000, refused.Load())
+	}
+	if open := value(parse(t, scrape(t, srv.base)), "invigil_websocket_connections", nil); open < float64(len(idle)) {
+		t.Errorf("invigil_websocket_connections %v while %d idle connections are open", open, len(idle))
 	}
 
 	attackCtx, endAttack := context.WithTimeout(context.Background(), time.Minute)
@@ -175,16 +211,20 @@ func TestAbuse(t *testing.T) {
 			}
 		}()
 	}
-	// 4. The student spams proctor requests.
-	for range 500 {
-		alice.Send(map[string]any{"v": 1, "type": "focus", "identity": "alice"})
+	// 4. The student spams proctor requests: focus, and ending bob.
+	for i := range 500 {
+		typ := "focus"
+		if i%2 == 1 {
+			typ = "end"
+		}
+		alice.Send(map[string]any{"v": 1, "type": typ, "identity": "bob"})
 	}
 	wg.Wait()
 	var after map[string]*dto.MetricFamily
 	delta := func(name string, labels map[string]string) float64 {
 		return value(after, name, labels) - value(before, name, labels)
 	}
-	var malformed, limited, focusRefused float64
+	var malformed, limited, focusRefused, endRefused float64
 	// The server works through what it read; then every frame written is
 	// either answered as malformed, dropped by the rate limit, or (the
 	// student's) refused as forbidden.
@@ -199,8 +239,8 @@ func TestAbuse(t *testing.T) {
 						t.Logf("%s %v %v", f, m.Label, m.Counter.GetValue())
 					}
 				}
-				t.Fatalf("timed out waiting for %s: %d written + 500 focus = %v; malformed %v, rate-limited %v, focus refused %v",
-					what, written.Load(), want, malformed, limited, focusRefused)
+				t.Fatalf("timed out waiting for %s: %d written + 500 focus/end = %v; malformed %v, rate-limited %v, focus refused %v, end refused %v",
+					what, written.Load(), want, malformed, limited, focusRefused, endRefused)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -210,13 +250,14 @@ func TestAbuse(t *testing.T) {
 		malformed = delta("invigil_signaling_messages_total", map[string]string{"type": "invalid", "result": "error"})
 		limited = delta("invigil_refusals_total", map[string]string{"reason": "rate_limited"})
 		focusRefused = delta("invigil_signaling_messages_total", map[string]string{"type": "focus", "result": "error"})
-		return malformed+limited+focusRefused == want
+		endRefused = delta("invigil_signaling_messages_total", map[string]string{"type": "end", "result": "error"})
+		return malformed+limited+focusRefused+endRefused == want
 	})
 
-	t.Logf("%d malformed frames written: %v answered as malformed, %v dropped by the rate limit; the student's focus spam: %v refused",
-		written.Load(), malformed, limited, focusRefused)
-	if written.Load() < 9000 {
-		t.Errorf("only %d of 10,000 malformed frames could be written", written.Load())
+	t.Logf("%d malformed frames written: %v answered as malformed, %v dropped by the rate limit; the student's spam: %v focus, %v end refused",
+		written.Load(), malformed, limited, focusRefused, endRefused)
+	if written.Load() != 10000 {
+		t.Errorf("%d of 10,000 malformed frames were written", written.Load())
 	}
 
 	// Every attack is counted.
@@ -226,9 +267,22 @@ func TestAbuse(t *testing.T) {
 	if got := delta("invigil_refusals_total", map[string]string{"reason": "token_invalid"}); got != 100 {
 		t.Errorf("forged tokens counted %v, want 100", got)
 	}
-	if focusRefused == 0 || delta("invigil_refusals_total", map[string]string{"reason": "forbidden"}) != focusRefused {
+	if focusRefused == 0 || endRefused == 0 || delta("invigil_refusals_total", map[string]string{"reason": "forbidden"}) != focusRefused+endRefused {
 		t.Errorf("the student's forbidden requests were not counted as forbidden")
 	}
+	// Nobody was ended: bob is still in the room, his media at the proctor.
+	for drained := false; !drained; {
+		select {
+		case m := <-bob.Events:
+			if m.Type == "ended" || m.Type == "leave" {
+				t.Fatalf("the student's spam ended bob: %+v", m)
+			}
+		default:
+			drained = true
+		}
+	}
+	bobBefore := proctor.PacketsFrom(bob.Me.SID)
+	testclient.Eventually(t, 5*time.Second, "bob's media after the spam", func() bool { return proctor.PacketsFrom(bob.Me.SID) > bobBefore+20 })
 
 	// The watched student's media went on.
 	videoAfter := proctor.VideoFrom(alice.Me.SID)
@@ -248,7 +302,7 @@ func TestAbuse(t *testing.T) {
 	// HTTP client; they are the attacker's memory, not the node's.
 	http.DefaultClient.CloseIdleConnections()
 	testclient.Eventually(t, 15*time.Second, "attack sessions gone", func() bool {
-		return value(parse(t, scrape(t, srv.base)), "invigil_websocket_connections", nil) == 2
+		return value(parse(t, scrape(t, srv.base)), "invigil_websocket_connections", nil) == 3
 	})
 	after, before = nil, nil // parsed scrapes are the test's, not the node's
 	var heapAfter uint64
