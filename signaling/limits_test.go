@@ -219,3 +219,60 @@ func TestAddressLimits(t *testing.T) {
 		c.CloseNow()
 	}
 }
+
+// TestDeadAndSlowClients: a client that stops answering pings (its
+// network died) is dropped within a ping timeout; one that reads nothing
+// while the server has much to send it is dropped by its write deadline
+// or its full queue (slow_consumer) long before any ping would notice.
+// Both free their seats; a proctor's media from a student goes on.
+func TestDeadAndSlowClients(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		ping  time.Duration
+		flood bool
+	}{
+		{"dead peer", 200 * time.Millisecond, false},
+		{"slow reader", time.Minute, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			refusals := &refusalCounter{}
+			srv := newTestServer(t, room.Config{}, func(c *Config) {
+				c.PingInterval, c.PingTimeout, c.WriteTimeout = tc.ping, 300*time.Millisecond, time.Second
+				c.Limits = Limits{MsgRate: 10000, MsgBurst: 10000, MsgRatePerIP: 10000, MsgBurstPerIP: 10000}
+				c.Observer = refusals
+			})
+			proctor := srv.join(t, "exam-1", "proctor-1", room.RoleProctor)
+			alice := srv.join(t, "exam-1", "alice", room.RoleStudent)
+			testclient.Eventually(t, 10*time.Second, "alice's media", func() bool { return proctor.PacketsFrom(alice.Me.SID) > 20 })
+			base := srv.rooms.Participants()
+
+			// It joins, then reads nothing: coder/websocket answers pings
+			// only while reading, so no pong comes either.
+			c := testclient.Dial(t, srv.url)
+			testclient.Send(t, c, map[string]any{"v": 1, "type": "join", "token": mint(t, "exam-1", "mallory", room.RoleStudent)})
+			testclient.Eventually(t, 5*time.Second, "joined", func() bool { return srv.rooms.Participants() == base+1 })
+			start := time.Now()
+			if tc.flood {
+				// 64 KiB pongs (a ping's ts is echoed) asked for faster
+				// than it reads: its socket fills, then its queue.
+				ts := strings.Repeat("9", 64<<10)
+				go func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					for range 1000 {
+						if c.Write(ctx, websocket.MessageText, []byte(`{"v":1,"type":"ping","ts":`+ts+`}`)) != nil {
+							return
+						}
+					}
+				}()
+			}
+			testclient.Eventually(t, 10*time.Second, "the client dropped", func() bool { return srv.rooms.Participants() == base })
+			t.Logf("dropped after %v (slow_consumer refusals: %d)", time.Since(start).Round(time.Millisecond), refusals.count(CodeSlowConsumer))
+			if tc.flood && time.Since(start) > 5*time.Second {
+				t.Errorf("a slow reader held its session %v", time.Since(start))
+			}
+			before := proctor.PacketsFrom(alice.Me.SID)
+			testclient.Eventually(t, 5*time.Second, "alice's media after", func() bool { return proctor.PacketsFrom(alice.Me.SID) > before+20 })
+		})
+	}
+}

@@ -17,14 +17,14 @@ import (
 const (
 	// DefaultJoinTimeout is how long a new connection has to send join.
 	DefaultJoinTimeout = 10 * time.Second
-	// writeTimeout bounds one frame's write; a client slower than this is
-	// dropped instead of holding its session's queue.
-	writeTimeout = 5 * time.Second
-	// pingInterval is how often the server pings an idle client.
-	pingInterval = 15 * time.Second
-	// pingTimeout is how long a pong may take before the client is
-	// considered gone (with pingInterval: dead peers go within 45 s).
-	pingTimeout = 30 * time.Second
+	// DefaultWriteTimeout bounds one frame's write; a client slower than
+	// this is dropped instead of holding its session's queue.
+	DefaultWriteTimeout = 5 * time.Second
+	// DefaultPingInterval is how often the server pings a client.
+	DefaultPingInterval = 15 * time.Second
+	// DefaultPingTimeout is how long a pong may take before the client is
+	// considered gone (with the interval: dead peers go within 45 s).
+	DefaultPingTimeout = 30 * time.Second
 	// outQueue is the outbound queue per session: generous for a proctor
 	// whose room announces 25 students at once, small enough to bound
 	// what one stuck client holds.
@@ -54,6 +54,8 @@ type Config struct {
 	// JoinTimeout is how long a new connection has to join; 0 means
 	// DefaultJoinTimeout.
 	JoinTimeout time.Duration
+	// WriteTimeout, PingInterval and PingTimeout: see their defaults.
+	WriteTimeout, PingInterval, PingTimeout time.Duration
 	// Observer receives events for metrics; nil means none.
 	Observer Observer
 	// Owners, if set, says which node owns a room (cluster mode): a join
@@ -129,6 +131,15 @@ func NewServer(cfg Config) (*Server, error) {
 	cfg.Limits = cfg.Limits.withDefaults()
 	if cfg.JoinTimeout <= 0 {
 		cfg.JoinTimeout = DefaultJoinTimeout
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = DefaultPingInterval
+	}
+	if cfg.PingTimeout <= 0 {
+		cfg.PingTimeout = DefaultPingTimeout
 	}
 	return &Server{cfg: cfg, log: cfg.Logger, obs: obs, addrs: newAddrLimits(cfg.Limits), sessions: make(map[*session]struct{})}, nil
 }

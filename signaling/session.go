@@ -217,20 +217,20 @@ func (s *session) writeLoop(ctx context.Context) error {
 }
 
 func (s *session) write(ctx context.Context, b []byte) error {
-	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	wctx, cancel := context.WithTimeout(ctx, s.srv.cfg.WriteTimeout)
 	defer cancel()
 	return s.conn.Write(wctx, websocket.MessageText, b)
 }
 
 func (s *session) pingLoop(ctx context.Context) error {
-	t := time.NewTicker(pingInterval)
+	t := time.NewTicker(s.srv.cfg.PingInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+			pctx, cancel := context.WithTimeout(ctx, s.srv.cfg.PingTimeout)
 			err := s.conn.Ping(pctx)
 			cancel()
 			if err != nil {
