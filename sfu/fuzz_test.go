@@ -1,7 +1,12 @@
 package sfu
 
 import (
+	"io"
+	"log/slog"
+	"net"
 	"testing"
+
+	"github.com/pion/webrtc/v4"
 )
 
 // FuzzPayloadParsers: the VP8 descriptor and keyframe parsers read every
@@ -28,6 +33,51 @@ func FuzzPayloadParsers(f *testing.F) {
 		scratch := make([]byte, maxCachedPacket)
 		if !d.malformed {
 			rewriteVP8(d, p, scratch, 1, 1)
+		}
+	})
+}
+
+// FuzzHandleOffer: a client's offer goes through pion's SDP parser and
+// answerer on a real Peer; no offer, however mangled, may panic or hang
+// it, and the Peer closes cleanly after. (signaling checks size and
+// sending sections first; this is what it hands on.)
+func FuzzHandleOffer(f *testing.F) {
+	udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	e, err := New(Config{UDP: udp, IncludeLoopback: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { e.Close() })
+	// A browser-shaped offer (simulcast camera and microphone) from pion.
+	client, err := webrtc.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if _, err := client.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+			f.Fatal(err)
+		}
+	}
+	offer, err := client.CreateOffer(nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	client.Close()
+	f.Add(offer.SDP)
+	f.Add("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\na=rtpmap:96 VP8/90000\r\n")
+	f.Add("v=0\r\nm=audio 9 RTP 0\r\na=recvonly\r\n")
+	f.Fuzz(func(t *testing.T, sdp string) {
+		p, err := e.NewPeer(PeerConfig{ID: "PA_fuzz", Signal: &recorder{}, Publish: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = p.HandleOffer(sdp, map[string]string{"0": "camera"})
+		_ = p.AddCandidate(webrtc.ICECandidateInit{Candidate: sdp})
+		if err := p.Close(); err != nil {
+			t.Logf("close: %v", err)
 		}
 	})
 }
