@@ -36,6 +36,8 @@ type session struct {
 	reason     string        // why the participant left; written in finish
 	joined     atomic.Bool   // join succeeded
 	violations *rate.Limiter // a student's violation reports
+	forbidden  *rate.Limiter // forbidden audit events; read goroutine only
+	suppressed int           // forbidden requests not recorded since the last one that was
 	firstMedia atomic.Bool   // a published track reached a subscriber
 	joinWait   *time.Timer   // fires join_timeout
 	msgs       *rate.Limiter // messages per second; read goroutine only
@@ -90,6 +92,11 @@ func newSession(srv *Server, conn *websocket.Conn, remote string) *session {
 		msgs:   rate.NewLimiter(rate.Limit(srv.cfg.Limits.MsgRate), srv.cfg.Limits.MsgBurst),
 		// Violation reports: 30 a minute, 10 at once.
 		violations: rate.NewLimiter(rate.Every(time.Minute/violationsPerMinute), 10),
+		// Forbidden requests: each is answered and counted, but only 10 at
+		// once, then 10 a minute, become audit events (the next recorded
+		// one says how many were not): a spamming client must not flood
+		// the trail, the webhook and the proctors' queues.
+		forbidden: rate.NewLimiter(rate.Every(time.Minute/10), 10),
 		reason:     room.ReasonDisconnect,
 	}
 }
@@ -309,7 +316,7 @@ func (s *session) handle(b []byte) {
 	s.srv.obs.Message(typ, err == nil)
 	if err != nil {
 		if code, _ := wireError(err); code == CodeForbidden && s.rm != nil {
-			s.rm.Record(room.EventForbidden, s.p.Identity, "", map[string]any{"request": typ})
+			s.recordForbidden(typ)
 		}
 		s.reject(err, ref)
 	}
@@ -324,6 +331,22 @@ func ClientMessageTypes() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// recordForbidden writes a forbidden request to the trail, within the
+// session's budget; beyond it the request is only counted, and the next
+// event written carries the count as details.suppressed.
+func (s *session) recordForbidden(typ string) {
+	if !s.forbidden.Allow() {
+		s.suppressed++
+		return
+	}
+	details := map[string]any{"request": typ}
+	if s.suppressed > 0 {
+		details["suppressed"] = s.suppressed
+		s.suppressed = 0
+	}
+	s.rm.Record(room.EventForbidden, s.p.Identity, "", details)
 }
 
 // knownTypes are the client message types, the only values of the type

@@ -121,3 +121,36 @@ func TestInterventions(t *testing.T) {
 		t.Errorf("participant_left %+v", p)
 	}
 }
+
+// TestForbiddenSpamBounded: a student spamming proctor requests gets
+// forbidden for each, but only 10 become audit events at once (the trail,
+// the webhook and the proctors' live feed stay bounded); the rest are
+// counted, and the next event recorded says how many were left out.
+func TestForbiddenSpamBounded(t *testing.T) {
+	srv := startServe(t, "--api-secret", secret)
+	proctor := testclient.Join(t, wsURL(srv.base), secret, "exam-f", "proctor-1", room.RoleProctor)
+	mallory := testclient.Join(t, wsURL(srv.base), secret, "exam-f", "mallory", room.RoleStudent)
+	for range 40 {
+		mallory.Send(map[string]any{"v": 1, "type": "focus", "identity": "mallory"})
+	}
+	for i := range 40 {
+		if e := next(t, mallory, "error", nil); e.Code != "forbidden" {
+			t.Fatalf("request %d answered %+v, want forbidden", i, e)
+		}
+	}
+	events := 0
+	for quiet := time.After(time.Second); ; {
+		select {
+		case m := <-proctor.Events:
+			if m.Type == "event" && m.Event.Kind == room.EventForbidden {
+				events++
+			}
+			continue
+		case <-quiet:
+		}
+		break
+	}
+	if events != 10 {
+		t.Errorf("%d forbidden events recorded for 40 requests, want 10 (then 10 a minute)", events)
+	}
+}
