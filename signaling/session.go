@@ -97,7 +97,7 @@ func newSession(srv *Server, conn *websocket.Conn, remote string) *session {
 		// one says how many were not): a spamming client must not flood
 		// the trail, the webhook and the proctors' queues.
 		forbidden: rate.NewLimiter(rate.Every(time.Minute/10), 10),
-		reason:     room.ReasonDisconnect,
+		reason:    room.ReasonDisconnect,
 	}
 }
 
