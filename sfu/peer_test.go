@@ -1,6 +1,8 @@
 package sfu
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -82,5 +84,38 @@ func TestCandidatesFollowTheAnswer(t *testing.T) {
 			t.Fatalf("signalled %v: a candidate went out before the answer", sent)
 		}
 		p.Close()
+	}
+}
+
+// TestEarlyCandidatesBounded: before its first remote description a Peer
+// holds at most 64 trickled candidates (each costs memory until applied);
+// the 65th is refused with ErrTooManyCandidates, and a malformed one is
+// refused at once.
+func TestEarlyCandidatesBounded(t *testing.T) {
+	udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Config{UDP: udp, IncludeLoopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	p, err := e.NewPeer(PeerConfig{ID: "PA_c", Signal: &recorder{}, Publish: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for i := range maxEarlyCandidates {
+		c := webrtc.ICECandidateInit{Candidate: fmt.Sprintf("candidate:%d 1 udp 2122260223 192.0.2.1 %d typ host", i, 50000+i)}
+		if err := p.AddCandidate(c); err != nil {
+			t.Fatalf("candidate %d: %v", i, err)
+		}
+	}
+	if err := p.AddCandidate(webrtc.ICECandidateInit{Candidate: "candidate:99 1 udp 2122260223 192.0.2.1 40000 typ host"}); !errors.Is(err, ErrTooManyCandidates) {
+		t.Errorf("candidate %d: %v, want ErrTooManyCandidates", maxEarlyCandidates+1, err)
+	}
+	if err := p.AddCandidate(webrtc.ICECandidateInit{Candidate: "candidate:garbage"}); err == nil {
+		t.Error("a malformed candidate was accepted")
 	}
 }
