@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -23,7 +24,34 @@ import (
 type Redis struct {
 	rdb    *redis.Client
 	prefix string
+
+	// epochMu guards epoch: the store's epoch as this node first saw it
+	// (see settle), "" before the first placement or claim.
+	epochMu sync.Mutex
+	epoch   string
 }
+
+// SettleTime is how long after the cluster store came back empty (a
+// Redis restarted without persistence) a node that knew it before
+// assigns no room without a live owner: long enough for every node to
+// renew its leases (LeaseRenew) and heartbeat, so the rooms they hold
+// are theirs again before anyone else can take them.
+const SettleTime = LeaseRenew + HeartbeatInterval
+
+// settleLua is the part of the placement and claim scripts that finds
+// the store's epoch (made by the first script after the store started
+// empty) and says whether rooms without a live owner must wait: when the
+// caller knew another epoch, this one is younger than SettleTime. Needs
+// prefix, now, known (the caller's epoch) and settle (ms) set.
+const settleLua = `
+local epochKey = prefix .. 'epoch'
+local epoch = redis.call('GET', epochKey)
+if not epoch then
+  epoch = tostring(now)
+  redis.call('SET', epochKey, epoch)
+end
+local settling = known ~= '' and known ~= epoch and now - tonumber(epoch) < settle
+`
 
 // NewRedis connects to url (redis://[user:pass@]host:port/db). It does
 // not fail when Redis is down: calls fail with ErrUnavailable until it
@@ -106,12 +134,15 @@ func (r *Redis) Nodes(ctx context.Context) ([]Node, error) {
 // {"", ""} when no node has room.
 var placeScript = redis.NewScript(`
 local prefix, room, expected, now, lease, resv = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local known, settle = ARGV[7], tonumber(ARGV[8])
+` + settleLua + `
 local roomKey = prefix .. 'room:' .. room
 local owner = redis.call('GET', roomKey)
 if owner then
   local url = redis.call('HGET', prefix .. 'node:' .. owner, 'url')
-  if url then return {owner, url} end
+  if url then return {owner, url, epoch} end
 end
+if settling then return {'', '', epoch, 'settling'} end
 local best, bestURL, bestFree = nil, nil, -1
 for _, id in ipairs(redis.call('SMEMBERS', prefix .. 'nodes')) do
   local h = redis.call('HMGET', prefix .. 'node:' .. id, 'url', 'free_seats', 'draining')
@@ -132,7 +163,7 @@ for _, id in ipairs(redis.call('SMEMBERS', prefix .. 'nodes')) do
     end
   end
 end
-if not best then return {'', ''} end
+if not best then return {'', '', epoch} end
 redis.call('SET', roomKey, best, 'PX', lease)
 if expected > 0 then
   local rk, sk = prefix .. 'resv:' .. best, prefix .. 'resvsum:' .. best
@@ -142,7 +173,7 @@ if expected > 0 then
   redis.call('PEXPIRE', rk, resv)
   redis.call('PEXPIRE', sk, resv)
 end
-return {best, bestURL}
+return {best, bestURL, epoch}
 `)
 
 // Place implements Cluster.
@@ -154,11 +185,14 @@ func (r *Redis) Place(ctx context.Context, room string, expected int) (Placement
 // reservations).
 func (r *Redis) placeAt(ctx context.Context, room string, expected int, now time.Time) (Placement, error) {
 	res, err := placeScript.Run(ctx, r.rdb, nil, r.prefix, room, max(expected, 0),
-		now.UnixMilli(), LeaseTTL.Milliseconds(), ReservationTTL.Milliseconds()).StringSlice()
+		now.UnixMilli(), LeaseTTL.Milliseconds(), ReservationTTL.Milliseconds(), r.knownEpoch(), SettleTime.Milliseconds()).StringSlice()
 	if err != nil {
 		return Placement{}, unavailable(err)
 	}
-	if len(res) != 2 || res[0] == "" {
+	if err := r.settled(res); err != nil {
+		return Placement{}, err
+	}
+	if len(res) < 2 || res[0] == "" {
 		return Placement{}, ErrNoCapacity
 	}
 	return Placement{Room: room, NodeID: res[0], URL: res[1]}, nil
@@ -167,23 +201,34 @@ func (r *Redis) placeAt(ctx context.Context, room string, expected int, now time
 // claimScript returns the room's live owner, or makes ARGV[3] the owner.
 var claimScript = redis.NewScript(`
 local prefix, room, node, lease = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local known, now, settle = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+` + settleLua + `
 local roomKey = prefix .. 'room:' .. room
 local owner = redis.call('GET', roomKey)
-if owner and owner ~= node then
-  local url = redis.call('HGET', prefix .. 'node:' .. owner, 'url')
-  if url then return {owner, url} end
+if owner == node then
+  redis.call('SET', roomKey, node, 'PX', lease)
+  return {node, redis.call('HGET', prefix .. 'node:' .. node, 'url') or '', epoch}
 end
+if owner then
+  local url = redis.call('HGET', prefix .. 'node:' .. owner, 'url')
+  if url then return {owner, url, epoch} end
+end
+if settling then return {'', '', epoch, 'settling'} end
 redis.call('SET', roomKey, node, 'PX', lease)
-return {node, redis.call('HGET', prefix .. 'node:' .. node, 'url') or ''}
+return {node, redis.call('HGET', prefix .. 'node:' .. node, 'url') or '', epoch}
 `)
 
 // Claim implements Cluster.
 func (r *Redis) Claim(ctx context.Context, room, node string) (Placement, error) {
-	res, err := claimScript.Run(ctx, r.rdb, nil, r.prefix, room, node, LeaseTTL.Milliseconds()).StringSlice()
+	res, err := claimScript.Run(ctx, r.rdb, nil, r.prefix, room, node, LeaseTTL.Milliseconds(),
+		r.knownEpoch(), time.Now().UnixMilli(), SettleTime.Milliseconds()).StringSlice()
 	if err != nil {
 		return Placement{}, unavailable(err)
 	}
-	if len(res) != 2 {
+	if err := r.settled(res); err != nil {
+		return Placement{}, err
+	}
+	if len(res) < 2 {
 		return Placement{}, unavailable(errors.New("claim script answered oddly"))
 	}
 	return Placement{Room: room, NodeID: res[0], URL: res[1]}, nil
@@ -223,6 +268,30 @@ return 0
 // Release implements Cluster.
 func (r *Redis) Release(ctx context.Context, room, node string) error {
 	return unavailable(releaseScript.Run(ctx, r.rdb, nil, r.prefix+"room:"+room, node).Err())
+}
+
+// knownEpoch is the store's epoch as this node first saw it.
+func (r *Redis) knownEpoch() string {
+	r.epochMu.Lock()
+	defer r.epochMu.Unlock()
+	return r.epoch
+}
+
+// settled remembers the first epoch a script reported and turns a
+// settling answer into ErrUnavailable: the store came back empty
+// moments ago, and the room's owner may not have re-claimed it yet.
+func (r *Redis) settled(res []string) error {
+	if len(res) >= 3 {
+		r.epochMu.Lock()
+		if r.epoch == "" {
+			r.epoch = res[2]
+		}
+		r.epochMu.Unlock()
+	}
+	if len(res) >= 4 && res[3] == "settling" {
+		return fmt.Errorf("%w: the store restarted empty; rooms are being re-claimed by their nodes (up to %s)", ErrUnavailable, SettleTime)
+	}
+	return nil
 }
 
 // Close closes the connection pool.

@@ -310,3 +310,85 @@ func TestRedisEventsSequence(t *testing.T) {
 		t.Errorf("another room has %d events", len(other))
 	}
 }
+
+// TestRestartSettles: when Redis comes back empty, a node that knew the
+// store before does not take a room nobody holds yet (its owner has not
+// renewed): it answers ErrUnavailable until the owner re-claims it or
+// SettleTime passes. A node that never saw the old store is not held
+// back, and a room's owner may always re-claim its own room.
+func TestRestartSettles(t *testing.T) {
+	rs := startRedis(t, 0)
+	const prefix = "settle:"
+	a, b := newRedisShared(t, rs.url(), prefix), newRedisShared(t, rs.url(), prefix)
+	ctx := context.Background()
+	for _, n := range []struct {
+		r  *Redis
+		id string
+	}{{a, "a"}, {b, "b"}} {
+		if err := n.r.Heartbeat(ctx, Node{ID: n.id, URL: "http://" + n.id, Capacity: 100, FreeSeats: 100}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p, err := a.Claim(ctx, "exam-1", "a"); err != nil || p.NodeID != "a" {
+		t.Fatalf("a claims exam-1: %+v %v", p, err)
+	}
+	if p, err := b.Claim(ctx, "exam-1", "b"); err != nil || p.NodeID != "a" {
+		t.Fatalf("b is told a holds exam-1: %+v %v", p, err)
+	}
+
+	// Redis restarts empty.
+	rs.stop()
+	startRedis(t, rs.port)
+	waitUp := func(r *Redis) {
+		t.Helper()
+		testEventually(t, 5*time.Second, func() bool {
+			return r.Heartbeat(ctx, Node{ID: "probe", URL: "http://probe", Capacity: 1}) == nil
+		})
+	}
+	waitUp(b)
+	// b gets the join before a has renewed: it must not take exam-1.
+	if p, err := b.Claim(ctx, "exam-1", "b"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("b claiming exam-1 right after the restart: %+v %v, want ErrUnavailable (settling)", p, err)
+	}
+	if p, err := b.Place(ctx, "exam-1", 5); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("placing exam-1 right after the restart: %+v %v, want ErrUnavailable (settling)", p, err)
+	}
+	// A process that never saw the old store is not held back.
+	fresh := newRedisShared(t, rs.url(), prefix)
+	if err := fresh.Heartbeat(ctx, Node{ID: "c", URL: "http://c", Capacity: 100, FreeSeats: 100}); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := fresh.Claim(ctx, "exam-2", "c"); err != nil || p.NodeID != "c" {
+		t.Errorf("a fresh node claiming a new room: %+v %v", p, err)
+	}
+	// a renews and heartbeats, as its loops do: exam-1 is a's again, and
+	// b is sent there.
+	if err := a.Renew(ctx, "a", []string{"exam-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Heartbeat(ctx, Node{ID: "a", URL: "http://a", Capacity: 100, FreeSeats: 100}); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := b.Claim(ctx, "exam-1", "b"); err != nil || p.NodeID != "a" {
+		t.Errorf("b claiming exam-1 after a renewed: %+v %v, want a", p, err)
+	}
+	if p, err := a.Claim(ctx, "exam-1", "a"); err != nil || p.NodeID != "a" {
+		t.Errorf("a re-claiming its own room: %+v %v", p, err)
+	}
+	// After SettleTime, b places unowned rooms again.
+	testEventually(t, SettleTime+2*time.Second, func() bool {
+		p, err := b.Claim(ctx, "exam-3", "b")
+		return err == nil && p.NodeID == "b"
+	})
+}
+
+func testEventually(t *testing.T, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
