@@ -145,12 +145,14 @@ func (r *Rooms) Join(name string, p *Participant) (*Room, []ParticipantInfo, err
 	}
 	var gone removal
 	var lostFor time.Duration
+	var resumed []talk // proctors talking to old go on talking to p
 	if old != nil {
 		if old.resume != nil {
 			old.resume.Stop()
 			lostFor = time.Since(old.lostAt)
 		}
 		gone = rm.removeLocked(old, ReasonReplaced)
+		gone.talks, resumed = keepTalking(gone.talks, old, p)
 	}
 	if rm.emptyTimer != nil {
 		rm.emptyTimer.Stop()
@@ -181,6 +183,14 @@ func (r *Rooms) Join(name string, p *Participant) (*Room, []ParticipantInfo, err
 		if err := p.Media.Subscribe(s.track, s.quality); err != nil {
 			p.Log.Warn("subscribe failed", "track", s.track.ID(), "err", err)
 		}
+	}
+	for _, tk := range resumed {
+		for _, t := range tk.mics {
+			if err := p.Media.Subscribe(t, sfu.QualityLow); err != nil {
+				p.Log.Warn("talk-back subscribe failed", "track", t.ID(), "err", err)
+			}
+		}
+		p.Notify.Intervention(IntervenTalkback, talkDetails(tk.proctor, true))
 	}
 	return rm, view, nil
 }

@@ -166,3 +166,20 @@ func endTalks(rm *Room, talks []talk) {
 		rm.stopTalk(tk.proctor, tk.student, tk.mics, tk.reason)
 	}
 }
+
+// keepTalking moves the talk-backs to old, a student session being
+// replaced by its reconnection p, over to p: the proctor goes on talking
+// to the same student, with no stop and start in the trail. The caller
+// holds the room's mu; it subscribes p and tells it after unlocking.
+func keepTalking(talks []talk, old, p *Participant) (ending, resumed []talk) {
+	for _, tk := range talks {
+		if tk.student == old && tk.reason == talkStudentLeft && old.Device == p.Device {
+			tk.proctor.talkTo = p
+			tk.student = p
+			resumed = append(resumed, tk)
+			continue
+		}
+		ending = append(ending, tk)
+	}
+	return ending, resumed
+}

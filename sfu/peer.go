@@ -325,6 +325,12 @@ func (p *Peer) negotiateLocked() error {
 	if !p.started || !p.renegotiate || p.offerPending || p.closed {
 		return nil
 	}
+	// A publisher offers first (its camera): an offer of ours before its
+	// first one would cross it. What it must receive (a proctor's
+	// talk-back) is offered right after its first offer is answered.
+	if p.cfg.Publish && p.pc.RemoteDescription() == nil {
+		return nil
+	}
 	if p.pc.SignalingState() != webrtc.SignalingStateStable {
 		return nil
 	}

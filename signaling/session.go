@@ -44,11 +44,13 @@ type session struct {
 	addrMsgs   *rate.Limiter // the client address's, shared with its other connections
 	cands      int           // candidates received; read goroutine only
 
-	// eventsMu guards eventsLive and eventsEarly: audit events for a
-	// proctor wait for its joined reply.
+	// eventsMu guards eventsLive and eventsEarly: what the room tells the
+	// client while it joins (a proctor's audit events, a student's
+	// talk-back that carries on from its previous session) waits for the
+	// joined reply.
 	eventsMu    sync.Mutex
 	eventsLive  bool
-	eventsEarly []room.Event
+	eventsEarly []any // EventMessage, InterventionMessage
 
 	// mediaMu guards mediaDown: when the media connection went
 	// disconnected, zero while connected. pion calls the state callback
@@ -642,13 +644,14 @@ func (s *session) TrackUnpublished(p room.ParticipantInfo, t room.TrackInfo) {
 func (s *session) Event(e room.Event) {
 	s.eventsMu.Lock()
 	defer s.eventsMu.Unlock()
+	msg := EventMessage{Envelope: envelope(TypeEvent, ""), Event: e}
 	if !s.eventsLive {
 		if len(s.eventsEarly) < maxEarlyEvents {
-			s.eventsEarly = append(s.eventsEarly, e)
+			s.eventsEarly = append(s.eventsEarly, msg)
 		}
 		return
 	}
-	s.send(EventMessage{Envelope: envelope(TypeEvent, ""), Event: e})
+	s.send(msg)
 }
 
 // maxEarlyEvents bounds the events held for a proctor before its joined
@@ -660,8 +663,8 @@ func (s *session) startEvents() {
 	s.eventsMu.Lock()
 	defer s.eventsMu.Unlock()
 	s.eventsLive = true
-	for _, e := range s.eventsEarly {
-		s.send(EventMessage{Envelope: envelope(TypeEvent, ""), Event: e})
+	for _, m := range s.eventsEarly {
+		s.send(m)
 	}
 	s.eventsEarly = nil
 }
@@ -725,6 +728,14 @@ func (s *session) Intervention(kind string, d map[string]any) {
 		msg.Talking = &talking
 	}
 	msg.StreamID, _ = d["stream_id"].(string)
+	s.eventsMu.Lock()
+	defer s.eventsMu.Unlock()
+	if !s.eventsLive { // during the join: after the joined reply
+		if len(s.eventsEarly) < maxEarlyEvents {
+			s.eventsEarly = append(s.eventsEarly, msg)
+		}
+		return
+	}
 	s.send(msg)
 }
 

@@ -145,3 +145,38 @@ func TestTalkback(t *testing.T) {
 		}
 	}
 }
+
+// TestTalkbackSurvivesReconnect: a student whose connection drops while a
+// proctor talks to them, and who comes back within the resume window,
+// hears the proctor again at once: the talk-back moves to the new
+// session, with no stop and start in the trail.
+func TestTalkbackSurvivesReconnect(t *testing.T) {
+	srv := startServe(t, "--api-secret", secret)
+	url := wsURL(srv.base)
+	proctor := testclient.Join(t, url, secret, "exam-talk2", "proctor-1", room.RoleProctor)
+	alice := testclient.Join(t, url, secret, "exam-talk2", "alice", room.RoleStudent)
+	testclient.Eventually(t, 15*time.Second, "alice at the proctor", func() bool { return proctor.PacketsFrom(alice.Me.SID) > 20 })
+	proctor.PublishTalkback()
+	proctor.Send(map[string]any{"v": 1, "type": "talkback", "identity": "alice"})
+	testclient.Eventually(t, 10*time.Second, "alice hearing the proctor", func() bool { return alice.PacketsFrom(proctor.Me.SID) > 25 })
+
+	alice.Drop() // Wi-Fi gone: no leave
+	next(t, proctor, "event", eventOf(room.EventDisconnect))
+	again := testclient.Join(t, url, secret, "exam-talk2", "alice", room.RoleStudent)
+	if m := next(t, again, "talkback", nil); !m.Talking || m.StreamID != proctor.Me.SID {
+		t.Errorf("the reconnected session was told %+v; want the proctor still talking", m)
+	}
+	testclient.Eventually(t, 10*time.Second, "the reconnected alice hearing the proctor", func() bool { return again.PacketsFrom(proctor.Me.SID) > 25 })
+	next(t, proctor, "event", eventOf(room.EventReconnect))
+	for quiet := time.After(300 * time.Millisecond); ; {
+		select {
+		case m := <-proctor.Events:
+			if m.Type == "event" && m.Event.Kind == room.EventTalkbackStopped {
+				t.Fatalf("the reconnection stopped the talk-back: %+v", m.Event)
+			}
+			continue
+		case <-quiet:
+		}
+		break
+	}
+}
