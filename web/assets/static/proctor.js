@@ -136,6 +136,10 @@ const BADGES = {
  * in the timeline.
  */
 function onAuditEvent(e) {
+  if (e.kind === 'talkback_stopped' && e.subject === talkingTo && e.actor === client?.self?.identity) {
+    talkingTo = null; // ended by the server: the student left
+    showTalking();
+  }
   const tile = tiles.get(e.subject);
   if (tile) {
     const badges = new Set((tile.el.dataset.badges ?? '').split(' ').filter(Boolean));
@@ -247,7 +251,7 @@ function ensureTile(p) {
   let tile = tiles.get(p.identity);
   if (tile && tile.sid !== p.sid) {
     // The student reconnected as a new session: start the tile afresh.
-    removeTile(p.identity);
+    removeTile(p.identity, {reconnect: true});
     tile = undefined;
   }
   if (!tile) {
@@ -284,6 +288,7 @@ function ensureTile(p) {
     intersections.observe(el);
     resizes.observe(el);
     updateCount();
+    if (talkingTo === p.identity) showTalking(); // a reconnected student still spoken to
   }
   tile.name.textContent = tileLabel(p);
   tile.el.title = `${tileLabel(p)}: click to focus`;
@@ -305,7 +310,7 @@ function insertSorted(el, p) {
   ui.grid.append(el);
 }
 
-function removeTile(identity) {
+function removeTile(identity, {reconnect = false} = {}) {
   const tile = tiles.get(identity);
   if (!tile) return;
   tile.video.srcObject = null;
@@ -314,7 +319,9 @@ function removeTile(identity) {
   tile.el.remove();
   tiles.delete(identity);
   visible.delete(identity);
-  if (talkingTo === identity) talkingTo = null; // the server stopped it (student_left)
+  // A reconnecting student keeps the talk-back (the server moves it to the
+  // new session); one who left ends it.
+  if (talkingTo === identity && !reconnect) talkingTo = null;
   scheduleView();
   if (focused === identity) setFocus(null);
   updateCount();
