@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/invigil/invigil/internal/testclient"
 	"net"
 	"os/exec"
 	"strconv"
@@ -341,7 +342,7 @@ func TestRestartSettles(t *testing.T) {
 	startRedis(t, rs.port)
 	waitUp := func(r *Redis) {
 		t.Helper()
-		testEventually(t, 5*time.Second, func() bool {
+		testclient.Eventually(t, 5*time.Second, "Redis back", func() bool {
 			return r.Heartbeat(ctx, Node{ID: "probe", URL: "http://probe", Capacity: 1}) == nil
 		})
 	}
@@ -376,19 +377,8 @@ func TestRestartSettles(t *testing.T) {
 		t.Errorf("a re-claiming its own room: %+v %v", p, err)
 	}
 	// After SettleTime, b places unowned rooms again.
-	testEventually(t, SettleTime+2*time.Second, func() bool {
+	testclient.Eventually(t, SettleTime+2*time.Second, "unowned rooms placed again", func() bool {
 		p, err := b.Claim(ctx, "exam-3", "b")
 		return err == nil && p.NodeID == "b"
 	})
-}
-
-func testEventually(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

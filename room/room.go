@@ -49,7 +49,7 @@ func (rm *Room) Publish(p *Participant, t *sfu.Track) error {
 	talkTo := p.talkTo // a proctor's microphone reaches the student it talks to
 	rm.mu.Unlock()
 
-	if talkTo != nil && len(talkbackTracks([]*sfu.Track{t})) == 1 {
+	if talkTo != nil && isTalkback(t) {
 		if err := talkTo.Media.Subscribe(t, sfu.QualityLow); err != nil {
 			talkTo.Log.Warn("talk-back subscribe failed", "track", t.ID(), "err", err)
 		}

@@ -108,11 +108,16 @@ func talkDetails(w *Participant, talking bool) map[string]any {
 	return map[string]any{"talking": talking, "from": w.Name, "stream_id": w.SID}
 }
 
+// isTalkback reports whether t is a proctor's talk-back microphone.
+func isTalkback(t *sfu.Track) bool {
+	return t.Kind() == webrtc.RTPCodecTypeAudio && t.Source() == SourceTalkback
+}
+
 // talkbackTracks picks a proctor's talk-back tracks out of its tracks.
 func talkbackTracks(tracks []*sfu.Track) []*sfu.Track {
 	var out []*sfu.Track
 	for _, t := range tracks {
-		if t.Kind() == webrtc.RTPCodecTypeAudio && t.Source() == SourceTalkback {
+		if isTalkback(t) {
 			out = append(out, t)
 		}
 	}

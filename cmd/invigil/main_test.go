@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -224,4 +225,19 @@ func startServe(t testing.TB, extra ...string) *served {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// lookTool finds an external program a test drives. Missing, the test
+// fails in CI (scripts/install-test-deps.sh installs it) and is skipped
+// elsewhere.
+func lookTool(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s not installed; scripts/install-test-deps.sh installs it", name)
+		}
+		t.Skipf("%s not installed", name)
+	}
+	return path
 }

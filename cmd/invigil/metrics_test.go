@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -145,14 +144,7 @@ next:
 // scrape: it lints names, units and help strings.
 func promtool(t *testing.T, text []byte) {
 	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("promtool not installed; scripts/install-test-deps.sh installs it")
-		}
-		t.Skip("promtool not installed")
-	}
-	cmd := exec.Command(path, "check", "metrics")
+	cmd := exec.Command(lookTool(t, "promtool"), "check", "metrics")
 	cmd.Stdin = bytes.NewReader(text)
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -175,13 +175,3 @@ func TestTURNPeerFlags(t *testing.T) {
 	}
 	wg.Wait()
 }
-
-// lookTool finds an external program the tests drive.
-func lookTool(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		t.Fatalf("%s missing: scripts/install-test-deps.sh installs it", name)
-	}
-	return path
-}
