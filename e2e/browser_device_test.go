@@ -2,11 +2,9 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 )
 
 // deviceTileJS describes Alice's tiles at the proctor: how many, the main
@@ -54,50 +52,25 @@ func TestBrowserSecondDevice(t *testing.T) {
 	alice := br.openTab(t, "alice", srv.url("/student#token="+srv.token(t, ctx, room, "alice", "student", "Alice")))
 	tabs := []*tab{proctor, alice}
 
-	poll := func(what string, cond func() (bool, string)) {
-		t.Helper()
-		deadline := time.Now().Add(mediaTimeout)
-		for {
-			ok, last := cond()
-			if ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				saveDiagnostics(t, tabs)
-				t.Fatalf("%s: not within %v (last: %s)", what, mediaTimeout, last)
-			}
-			time.Sleep(pollInterval)
-		}
-	}
-	js := func(tb *tab, script string) string {
-		t.Helper()
-		got, err := evaluate[string](tb, script)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return got
-	}
 	readTile := func() deviceTile {
 		t.Helper()
 		var d deviceTile
-		if raw := js(proctor, deviceTileJS); json.Unmarshal([]byte(raw), &d) != nil {
-			t.Fatalf("tile state %q", raw)
-		}
+		evalJSON(t, proctor, deviceTileJS, &d)
 		return d
 	}
 
-	poll("alice live at the proctor", func() (bool, string) {
+	waitFor(t, tabs, "alice live at the proctor", func() (bool, string) {
 		d := readTile()
 		return d.State == "live", fmt.Sprintf("%+v", d)
 	})
-	poll("the add-my-phone button", func() (bool, string) {
-		got := js(alice, `(() => { const s = document.getElementById('second-camera'); return s && !s.hidden ? 'shown' : 'hidden'; })()`)
+	waitFor(t, tabs, "the add-my-phone button", func() (bool, string) {
+		got := mustEval[string](t, alice, `(() => { const s = document.getElementById('second-camera'); return s && !s.hidden ? 'shown' : 'hidden'; })()`)
 		return got == "shown", got
 	})
-	js(alice, `(document.getElementById('device-link').click(), 'ok')`)
+	mustEval[string](t, alice, `(document.getElementById('device-link').click(), 'ok')`)
 	var link string
-	poll("the QR code and link", func() (bool, string) {
-		got := js(alice, `(() => {
+	waitFor(t, tabs, "the QR code and link", func() (bool, string) {
+		got := mustEval[string](t, alice, `(() => {
   const img = document.getElementById('device-qr-img');
   if (document.getElementById('device-qr').hidden || !img.complete || img.naturalWidth < 200) return '';
   return document.getElementById('device-url').href;
@@ -108,20 +81,20 @@ func TestBrowserSecondDevice(t *testing.T) {
 
 	phone := br.openTab(t, "phone", link)
 	tabs = append(tabs, phone)
-	poll("the phone's camera decoded in alice's tile", func() (bool, string) {
+	waitFor(t, tabs, "the phone's camera decoded in alice's tile", func() (bool, string) {
 		d := readTile()
 		ok := d.Tiles == 1 && d.State == "live" && len(d.Extras) == 1 && d.Extras[0].Device == "phone" && d.Extras[0].Frames > 5
 		return ok, fmt.Sprintf("%+v", d)
 	})
-	if got := js(phone, `document.title + ' | audio tracks: ' + (window.invigilClient?.localStream?.getAudioTracks().length ?? -1)`); got != "Invigil · Second camera | audio tracks: 0" {
+	if got := mustEval[string](t, phone, `document.title + ' | audio tracks: ' + (window.invigilClient?.localStream?.getAudioTracks().length ?? -1)`); got != "Invigil · Second camera | audio tracks: 0" {
 		t.Errorf("the phone's page: %q; want the second-camera page sending video only", got)
 	}
-	if got := js(alice, `window.invigilClient.state`); got != "joined" {
+	if got := mustEval[string](t, alice, `window.invigilClient.state`); got != "joined" {
 		t.Errorf("alice's page is %q after her phone joined; neither device may kick the other", got)
 	}
 
-	js(phone, `(window.invigilClient.leave(), 'ok')`)
-	poll("the phone's camera gone, alice still live", func() (bool, string) {
+	mustEval[string](t, phone, `(window.invigilClient.leave(), 'ok')`)
+	waitFor(t, tabs, "the phone's camera gone, alice still live", func() (bool, string) {
 		d := readTile()
 		return d.Tiles == 1 && d.State == "live" && len(d.Extras) == 0, fmt.Sprintf("%+v", d)
 	})

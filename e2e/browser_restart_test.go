@@ -2,11 +2,8 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"strings"
 	"testing"
-	"time"
 )
 
 // iceStateJS reads a page's ICE usernames (local and remote ufrag) and
@@ -57,70 +54,39 @@ func TestBrowserICERestart(t *testing.T) {
 	alice := br.openTab(t, "alice", srv.url("/student#token="+srv.token(t, ctx, room, "alice", "student", "Alice")))
 	tabs := []*tab{proctor, alice}
 
-	poll := func(what string, cond func() (bool, string)) {
-		t.Helper()
-		deadline := time.Now().Add(mediaTimeout)
-		for {
-			ok, last := cond()
-			if ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				saveDiagnostics(t, tabs)
-				t.Fatalf("%s: not within %v (last: %s)", what, mediaTimeout, last)
-			}
-			time.Sleep(pollInterval)
-		}
-	}
-	read := func(tb *tab, script string, v any) string {
-		t.Helper()
-		raw, err := evaluate[string](tb, script)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal([]byte(raw), v); err != nil {
-			t.Fatalf("%q: %v", raw, err)
-		}
-		return raw
-	}
 	type frames struct {
 		Frames int    `json:"frames"`
 		SID    string `json:"sid"`
 	}
 	var before frames
-	poll("alice decoded at the proctor", func() (bool, string) {
-		raw := read(proctor, aliceFramesJS, &before)
+	waitFor(t, tabs, "alice decoded at the proctor", func() (bool, string) {
+		raw := evalJSON(t, proctor, aliceFramesJS, &before)
 		return before.Frames > 20, raw
 	})
 	var first iceState
-	read(alice, iceStateJS, &first)
+	evalJSON(t, alice, iceStateJS, &first)
 	if first.State != "connected" || first.Local == "" || first.Remote == "" {
 		t.Fatalf("alice's connection before the restart: %+v", first)
 	}
 
-	if _, err := evaluate[bool](alice, `window.dispatchEvent(new Event('online'))`); err != nil {
-		t.Fatal(err)
-	}
-	poll("new ICE credentials on both sides, connected", func() (bool, string) {
+	mustEval[bool](t, alice, `window.dispatchEvent(new Event('online'))`)
+	waitFor(t, tabs, "new ICE credentials on both sides, connected", func() (bool, string) {
 		var now iceState
-		raw := read(alice, iceStateJS, &now)
+		raw := evalJSON(t, alice, iceStateJS, &now)
 		return now.Local != first.Local && now.Remote != first.Remote && now.State == "connected" && now.SID == first.SID, raw
 	})
 	var mid frames
-	read(proctor, aliceFramesJS, &mid)
-	poll("the proctor still decoding alice after the restart", func() (bool, string) {
+	evalJSON(t, proctor, aliceFramesJS, &mid)
+	waitFor(t, tabs, "the proctor still decoding alice after the restart", func() (bool, string) {
 		var after frames
-		raw := read(proctor, aliceFramesJS, &after)
+		raw := evalJSON(t, proctor, aliceFramesJS, &after)
 		return after.Frames > mid.Frames+20 && after.SID == before.SID, raw
 	})
-	timeline, err := evaluate[string](proctor, `[...document.querySelectorAll('#timeline li')].map((li) => li.dataset.kind).join(' ')`)
-	if err != nil {
-		t.Fatal(err)
-	}
+	timeline := mustEval[string](t, proctor, `[...document.querySelectorAll('#timeline li')].map((li) => li.dataset.kind).join(' ')`)
 	if strings.Contains(timeline, "reconnect") || strings.Contains(timeline, "leave") {
 		t.Errorf("the restart shows in the trail as %q; it should be invisible", timeline)
 	}
-	if got := fmt.Sprint(strings.Count(timeline, "join")); got != "2" {
-		t.Errorf("timeline %q has %s joins; want 2 (proctor, alice)", timeline, got)
+	if got := strings.Count(timeline, "join"); got != 2 {
+		t.Errorf("timeline %q has %d joins; want 2 (proctor, alice)", timeline, got)
 	}
 }

@@ -2,11 +2,9 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 )
 
 // screenTileJS describes Alice's tile at the proctor: the sources of its
@@ -62,57 +60,25 @@ func TestBrowserScreenShare(t *testing.T) {
 
 	readTile := func() screenTile {
 		t.Helper()
-		raw, err := evaluate[string](proctor, screenTileJS)
-		if err != nil {
-			t.Fatal(err)
-		}
 		var s screenTile
-		if err := json.Unmarshal([]byte(raw), &s); err != nil {
-			t.Fatalf("tile state %q: %v", raw, err)
-		}
+		evalJSON(t, proctor, screenTileJS, &s)
 		return s
 	}
-	poll := func(what string, cond func() (bool, string)) {
-		t.Helper()
-		deadline := time.Now().Add(mediaTimeout)
-		for {
-			ok, last := cond()
-			if ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				saveDiagnostics(t, tabs)
-				t.Fatalf("%s: not within %v (last: %s)", what, mediaTimeout, last)
-			}
-			time.Sleep(pollInterval)
-		}
-	}
-	studentJS := func(js string) string {
-		t.Helper()
-		got, err := evaluate[string](alice, js)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return got
-	}
 
-	poll("the share-screen button on alice's page", func() (bool, string) {
-		got := studentJS(`(() => { const b = document.getElementById('share-screen'); return b && !b.hidden ? 'shown' : 'hidden'; })()`)
+	waitFor(t, tabs, "the share-screen button on alice's page", func() (bool, string) {
+		got := mustEval[string](t, alice, `(() => { const b = document.getElementById('share-screen'); return b && !b.hidden ? 'shown' : 'hidden'; })()`)
 		return got == "shown", got
 	})
-	poll("alice's camera live at the proctor", func() (bool, string) {
-		got, err := evaluate[string](proctor, `document.querySelector('[data-identity="alice"]')?.dataset.state ?? ''`)
-		if err != nil {
-			t.Fatal(err)
-		}
+	waitFor(t, tabs, "alice's camera live at the proctor", func() (bool, string) {
+		got := mustEval[string](t, proctor, `document.querySelector('[data-identity="alice"]')?.dataset.state ?? ''`)
 		return got == "live", got
 	})
 	if s := readTile(); strings.Contains(s.Timeline, "admitted") {
 		t.Fatalf("alice admitted before sharing her screen (timeline %q)", s.Timeline)
 	}
 
-	studentJS(`(document.getElementById('share-screen').click(), 'ok')`)
-	poll("alice's screen decoded at the proctor", func() (bool, string) {
+	mustEval[string](t, alice, `(document.getElementById('share-screen').click(), 'ok')`)
+	waitFor(t, tabs, "alice's screen decoded at the proctor", func() (bool, string) {
 		s := readTile()
 		return s.ScreenFrames > 5 && strings.Contains(s.Timeline, "admitted"), fmt.Sprintf("%+v", s)
 	})
@@ -122,18 +88,18 @@ func TestBrowserScreenShare(t *testing.T) {
 
 	// Stop sharing as the browser's own "Stop sharing" bar does: the
 	// track's source ends and the page hears "ended".
-	studentJS(`(() => {
+	mustEval[string](t, alice, `(() => {
   const track = window.invigilClient.screenStream.getVideoTracks()[0];
   track.stop();
   track.dispatchEvent(new Event('ended'));
   return 'ok';
 })()`)
-	poll("missing:screen on alice's tile", func() (bool, string) {
+	waitFor(t, tabs, "missing:screen on alice's tile", func() (bool, string) {
 		s := readTile()
 		return strings.Contains(s.Badges, "missing:screen") && len(s.Extras) == 0, fmt.Sprintf("%+v", s)
 	})
-	poll("the share-again button", func() (bool, string) {
-		got := studentJS(`(() => { const b = document.getElementById('share-screen'); return b && !b.hidden ? b.textContent : ''; })()`)
+	waitFor(t, tabs, "the share-again button", func() (bool, string) {
+		got := mustEval[string](t, alice, `(() => { const b = document.getElementById('share-screen'); return b && !b.hidden ? b.textContent : ''; })()`)
 		return strings.Contains(got, "again"), got
 	})
 }

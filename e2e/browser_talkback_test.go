@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -75,60 +74,31 @@ func TestBrowserTalkback(t *testing.T) {
 	bob := br.openTab(t, "bob", srv.url("/student#token="+srv.token(t, ctx, room, "bob", "student", "Bob")))
 	tabs := []*tab{proctor, alice, bob}
 
-	poll := func(what string, cond func() (bool, string)) {
-		t.Helper()
-		deadline := time.Now().Add(mediaTimeout)
-		for {
-			ok, last := cond()
-			if ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				saveDiagnostics(t, tabs)
-				t.Fatalf("%s: not within %v (last: %s)", what, mediaTimeout, last)
-			}
-			time.Sleep(pollInterval)
-		}
-	}
 	read := func(tb *tab) talkbackState {
 		t.Helper()
-		raw, err := evaluate[string](tb, talkbackStateJS)
-		if err != nil {
-			t.Fatal(err)
-		}
 		var s talkbackState
-		if err := json.Unmarshal([]byte(raw), &s); err != nil {
-			t.Fatalf("talk-back state %q: %v", raw, err)
-		}
+		evalJSON(t, tb, talkbackStateJS, &s)
 		return s
 	}
-	proctorJS := func(js string) string {
-		t.Helper()
-		got, err := evaluate[string](proctor, js)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return got
-	}
-	poll("both students live at the proctor", func() (bool, string) {
-		got := proctorJS(`[...document.querySelectorAll('[data-identity]')].map((el) => el.dataset.identity + ':' + el.dataset.state).join(' ')`)
+	waitFor(t, tabs, "both students live at the proctor", func() (bool, string) {
+		got := mustEval[string](t, proctor, `[...document.querySelectorAll('[data-identity]')].map((el) => el.dataset.identity + ':' + el.dataset.state).join(' ')`)
 		return strings.Contains(got, "alice:live") && strings.Contains(got, "bob:live"), got
 	})
 
 	click := `document.querySelector('[data-identity="alice"] [data-action="talk"]').click(), 'ok'`
-	proctorJS(click)
-	poll("alice hearing the proctor", func() (bool, string) {
+	mustEval[string](t, proctor, click)
+	waitFor(t, tabs, "alice hearing the proctor", func() (bool, string) {
 		s := read(alice)
 		return s.audioPackets() > 50 && s.Banner && s.Playing, fmt.Sprintf("%+v", s)
 	})
 	if s := read(alice); s.From != "Pat" {
 		t.Errorf("alice's banner names %q, want the proctor's name Pat", s.From)
 	}
-	if got := proctorJS(`document.querySelector('[data-identity="alice"] [data-action="talk"]').getAttribute('aria-pressed')`); got != "true" {
+	if got := mustEval[string](t, proctor, `document.querySelector('[data-identity="alice"] [data-action="talk"]').getAttribute('aria-pressed')`); got != "true" {
 		t.Errorf("alice's Talk button aria-pressed=%q while talking", got)
 	}
 	// The proctor hears the student spoken to, and only them.
-	if got := proctorJS(`['alice', 'bob'].map((id) => id + ':' + document.querySelector('[data-identity="' + id + '"] video').muted).join(' ')`); got != "alice:false bob:true" {
+	if got := mustEval[string](t, proctor, `['alice', 'bob'].map((id) => id + ':' + document.querySelector('[data-identity="' + id + '"] video').muted).join(' ')`); got != "alice:false bob:true" {
 		t.Errorf("tile audio while talking to alice: %s; want alice unmuted, bob muted", got)
 	}
 	// Bob's PeerConnection has had the whole time to receive something.
@@ -137,13 +107,13 @@ func TestBrowserTalkback(t *testing.T) {
 		t.Fatalf("bob, never spoken to, received %d RTP packets (banner shown: %v)", s.packets(), s.Banner)
 	}
 
-	proctorJS(click) // stop
-	poll("alice's banner gone", func() (bool, string) {
+	mustEval[string](t, proctor, click) // stop
+	waitFor(t, tabs, "alice's banner gone", func() (bool, string) {
 		s := read(alice)
 		return !s.Banner, fmt.Sprintf("%+v", s)
 	})
-	poll("both talk-back events in the proctor's timeline", func() (bool, string) {
-		got := proctorJS(`[...document.querySelectorAll('#timeline li')].map((li) => li.dataset.kind).join(' ')`)
+	waitFor(t, tabs, "both talk-back events in the proctor's timeline", func() (bool, string) {
+		got := mustEval[string](t, proctor, `[...document.querySelectorAll('#timeline li')].map((li) => li.dataset.kind).join(' ')`)
 		return strings.Contains(got, "talkback_started") && strings.Contains(got, "talkback_stopped"), got
 	})
 	if s := read(bob); s.packets() != 0 {

@@ -2,8 +2,8 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	cdpbrowser "github.com/chromedp/cdproto/browser"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/page"
@@ -322,4 +324,44 @@ func redactToken(url string) string {
 		return url[:i] + "#token=…"
 	}
 	return url
+}
+
+// waitFor polls cond every pollInterval until it holds. Past mediaTimeout
+// it saves the tabs' screenshots and consoles and fails with what cond
+// said last.
+func waitFor(t *testing.T, tabs []*tab, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(mediaTimeout)
+	for {
+		ok, last := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			saveDiagnostics(t, tabs)
+			t.Fatalf("%s: not within %v (last: %s)", what, mediaTimeout, last)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// mustEval is evaluate failing the test on an error.
+func mustEval[T any](t *testing.T, tb *tab, script string) T {
+	t.Helper()
+	v, err := evaluate[T](tb, script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// evalJSON evaluates a script that returns a JSON string, decodes it into
+// v, and returns the raw JSON (for failure messages).
+func evalJSON(t *testing.T, tb *tab, script string, v any) string {
+	t.Helper()
+	raw := mustEval[string](t, tb, script)
+	if err := json.Unmarshal([]byte(raw), v); err != nil {
+		t.Fatalf("tab %s: %q: %v", tb.name, raw, err)
+	}
+	return raw
 }

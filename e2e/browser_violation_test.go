@@ -2,10 +2,11 @@ package e2e
 
 import (
 	"context"
-	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"strings"
 	"testing"
 	"time"
+
+	cdpbrowser "github.com/chromedp/cdproto/browser"
 )
 
 // TestBrowserViolationReachesProctor: a student page that goes hidden
