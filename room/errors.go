@@ -22,4 +22,7 @@ var (
 	ErrUnknownRole = errors.New("room: unknown role")
 	// ErrNotInRoom is returned for a participant that has left.
 	ErrNotInRoom = errors.New("room: participant is not in the room")
+	// ErrNoStudent is returned for a request about a student who is not
+	// in the room.
+	ErrNoStudent = errors.New("room: no such student in the room")
 )

@@ -35,10 +35,6 @@ const (
 	talkProctorLeft = "proctor_left" // the proctor's session ended
 )
 
-// ErrNoStudent is returned for a request about a student who is not in
-// the room.
-var ErrNoStudent = errors.New("room: no such student in the room")
-
 // TalkTo makes proctor w's microphone reach the student with identity,
 // and only them; "" stops talking. Turning to another student stops the
 // first. Each start and stop is an audit event, and the student is told

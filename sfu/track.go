@@ -233,9 +233,11 @@ func (t *Track) forward(l *layer, pkt *rtp.Packet, b []byte) {
 			sent++
 		}
 	}
-	if t.stats != nil { // nil only in a benchmark's baseline
-		n := uint64(len(b))
-		l.bytes.Store(l.bytes.Load() + n) // single writer: see layer
+	// Single writer (see layer). The bandwidth loop and the watchdog read
+	// bytes; the rest are metrics, off only in a benchmark's baseline.
+	n := uint64(len(b))
+	l.bytes.Store(l.bytes.Load() + n)
+	if t.stats != nil {
 		l.packetsIn.Store(l.packetsIn.Load() + 1)
 		l.packetsOut.Store(l.packetsOut.Load() + sent)
 		l.bytesOut.Store(l.bytesOut.Load() + sent*n)
