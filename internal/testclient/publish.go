@@ -76,70 +76,52 @@ func (c *Client) publish() {
 			}
 		}()
 	}
-	offer, err := c.pc.CreateOffer(nil)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if err := c.pc.SetLocalDescription(offer); err != nil {
-		c.t.Fatal(err)
-	}
-	c.Send(map[string]any{"v": 1, "type": "offer", "sdp": offer.SDP})
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		tick := time.NewTicker(33 * time.Millisecond)
-		defer tick.Stop()
-		payload := make([]byte, 1000)
-		seqs := make([]uint16, len(rids))
-		wasPaused := make([]bool, len(rids))
-		for i := uint32(0); ; i++ {
-			select {
-			case <-c.sendStop:
-				return
-			case <-tick.C:
+	c.offer(nil)
+	payload := make([]byte, 1000)
+	seqs := make([]uint16, len(rids))
+	wasPaused := make([]bool, len(rids))
+	c.every(33*time.Millisecond, func(i uint32) {
+		key := i%60 == 0 || c.forceKey.Swap(false)
+		// pion does not tag simulcast packets itself: a layered
+		// publisher must carry mid and rid header extensions (RFC 8852).
+		midID, ridID := simulcastExtensionIDs(vsender)
+		starve := c.Starve.Load()
+		for j, tr := range video {
+			if c.StopVideo.Load() || starve && (j > 0 || i%10 != 0) {
+				break
 			}
-			key := i%60 == 0 || c.forceKey.Swap(false)
-			// pion does not tag simulcast packets itself: a layered
-			// publisher must carry mid and rid header extensions (RFC 8852).
-			midID, ridID := simulcastExtensionIDs(vsender)
-			starve := c.Starve.Load()
-			for j, tr := range video {
-				if c.StopVideo.Load() || starve && (j > 0 || i%10 != 0) {
-					break
-				}
-				if rids[j] != "" && (midID == 0 || ridID == 0) {
-					// Not negotiated yet. An untagged layer would be lost
-					// for good: pion probes an unknown SSRC's first packets
-					// for a rid and ignores the SSRC when none has one.
-					continue
-				}
-				if c.paused(rids[j]) {
-					wasPaused[j] = true
-					continue
-				}
-				// A browser restarts a re-enabled encoding with a keyframe.
-				layerKey := key || wasPaused[j]
-				wasPaused[j] = false
-				size := 300 + 600*j // the higher layer is larger
-				if starve {
-					size = 40
-				}
-				if c.opts.H264 {
-					writeH264(payload[:size], layerKey)
-				} else {
-					writeVP8(payload[:size], uint16(i+uint32(j)*1000), layerKey, rids[j])
-				}
-				pkt := &rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: seqs[j], Timestamp: i * 3000}, Payload: payload[:size]}
-				if rids[j] != "" && midID != 0 && ridID != 0 {
-					_ = pkt.Header.SetExtension(midID, []byte(vmid(c.pc, vsender)))
-					_ = pkt.Header.SetExtension(ridID, []byte(rids[j]))
-				}
-				_ = tr.WriteRTP(pkt)
-				seqs[j]++
+			if rids[j] != "" && (midID == 0 || ridID == 0) {
+				// Not negotiated yet. An untagged layer would be lost
+				// for good: pion probes an unknown SSRC's first packets
+				// for a rid and ignores the SSRC when none has one.
+				continue
 			}
-			_ = audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(i), Timestamp: i * 960}, Payload: payload[:80]})
+			if c.paused(rids[j]) {
+				wasPaused[j] = true
+				continue
+			}
+			// A browser restarts a re-enabled encoding with a keyframe.
+			layerKey := key || wasPaused[j]
+			wasPaused[j] = false
+			size := 300 + 600*j // the higher layer is larger
+			if starve {
+				size = 40
+			}
+			if c.opts.H264 {
+				writeH264(payload[:size], layerKey)
+			} else {
+				writeVP8(payload[:size], uint16(i+uint32(j)*1000), layerKey, rids[j])
+			}
+			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: seqs[j], Timestamp: i * 3000}, Payload: payload[:size]}
+			if rids[j] != "" && midID != 0 && ridID != 0 {
+				_ = pkt.Header.SetExtension(midID, []byte(vmid(c.pc, vsender)))
+				_ = pkt.Header.SetExtension(ridID, []byte(rids[j]))
+			}
+			_ = tr.WriteRTP(pkt)
+			seqs[j]++
 		}
-	}()
+		_ = audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(i), Timestamp: i * 960}, Payload: payload[:80]})
+	})
 }
 
 // PublishTalkback makes a proctor send its microphone, as the proctor
@@ -165,28 +147,45 @@ func (c *Client) PublishTalkback() {
 			}
 		}
 	}()
-	offer, err := c.pc.CreateOffer(nil)
+	c.offer(map[string]any{"id": "talkback", "tracks": []map[string]string{{"mid": tr.Mid(), "source": "talkback"}}})
+	payload := make([]byte, 60)
+	c.every(20*time.Millisecond, func(i uint32) {
+		_ = mic.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(i), Timestamp: i * 960}, Payload: payload})
+	})
+}
+
+// offer sends an offer of the client's PeerConnection as it is now, with
+// extra fields (id, tracks) in the message.
+func (c *Client) offer(extra map[string]any) {
+	o, err := c.pc.CreateOffer(nil)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	if err := c.pc.SetLocalDescription(offer); err != nil {
+	if err := c.pc.SetLocalDescription(o); err != nil {
 		c.t.Fatal(err)
 	}
-	c.Send(map[string]any{"v": 1, "type": "offer", "id": "talkback", "sdp": offer.SDP,
-		"tracks": []map[string]string{{"mid": tr.Mid(), "source": "talkback"}}})
+	msg := map[string]any{"v": 1, "type": "offer", "sdp": o.SDP}
+	for k, v := range extra {
+		msg[k] = v
+	}
+	c.Send(msg)
+}
+
+// every calls send with 0, 1, 2, … once an interval, on a goroutine the
+// Client waits for, until the Client closes.
+func (c *Client) every(interval time.Duration, send func(i uint32)) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		tick := time.NewTicker(20 * time.Millisecond)
+		tick := time.NewTicker(interval)
 		defer tick.Stop()
-		payload := make([]byte, 60)
 		for i := uint32(0); ; i++ {
 			select {
 			case <-c.sendStop:
 				return
 			case <-tick.C:
 			}
-			_ = mic.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(i), Timestamp: i * 960}, Payload: payload})
+			send(i)
 		}
 	}()
 }
