@@ -1,9 +1,6 @@
 package sfu
 
 import (
-	"io"
-	"log/slog"
-	"net"
 	"testing"
 
 	"github.com/pion/webrtc/v4"
@@ -42,15 +39,7 @@ func FuzzPayloadParsers(f *testing.F) {
 // it, and the Peer closes cleanly after. (signaling checks size and
 // sending sections first; this is what it hands on.)
 func FuzzHandleOffer(f *testing.F) {
-	udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		f.Fatal(err)
-	}
-	e, err := New(Config{UDP: udp, IncludeLoopback: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { e.Close() })
+	e := newTestEngine(f)
 	// A browser-shaped offer (simulcast camera and microphone) from pion.
 	client, err := webrtc.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {

@@ -3,6 +3,8 @@ package sfu
 import (
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"testing"
@@ -33,20 +35,28 @@ func (r *recorder) snapshot() []string {
 	return append([]string(nil), r.sent...)
 }
 
+// newTestEngine is an Engine on a loopback UDP port, quiet, closed when
+// the test ends.
+func newTestEngine(tb testing.TB) *Engine {
+	tb.Helper()
+	udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e, err := New(Config{UDP: udp, IncludeLoopback: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { e.Close() })
+	return e
+}
+
 // TestCandidatesFollowTheAnswer: the server's candidates are gathered
 // while it answers, but none may reach the client before the answer: a
 // client refuses a candidate it gets before its remote description, and
 // a relay-only client then never opens its TURN allocation to the node.
 func TestCandidatesFollowTheAnswer(t *testing.T) {
-	udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := New(Config{UDP: udp, IncludeLoopback: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := newTestEngine(t)
 
 	client, err := webrtc.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
@@ -92,15 +102,7 @@ func TestCandidatesFollowTheAnswer(t *testing.T) {
 // the 65th is refused with ErrTooManyCandidates, and a malformed one is
 // refused at once.
 func TestEarlyCandidatesBounded(t *testing.T) {
-	udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := New(Config{UDP: udp, IncludeLoopback: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := newTestEngine(t)
 	p, err := e.NewPeer(PeerConfig{ID: "PA_c", Signal: &recorder{}, Publish: true})
 	if err != nil {
 		t.Fatal(err)
