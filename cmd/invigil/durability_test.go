@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -102,21 +101,9 @@ func crashAndCheck(t *testing.T, args []string) {
 	wg.Wait()
 
 	again := startNodeProc(t, args...)
-	req, _ := http.NewRequest(http.MethodGet, again.base+"/v1/rooms/"+roomName+"/events?limit=10000", nil)
-	req.Header.Set("Authorization", "Bearer "+adminToken(t))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Events []room.Event `json:"events"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("events after restart: HTTP %d, %v", resp.StatusCode, err)
-	}
+	events := roomEvents(t, again.base, roomName)
 	notes := map[int64]bool{}
-	for i, e := range body.Events {
+	for i, e := range events {
 		if e.Seq != int64(i+1) {
 			t.Fatalf("event %d has seq %d: the trail has a gap or a repeat", i, e.Seq)
 		}
@@ -133,5 +120,5 @@ func crashAndCheck(t *testing.T, args []string) {
 	if lost > 0 {
 		t.Errorf("%d of the %d notes the proctors had received before the kill are not in the trail after it", lost, len(acked))
 	}
-	t.Logf("%d notes acknowledged before the kill; %d notes (of %d events) read back", len(acked), len(notes), len(body.Events))
+	t.Logf("%d notes acknowledged before the kill; %d notes (of %d events) read back", len(acked), len(notes), len(events))
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -240,4 +241,24 @@ func lookTool(t *testing.T, name string) string {
 		t.Skipf("%s not installed", name)
 	}
 	return path
+}
+
+// roomEvents reads a room's whole audit trail from a node's events API,
+// as the exam platform does (admin token).
+func roomEvents(t *testing.T, base, roomName string) []room.Event {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, base+"/v1/rooms/"+roomName+"/events?limit=10000", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken(t))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Events []room.Event `json:"events"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("events of %s: HTTP %d, %v", roomName, resp.StatusCode, err)
+	}
+	return body.Events
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"net/http"
 	"testing"
 	"time"
 
@@ -109,23 +107,10 @@ func TestTalkback(t *testing.T) {
 	}
 
 	// The trail, in order.
-	req, _ := http.NewRequest(http.MethodGet, srv.base+"/v1/rooms/"+roomName+"/events", nil)
-	req.Header.Set("Authorization", "Bearer "+adminToken(t))
 	var got []string
 	testclient.Eventually(t, 5*time.Second, "the last talk-back event in the trail", func() bool {
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var body struct {
-			Events []room.Event `json:"events"`
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-			t.Fatal(err)
-		}
 		got = got[:0]
-		for _, e := range body.Events {
+		for _, e := range roomEvents(t, srv.base, roomName) {
 			switch e.Kind {
 			case room.EventTalkbackStarted, room.EventTalkbackStopped:
 				reason, _ := e.Details["reason"].(string)
