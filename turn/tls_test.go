@@ -1,16 +1,10 @@
 package turn
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -20,58 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/invigil/invigil/internal/testcert"
 	pionturn "github.com/pion/turn/v5"
 )
-
-// writeCert writes a self-signed certificate for 127.0.0.1 named cn, valid
-// until notAfter, to certFile and keyFile, and returns a pool trusting it.
-func writeCert(t *testing.T, certFile, keyFile, cn string, notAfter time.Time) *x509.CertPool {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              notAfter,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Write to temporary names and rename, as certificate tools do, so a
-	// poll never sees half a file.
-	for _, f := range []struct {
-		path, typ string
-		der       []byte
-	}{{keyFile, "PRIVATE KEY", keyDER}, {certFile, "CERTIFICATE", der}} {
-		tmp := f.path + ".tmp"
-		if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, f.path); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return pool
-}
 
 // tlsFixture is a server with TURNS and the certificate files it reads.
 type tlsFixture struct {
@@ -86,7 +31,7 @@ func newTLSServer(t *testing.T, pollInterval time.Duration) *tlsFixture {
 	dir := t.TempDir()
 	f := &tlsFixture{certFile: filepath.Join(dir, "cert.pem"), keyFile: filepath.Join(dir, "key.pem")}
 	f.notAfter = time.Now().Add(48 * time.Hour).Truncate(time.Second)
-	f.pool = writeCert(t, f.certFile, f.keyFile, "first", f.notAfter)
+	f.pool = testcert.Write(t, f.certFile, f.keyFile, "first", f.notAfter)
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +159,7 @@ func TestTURNSReloadKeepsAllocations(t *testing.T) {
 	}
 
 	secondNotAfter := f.notAfter.Add(24 * time.Hour)
-	secondPool := writeCert(t, f.certFile, f.keyFile, "second", secondNotAfter)
+	secondPool := testcert.Write(t, f.certFile, f.keyFile, "second", secondNotAfter)
 	if err := f.Reload(); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
@@ -253,7 +198,7 @@ func TestTURNSReloadKeepsAllocations(t *testing.T) {
 // calling Reload: the poller notices and new handshakes get the new one.
 func TestTURNSReloadOnFileChange(t *testing.T) {
 	f := newTLSServer(t, 20*time.Millisecond)
-	pool := writeCert(t, f.certFile, f.keyFile, "renewed", f.notAfter.Add(time.Hour))
+	pool := testcert.Write(t, f.certFile, f.keyFile, "renewed", f.notAfter.Add(time.Hour))
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		c, cn, err := f.dialTLS(pool)
