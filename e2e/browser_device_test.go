@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -40,16 +39,9 @@ type deviceTile struct {
 // decoding; Alice's page stays joined. When the phone's tab closes, its
 // camera leaves the tile and Alice stays live.
 func TestBrowserSecondDevice(t *testing.T) {
-	chromium := requireChromium(t)
-	checkLeaks(t)
-	bin := invigilBinary(t)
-	ctx, cancel := context.WithTimeout(context.Background(), hardTimeout)
-	t.Cleanup(cancel)
-
-	srv := startServer(t, ctx, bin, apiSecret)
-	br := startBrowser(t, ctx, chromium)
-	proctor := br.openTab(t, "proctor", srv.url("/proctor#token="+srv.token(t, ctx, room, "pat", "proctor", "Pat")))
-	alice := br.openTab(t, "alice", srv.url("/student#token="+srv.token(t, ctx, room, "alice", "student", "Alice")))
+	sc := newScene(t)
+	proctor := sc.open(t, "proctor", "pat", "Pat")
+	alice := sc.open(t, "student", "alice", "Alice")
 	tabs := []*tab{proctor, alice}
 
 	readTile := func() deviceTile {
@@ -79,7 +71,7 @@ func TestBrowserSecondDevice(t *testing.T) {
 		return strings.Contains(got, "/student#token="), got
 	})
 
-	phone := br.openTab(t, "phone", link)
+	phone := sc.br.openTab(t, "phone", link)
 	tabs = append(tabs, phone)
 	waitFor(t, tabs, "the phone's camera decoded in alice's tile", func() (bool, string) {
 		d := readTile()

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"strings"
 	"testing"
 )
@@ -42,16 +41,9 @@ const aliceFramesJS = `(async () => {
 // back, and the proctor keeps decoding the same participant (same sid, no
 // reconnect in the trail).
 func TestBrowserICERestart(t *testing.T) {
-	chromium := requireChromium(t)
-	checkLeaks(t)
-	bin := invigilBinary(t)
-	ctx, cancel := context.WithTimeout(context.Background(), hardTimeout)
-	t.Cleanup(cancel)
-
-	srv := startServer(t, ctx, bin, apiSecret)
-	br := startBrowser(t, ctx, chromium)
-	proctor := br.openTab(t, "proctor", srv.url("/proctor#token="+srv.token(t, ctx, room, "pat", "proctor", "Pat")))
-	alice := br.openTab(t, "alice", srv.url("/student#token="+srv.token(t, ctx, room, "alice", "student", "Alice")))
+	sc := newScene(t)
+	proctor := sc.open(t, "proctor", "pat", "Pat")
+	alice := sc.open(t, "student", "alice", "Alice")
 	tabs := []*tab{proctor, alice}
 
 	type frames struct {

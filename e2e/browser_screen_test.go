@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -45,16 +44,9 @@ type screenTile struct {
 // sharing, the proctor's tile is marked missing:screen at once and the
 // student's page offers to share again.
 func TestBrowserScreenShare(t *testing.T) {
-	chromium := requireChromium(t)
-	checkLeaks(t)
-	bin := invigilBinary(t)
-	ctx, cancel := context.WithTimeout(context.Background(), hardTimeout)
-	t.Cleanup(cancel)
-
-	srv := startServer(t, ctx, bin, apiSecret)
-	br := startBrowser(t, ctx, chromium)
-	proctor := br.openTab(t, "proctor", srv.url("/proctor#token="+srv.token(t, ctx, room, "pat", "proctor", "Pat")))
-	alice := br.openTab(t, "alice", srv.url("/student#token="+srv.mint(t, ctx,
+	sc := newScene(t)
+	proctor := sc.open(t, "proctor", "pat", "Pat")
+	alice := sc.br.openTab(t, "alice", sc.srv.url("/student#token="+sc.srv.mint(t, sc.ctx,
 		"--room", room, "--identity", "alice", "--role", "student", "--name", "Alice", "--require", "camera,screen")))
 	tabs := []*tab{proctor, alice}
 

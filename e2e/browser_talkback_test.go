@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -61,17 +60,10 @@ func (s talkbackState) packets() (n int) {
 // packet. Stopping hides Alice's banner, and both ends are in the
 // proctor's timeline.
 func TestBrowserTalkback(t *testing.T) {
-	chromium := requireChromium(t)
-	checkLeaks(t)
-	bin := invigilBinary(t)
-	ctx, cancel := context.WithTimeout(context.Background(), hardTimeout)
-	t.Cleanup(cancel)
-
-	srv := startServer(t, ctx, bin, apiSecret)
-	br := startBrowser(t, ctx, chromium)
-	proctor := br.openTab(t, "proctor", srv.url("/proctor#token="+srv.token(t, ctx, room, "pat", "proctor", "Pat")))
-	alice := br.openTab(t, "alice", srv.url("/student#token="+srv.token(t, ctx, room, "alice", "student", "Alice")))
-	bob := br.openTab(t, "bob", srv.url("/student#token="+srv.token(t, ctx, room, "bob", "student", "Bob")))
+	sc := newScene(t)
+	proctor := sc.open(t, "proctor", "pat", "Pat")
+	alice := sc.open(t, "student", "alice", "Alice")
+	bob := sc.open(t, "student", "bob", "Bob")
 	tabs := []*tab{proctor, alice, bob}
 
 	read := func(tb *tab) talkbackState {

@@ -365,3 +365,30 @@ func evalJSON(t *testing.T, tb *tab, script string, v any) string {
 	}
 	return raw
 }
+
+// scene is a browser test's stage: a real `invigil serve` (with extra
+// flags) and a headless Chromium, both stopped when the test ends or the
+// hard timeout passes, with a leak check on the test.
+type scene struct {
+	ctx context.Context // ends at hardTimeout
+	srv *server
+	br  *browser
+}
+
+func newScene(t *testing.T, serverArgs ...string) *scene {
+	t.Helper()
+	chromium := requireChromium(t)
+	checkLeaks(t)
+	bin := invigilBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), hardTimeout)
+	t.Cleanup(cancel)
+	srv := startServer(t, ctx, bin, apiSecret, serverArgs...)
+	return &scene{ctx: ctx, srv: srv, br: startBrowser(t, ctx, chromium)}
+}
+
+// open opens the page of role ("student" or "proctor") for identity in
+// the test room, with a token minted for them, in a tab named identity.
+func (s *scene) open(t *testing.T, role, identity, name string) *tab {
+	t.Helper()
+	return s.br.openTab(t, identity, s.srv.url("/"+role+"#token="+s.srv.token(t, s.ctx, room, identity, role, name)))
+}

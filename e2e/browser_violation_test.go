@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -17,16 +16,9 @@ import (
 // shows it, and acknowledging it puts message_ack in the proctor's
 // timeline.
 func TestBrowserViolationReachesProctor(t *testing.T) {
-	chromium := requireChromium(t)
-	checkLeaks(t)
-	bin := invigilBinary(t)
-	ctx, cancel := context.WithTimeout(context.Background(), hardTimeout)
-	t.Cleanup(cancel)
-
-	srv := startServer(t, ctx, bin, apiSecret)
-	br := startBrowser(t, ctx, chromium)
-	proctor := br.openTab(t, "proctor", srv.url("/proctor#token="+srv.token(t, ctx, room, "pat", "proctor", "Pat")))
-	student := br.openTab(t, "student", srv.url("/student#token="+srv.token(t, ctx, room, "alice", "student", "Alice")))
+	sc := newScene(t)
+	proctor := sc.open(t, "proctor", "pat", "Pat")
+	student := sc.open(t, "student", "alice", "Alice")
 
 	waitFor := func(what, js string) string {
 		t.Helper()
