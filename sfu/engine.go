@@ -189,6 +189,11 @@ func (e *Engine) Stats() Stats {
 	s := e.counter.snapshot()
 	for t := range e.tracks {
 		t.count(&s)
+		if t.kind == webrtc.RTPCodecTypeVideo {
+			s.VideoTracksIn++
+		} else {
+			s.AudioTracksIn++
+		}
 	}
 	return s
 }

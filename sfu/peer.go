@@ -410,10 +410,10 @@ func (p *Peer) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	p.log.Debug("track layer published", "track", t.id, "kind", t.kind.String(), "source", t.source, "rid", l.rid, "codec", t.codec.MimeType)
 	go func() {
 		defer p.wg.Done()
-		// A track counts once however many simulcast layers it has: from
-		// its first layer's start to its last layer's end.
+		// A track is registered with the Engine (its counts and the
+		// tracks-in figure) once however many simulcast layers it has:
+		// from its first layer's start to its last layer's end.
 		if !known {
-			p.e.counter.tracksIn[kindIndex(t.kind)].Add(1)
 			p.e.addTrack(t)
 			if p.cfg.OnTrack != nil {
 				p.cfg.OnTrack(t)
@@ -421,7 +421,6 @@ func (p *Peer) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 		}
 		if t.run(l) {
 			p.e.retireTrack(t)
-			p.e.counter.tracksIn[kindIndex(t.kind)].Add(-1)
 			if p.cfg.OnTrackEnded != nil {
 				p.cfg.OnTrackEnded(t)
 			}

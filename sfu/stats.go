@@ -39,7 +39,7 @@ type counters struct {
 	retransmits            atomic.Uint64
 	layerSwitches          atomic.Uint64
 	plisSent, plisFolded   atomic.Uint64
-	tracksIn, tracksOut    [2]atomic.Int64 // by kindIndex
+	tracksOut              [2]atomic.Int64 // by kindIndex
 	peers                  atomic.Int64
 }
 
@@ -57,8 +57,6 @@ func (c *counters) snapshot() Stats {
 		PLIsSent:       c.plisSent.Load(),
 		PLIsThrottled:  c.plisFolded.Load(),
 		LayerSwitches:  c.layerSwitches.Load(),
-		AudioTracksIn:  c.tracksIn[0].Load(),
-		VideoTracksIn:  c.tracksIn[1].Load(),
 		AudioTracksOut: c.tracksOut[0].Load(),
 		VideoTracksOut: c.tracksOut[1].Load(),
 		Peers:          c.peers.Load(),
