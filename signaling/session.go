@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -326,14 +327,7 @@ func (s *session) handle(b []byte) {
 
 // ClientMessageTypes lists the client message types the server knows, for
 // the metrics that label messages by type.
-func ClientMessageTypes() []string {
-	out := make([]string, 0, len(knownTypes))
-	for typ := range knownTypes {
-		out = append(out, typ)
-	}
-	slices.Sort(out)
-	return out
-}
+func ClientMessageTypes() []string { return slices.Sorted(maps.Keys(knownTypes)) }
 
 // recordForbidden writes a forbidden request to the trail, within the
 // session's budget; beyond it the request is only counted, and the next
