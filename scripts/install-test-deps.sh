@@ -6,6 +6,10 @@
 # Debian's (1.20) embeds a kustomize too old for the manifests; the
 # kustomize check runs where a current kubectl is installed.
 #
+# It also installs the npm packages the tests use (e2e/node: typescript for
+# the SDK's type check, puppeteer-core to drive Firefox ESR) with `npm ci`
+# when e2e/node/node_modules is missing or older than the lock file.
+#
 # Idempotent and non-interactive: when every program is present it changes
 # nothing and exits 0. Installing needs root; without root it exits 1 naming
 # what is missing. Services are not started: the tests start each daemon on
@@ -22,6 +26,7 @@ deps=(
   "promtool:prometheus"
   "ffprobe:ffmpeg"
   "systemd-analyze:systemd"
+  "firefox-esr:firefox-esr"
 )
 
 # have reports whether a program is installed, also in sbin directories that
@@ -41,8 +46,25 @@ for dep in "${deps[@]}"; do
   fi
 done
 
+# npm_deps installs e2e/node's packages from its lock file. puppeteer-core
+# must not download a browser: the tests use Debian's Chromium and Firefox.
+npm_deps() {
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/e2e/node"
+  if [ -d "$dir/node_modules" ] && [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
+    return 0
+  fi
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "install-test-deps: error: npm not found; install Node.js and npm" >&2
+    exit 1
+  fi
+  echo "install-test-deps: npm ci in e2e/node"
+  (cd "$dir" && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+}
+
 if [ ${#missing_packages[@]} -eq 0 ]; then
-  echo "install-test-deps: all test programs present (chromium, turnutils_uclient, redis-server, haproxy, nginx, promtool, ffprobe); nothing to do"
+  npm_deps
+  echo "install-test-deps: all test programs present (${deps[*]%%:*}); nothing to install"
   exit 0
 fi
 
@@ -74,3 +96,4 @@ if [ ${#still_missing[@]} -ne 0 ]; then
   exit 1
 fi
 echo "install-test-deps: installed ${missing_packages[*]}"
+npm_deps
