@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/invigil/invigil/sfu"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
-	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
 	"github.com/pion/webrtc/v4/pkg/media/oggreader"
 	"go.uber.org/goleak"
@@ -72,27 +72,27 @@ func testMedia(t *testing.T) (ivf, ogg string) {
 
 // source stands in for an sfu.Track: the test writes its packets.
 type source struct {
-	kind     webrtc.RTPCodecType
+	kind     sfu.Kind
 	mime     string
 	what     string
-	w        atomic.Pointer[webrtc.TrackLocalWriter]
+	w        atomic.Pointer[sfu.RTPWriter]
 	keyAsked atomic.Int32
 	done     chan struct{}
 }
 
-func newSource(kind webrtc.RTPCodecType, mime, what string) *source {
+func newSource(kind sfu.Kind, mime, what string) *source {
 	return &source{kind: kind, mime: mime, what: what, done: make(chan struct{})}
 }
 
-func (s *source) ID() string                { return "TR_" + s.what }
-func (s *source) Kind() webrtc.RTPCodecType { return s.kind }
-func (s *source) Codec() webrtc.RTPCodecParameters {
-	return webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: s.mime}}
+func (s *source) ID() string     { return "TR_" + s.what }
+func (s *source) Kind() sfu.Kind { return s.kind }
+func (s *source) Codec() sfu.Codec {
+	return sfu.Codec{MimeType: s.mime}
 }
 func (s *source) Source() string        { return s.what }
 func (s *source) RequestKeyframe(int)   { s.keyAsked.Add(1) }
 func (s *source) Done() <-chan struct{} { return s.done }
-func (s *source) Tap(w webrtc.TrackLocalWriter, _ int) func() {
+func (s *source) Tap(w sfu.RTPWriter, _ int) func() {
 	s.w.Store(&w)
 	return func() { s.w.Store(nil) }
 }
@@ -258,8 +258,8 @@ func decodeErrors(t *testing.T, path string) string {
 // without an error, listed with its SHA-256 in a signed manifest.
 func TestRecordsPlayableWebM(t *testing.T) {
 	r, ev := newRecorder(t, t.TempDir(), time.Hour)
-	cam := newSource(webrtc.RTPCodecTypeVideo, webrtc.MimeTypeVP8, "camera")
-	mic := newSource(webrtc.RTPCodecTypeAudio, webrtc.MimeTypeOpus, "microphone")
+	cam := newSource(sfu.KindVideo, "video/VP8", "camera")
+	mic := newSource(sfu.KindAudio, "audio/opus", "microphone")
 	r.Record("exam-1", "alice", mic)
 	r.Record("exam-1", "alice", cam)
 	feed(t, cam, mic, 10, 0)
@@ -302,7 +302,7 @@ func TestRecordsPlayableWebM(t *testing.T) {
 // each gap is in the manifest with its audit event's sequence number.
 func TestRecordingSurvivesLoss(t *testing.T) {
 	r, ev := newRecorder(t, t.TempDir(), 4*time.Second)
-	cam := newSource(webrtc.RTPCodecTypeVideo, webrtc.MimeTypeVP8, "camera")
+	cam := newSource(sfu.KindVideo, "video/VP8", "camera")
 	r.Record("exam-2", "bob", cam)
 	feed(t, cam, nil, 10, 0.05)
 	close(cam.done)
@@ -337,7 +337,7 @@ func TestRecordingSurvivesLoss(t *testing.T) {
 // in the manifest fails verification.
 func TestVerifyFindsAlterations(t *testing.T) {
 	r, _ := newRecorder(t, t.TempDir(), time.Hour)
-	cam := newSource(webrtc.RTPCodecTypeVideo, webrtc.MimeTypeVP8, "camera")
+	cam := newSource(sfu.KindVideo, "video/VP8", "camera")
 	r.Record("exam-3", "carol", cam)
 	feed(t, cam, nil, 3, 0)
 	close(cam.done)
@@ -372,7 +372,7 @@ func TestDiskFullStopsRecording(t *testing.T) {
 	}
 	t.Cleanup(func() { exec.Command("umount", dir).Run() })
 	r, ev := newRecorder(t, dir, time.Hour)
-	cam := newSource(webrtc.RTPCodecTypeVideo, webrtc.MimeTypeVP8, "camera")
+	cam := newSource(sfu.KindVideo, "video/VP8", "camera")
 	r.Record("exam-4", "dave", cam)
 	start := time.Now()
 	feed(t, cam, nil, 10, 0) // ~625 KB of video into 300 KiB
@@ -404,7 +404,7 @@ func TestDiskFullStopsRecording(t *testing.T) {
 // and manifest with an event, and leaves a recent one.
 func TestPruneDeletesExpired(t *testing.T) {
 	r, ev := newRecorder(t, t.TempDir(), time.Hour)
-	cam := newSource(webrtc.RTPCodecTypeVideo, webrtc.MimeTypeVP8, "camera")
+	cam := newSource(sfu.KindVideo, "video/VP8", "camera")
 	r.Record("exam-5", "erin", cam)
 	feed(t, cam, nil, 2, 0)
 	close(cam.done)
@@ -461,7 +461,7 @@ func TestTapAllocatesNothing(t *testing.T) {
 // timestamps.
 func TestLayerSwitchKeepsOneFramePerInstant(t *testing.T) {
 	r, _ := newRecorder(t, t.TempDir(), time.Hour)
-	cam := newSource(webrtc.RTPCodecTypeVideo, webrtc.MimeTypeVP8, "camera")
+	cam := newSource(sfu.KindVideo, "video/VP8", "camera")
 	r.Record("exam-1", "alice", cam)
 	ivfPath, _ := testMedia(t)
 	vf, _ := os.Open(ivfPath)

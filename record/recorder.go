@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/webrtc/v4"
+	"github.com/invigil/invigil/sfu"
 )
 
 // Audit event kinds the recorder reports (DESIGN.md, "events").
@@ -36,13 +36,13 @@ const (
 // Source is a published track the recorder can tap; *sfu.Track is one.
 type Source interface {
 	ID() string
-	Kind() webrtc.RTPCodecType
-	Codec() webrtc.RTPCodecParameters
+	Kind() sfu.Kind
+	Codec() sfu.Codec
 	// Source says what the track carries: camera, microphone or screen.
 	Source() string
 	// Tap feeds w one continuous RTP stream of the track at quality q
 	// from the track's reader goroutines; stop detaches it.
-	Tap(w webrtc.TrackLocalWriter, q int) (stop func())
+	Tap(w sfu.RTPWriter, q int) (stop func())
 	RequestKeyframe(q int)
 	// Done is closed when the track ends.
 	Done() <-chan struct{}

@@ -10,9 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/invigil/invigil/sfu"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
-	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
 )
@@ -513,10 +513,10 @@ type track struct {
 func newTrack(t *tap) *track {
 	mime := strings.ToLower(t.src.Codec().MimeType)
 	switch {
-	case t.src.Kind() == webrtc.RTPCodecTypeVideo && mime == strings.ToLower(webrtc.MimeTypeVP8):
+	case t.src.Kind() == sfu.KindVideo && mime == "video/vp8":
 		return &track{tap: t, video: true, clock: 90000, needKey: true, width: 640, height: 360, lastMS: -1,
 			sb: samplebuilder.New(256, &codecs.VP8Packet{}, 90000, samplebuilder.WithMaxTimeDelay(jitterDelay))}
-	case t.src.Kind() == webrtc.RTPCodecTypeAudio && mime == strings.ToLower(webrtc.MimeTypeOpus) && t.source == "microphone":
+	case t.src.Kind() == sfu.KindAudio && mime == "audio/opus" && t.source == "microphone":
 		return &track{tap: t, clock: 48000, lastMS: -1,
 			sb: samplebuilder.New(64, &codecs.OpusPacket{}, 48000, samplebuilder.WithMaxTimeDelay(jitterDelay))}
 	}

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/invigil/invigil/sfu"
-	"github.com/pion/webrtc/v4"
 )
 
 // Media is what a room needs of a participant's PeerConnection.
@@ -95,7 +94,7 @@ const HighTileHeight = 270
 // trackQualityLocked is the quality proctor w should receive of track t
 // of student p: audio always flows; video as qualityLocked says.
 func (w *Participant) trackQualityLocked(p *Participant, t *sfu.Track) int {
-	if t.Kind() != webrtc.RTPCodecTypeVideo {
+	if t.Kind() != sfu.KindVideo {
 		return sfu.QualityLow
 	}
 	return w.qualityLocked(p)

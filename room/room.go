@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/invigil/invigil/sfu"
-	"github.com/pion/webrtc/v4"
 )
 
 // Room is one exam room on this node.
@@ -221,7 +220,7 @@ func (rm *Room) relayout(w *Participant, change func()) error {
 		}
 		q := w.qualityLocked(p)
 		for _, t := range p.tracks {
-			if t.Kind() == webrtc.RTPCodecTypeVideo {
+			if t.Kind() == sfu.KindVideo {
 				subs = append(subs, subscription{track: t, quality: q})
 			}
 		}

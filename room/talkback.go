@@ -4,7 +4,6 @@ import (
 	"errors"
 
 	"github.com/invigil/invigil/sfu"
-	"github.com/pion/webrtc/v4"
 )
 
 // Talk-back: a proctor speaks to one student with their microphone. The
@@ -106,7 +105,7 @@ func talkDetails(w *Participant, talking bool) map[string]any {
 
 // isTalkback reports whether t is a proctor's talk-back microphone.
 func isTalkback(t *sfu.Track) bool {
-	return t.Kind() == webrtc.RTPCodecTypeAudio && t.Source() == SourceTalkback
+	return t.Kind() == sfu.KindAudio && t.Source() == SourceTalkback
 }
 
 // talkbackTracks picks a proctor's talk-back tracks out of its tracks.

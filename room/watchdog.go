@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/invigil/invigil/sfu"
-	"github.com/pion/webrtc/v4"
 )
 
 // Media watchdog events.
@@ -66,7 +65,7 @@ func (r *Rooms) Watch(ctx context.Context, stallAfter time.Duration) {
 					continue
 				}
 				for _, t := range p.tracks {
-					if t.Kind() == webrtc.RTPCodecTypeVideo && t.Source() == "camera" {
+					if t.Kind() == sfu.KindVideo && t.Source() == "camera" {
 						cams = append(cams, camera{rm, p, t})
 					}
 				}

@@ -74,7 +74,7 @@ type binding struct {
 	pt      uint8
 	rtxSSRC uint32 // 0: no RTX (RFC 4588) negotiated; resend on ssrc
 	rtxPT   uint8
-	writer  webrtc.TrackLocalWriter
+	writer  RTPWriter
 }
 
 // munger maps one layer's incoming sequence numbers, timestamps and VP8

@@ -64,7 +64,7 @@ func FuzzHandleOffer(f *testing.F) {
 			t.Fatal(err)
 		}
 		_ = p.HandleOffer(sdp, map[string]string{"0": "camera"})
-		_ = p.AddCandidate(webrtc.ICECandidateInit{Candidate: sdp})
+		_ = p.AddCandidate(Candidate{Candidate: sdp})
 		if err := p.Close(); err != nil {
 			t.Logf("close: %v", err)
 		}

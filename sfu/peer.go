@@ -26,7 +26,7 @@ const maxEarlyCandidates = 64
 type Signaler interface {
 	SendOffer(sdp string)
 	SendAnswer(sdp string)
-	SendCandidate(c webrtc.ICECandidateInit)
+	SendCandidate(c Candidate)
 }
 
 // PeerConfig describes one participant's PeerConnection.
@@ -41,7 +41,7 @@ type PeerConfig struct {
 	// OnTrackEnded is called once the track's reader has stopped.
 	OnTrackEnded func(*Track)
 	// OnConnectionState reports the PeerConnection's state changes.
-	OnConnectionState func(webrtc.PeerConnectionState)
+	OnConnectionState func(ConnState)
 	// OnICEConnected is called once, when the connection first comes up,
 	// with the type of the client's selected candidate (host, srflx,
 	// prflx, relay): how the client reached the server.
@@ -89,8 +89,8 @@ type Peer struct {
 	// its remote description, and a relay-only client then never
 	// permits the server's address on its TURN allocation.
 	cmu       sync.Mutex
-	described bool                      // a local description was sent
-	held      []webrtc.ICECandidateInit // candidates gathered before that
+	described bool        // a local description was sent
+	held      []Candidate // candidates gathered before that
 
 	wg sync.WaitGroup // track readers and RTCP readers
 }
@@ -130,7 +130,8 @@ func (e *Engine) NewPeer(cfg PeerConfig) (*Peer, error) {
 	e.counter.peers.Add(1)
 	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
 		if c != nil {
-			p.sendCandidate(c.ToJSON())
+			j := c.ToJSON()
+			p.sendCandidate(Candidate{Candidate: j.Candidate, SDPMid: j.SDPMid, SDPMLineIndex: j.SDPMLineIndex, UsernameFragment: j.UsernameFragment})
 		}
 	})
 	// pion calls the state handler on a new goroutine for each change, so
@@ -144,7 +145,7 @@ func (e *Engine) NewPeer(cfg PeerConfig) (*Peer, error) {
 			}
 		}
 		if cfg.OnConnectionState != nil {
-			cfg.OnConnectionState(s)
+			cfg.OnConnectionState(connState(s))
 		}
 	})
 	pc.OnTrack(p.onTrack)
@@ -217,7 +218,8 @@ func (p *Peer) HandleAnswer(sdp string) error {
 
 // AddCandidate adds a trickled remote ICE candidate. An empty candidate
 // (end of candidates) is accepted and ignored.
-func (p *Peer) AddCandidate(c webrtc.ICECandidateInit) error {
+func (p *Peer) AddCandidate(cand Candidate) error {
+	c := webrtc.ICECandidateInit{Candidate: cand.Candidate, SDPMid: cand.SDPMid, SDPMLineIndex: cand.SDPMLineIndex, UsernameFragment: cand.UsernameFragment}
 	if strings.TrimSpace(c.Candidate) == "" {
 		return nil
 	}
@@ -350,7 +352,7 @@ func (p *Peer) negotiateLocked() error {
 
 // sendCandidate signals a local candidate, or holds it until the first
 // local description has gone out.
-func (p *Peer) sendCandidate(c webrtc.ICECandidateInit) {
+func (p *Peer) sendCandidate(c Candidate) {
 	p.cmu.Lock()
 	defer p.cmu.Unlock()
 	if !p.described {
@@ -545,4 +547,21 @@ func newID(prefix string) string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return prefix + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])[:12]
+}
+
+// connState maps pion's PeerConnection state onto the media plane's own.
+func connState(s webrtc.PeerConnectionState) ConnState {
+	switch s {
+	case webrtc.PeerConnectionStateConnecting:
+		return ConnConnecting
+	case webrtc.PeerConnectionStateConnected:
+		return ConnConnected
+	case webrtc.PeerConnectionStateDisconnected:
+		return ConnDisconnected
+	case webrtc.PeerConnectionStateFailed:
+		return ConnFailed
+	case webrtc.PeerConnectionStateClosed:
+		return ConnClosed
+	}
+	return ConnNew
 }

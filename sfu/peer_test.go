@@ -27,7 +27,7 @@ func (r *recorder) note(kind string) {
 
 func (r *recorder) SendOffer(string)                      { r.note("offer") }
 func (r *recorder) SendAnswer(string)                     { r.note("answer") }
-func (r *recorder) SendCandidate(webrtc.ICECandidateInit) { r.note("candidate") }
+func (r *recorder) SendCandidate(Candidate) { r.note("candidate") }
 
 func (r *recorder) snapshot() []string {
 	r.mu.Lock()
@@ -109,15 +109,15 @@ func TestEarlyCandidatesBounded(t *testing.T) {
 	}
 	defer p.Close()
 	for i := range maxEarlyCandidates {
-		c := webrtc.ICECandidateInit{Candidate: fmt.Sprintf("candidate:%d 1 udp 2122260223 192.0.2.1 %d typ host", i, 50000+i)}
+		c := Candidate{Candidate: fmt.Sprintf("candidate:%d 1 udp 2122260223 192.0.2.1 %d typ host", i, 50000+i)}
 		if err := p.AddCandidate(c); err != nil {
 			t.Fatalf("candidate %d: %v", i, err)
 		}
 	}
-	if err := p.AddCandidate(webrtc.ICECandidateInit{Candidate: "candidate:99 1 udp 2122260223 192.0.2.1 40000 typ host"}); !errors.Is(err, ErrTooManyCandidates) {
+	if err := p.AddCandidate(Candidate{Candidate: "candidate:99 1 udp 2122260223 192.0.2.1 40000 typ host"}); !errors.Is(err, ErrTooManyCandidates) {
 		t.Errorf("candidate %d: %v, want ErrTooManyCandidates", maxEarlyCandidates+1, err)
 	}
-	if err := p.AddCandidate(webrtc.ICECandidateInit{Candidate: "candidate:garbage"}); err == nil {
+	if err := p.AddCandidate(Candidate{Candidate: "candidate:garbage"}); err == nil {
 		t.Error("a malformed candidate was accepted")
 	}
 }

@@ -127,10 +127,18 @@ func (t *Track) Simulcast() bool {
 }
 
 // Kind is audio or video.
-func (t *Track) Kind() webrtc.RTPCodecType { return t.kind }
+func (t *Track) Kind() Kind {
+	if t.kind == webrtc.RTPCodecTypeVideo {
+		return KindVideo
+	}
+	return KindAudio
+}
 
 // Codec is the codec the publisher sends; subscribers receive the same.
-func (t *Track) Codec() webrtc.RTPCodecParameters { return t.codec }
+func (t *Track) Codec() Codec {
+	c := t.codec
+	return Codec{MimeType: c.MimeType, ClockRate: c.ClockRate, Channels: c.Channels, PayloadType: uint8(c.PayloadType), Fmtp: c.SDPFmtpLine}
+}
 
 // LastPacket is when the track's last packet (of any layer) arrived;
 // zero before the first.
@@ -427,7 +435,7 @@ func (t *Track) requestLayerKeyframe(l *layer) {
 // must copy what it keeps and never block. Taps count in no forwarding
 // figure. stop detaches w; a call already in flight on a reader may
 // still reach w after stop returns, so w must tolerate being closed.
-func (t *Track) Tap(w webrtc.TrackLocalWriter, q int) (stop func()) {
+func (t *Track) Tap(w RTPWriter, q int) (stop func()) {
 	var switches atomic.Uint64
 	d := newDownTrack(t, q, &counters{}, &switches)
 	d.tap = true

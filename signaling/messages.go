@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/invigil/invigil/room"
-	"github.com/pion/webrtc/v4"
+	"github.com/invigil/invigil/sfu"
 )
 
 // ProtocolVersion is the `v` every frame carries (docs/protocol.md).
@@ -67,14 +67,14 @@ type Inbound struct {
 	Type string `json:"type"`
 	ID   string `json:"id,omitempty"`
 
-	Token     string                   `json:"token,omitempty"`     // join
-	Room      string                   `json:"room,omitempty"`      // join
-	SDP       string                   `json:"sdp,omitempty"`       // offer, answer
-	Tracks    []TrackSource            `json:"tracks,omitempty"`    // offer
-	Candidate *webrtc.ICECandidateInit `json:"candidate,omitempty"` // candidate
-	TS        json.Number              `json:"ts,omitempty"`        // ping
-	Identity  *string                  `json:"identity,omitempty"`  // focus, talkback, interventions
-	Tiles     *[]ViewTile              `json:"tiles,omitempty"`     // view; null: all visible
+	Token     string         `json:"token,omitempty"`     // join
+	Room      string         `json:"room,omitempty"`      // join
+	SDP       string         `json:"sdp,omitempty"`       // offer, answer
+	Tracks    []TrackSource  `json:"tracks,omitempty"`    // offer
+	Candidate *sfu.Candidate `json:"candidate,omitempty"` // candidate
+	TS        json.Number    `json:"ts,omitempty"`        // ping
+	Identity  *string        `json:"identity,omitempty"`  // focus, talkback, interventions
+	Tiles     *[]ViewTile    `json:"tiles,omitempty"`     // view; null: all visible
 	// Interventions (proctor) and reports (student).
 	Text      string         `json:"text,omitempty"`       // message, note, flag, end
 	MessageID int64          `json:"message_id,omitempty"` // message_ack
@@ -243,7 +243,7 @@ type SDPMessage struct {
 // CandidateMessage trickles one ICE candidate.
 type CandidateMessage struct {
 	Envelope
-	Candidate webrtc.ICECandidateInit `json:"candidate"`
+	Candidate sfu.Candidate `json:"candidate"`
 }
 
 // Pong answers a ping.

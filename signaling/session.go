@@ -15,7 +15,6 @@ import (
 	"github.com/coder/websocket"
 	"github.com/invigil/invigil/room"
 	"github.com/invigil/invigil/sfu"
-	"github.com/pion/webrtc/v4"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 )
@@ -549,9 +548,9 @@ func (s *session) join(m *Inbound) error {
 				s.srv.obs.JoinToMedia(time.Since(start))
 			}
 		},
-		OnConnectionState: func(st webrtc.PeerConnectionState) {
+		OnConnectionState: func(st sfu.ConnState) {
 			s.mediaState(st)
-			if st == webrtc.PeerConnectionStateFailed {
+			if st == sfu.ConnFailed {
 				s.srv.obs.ICEConnection(false, "unknown")
 				log.Warn("media connection failed")
 				s.finish(nil, websocket.StatusNormalClosure, "media failed", room.ReasonDisconnect)
@@ -608,7 +607,7 @@ func (s *session) SendAnswer(sdp string) {
 }
 
 // SendCandidate implements sfu.Signaler.
-func (s *session) SendCandidate(c webrtc.ICECandidateInit) {
+func (s *session) SendCandidate(c sfu.Candidate) {
 	s.send(CandidateMessage{Envelope: envelope(TypeCandidate, ""), Candidate: c})
 }
 
