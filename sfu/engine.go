@@ -3,6 +3,7 @@ package sfu
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -62,6 +64,9 @@ type Config struct {
 	// Observer, if set, receives RTT and jitter from receiver reports.
 	Observer Observer
 	Logger   *slog.Logger
+	// PionLogs receives the lines of the pion libraries the engine runs
+	// (cmd/invigil bridges them to slog); nil discards them.
+	PionLogs logging.LoggerFactory
 }
 
 // Engine makes PeerConnections that share the configured sockets, codecs
@@ -75,7 +80,7 @@ type Engine struct {
 	udpMux             ice.UDPMux
 	tcpMux             ice.TCPMux
 	log                *slog.Logger
-	logs               LoggerFactory
+	logs               logging.LoggerFactory
 	pliGap             time.Duration
 	obs                Observer
 	counter            counters
@@ -94,12 +99,15 @@ func New(cfg Config) (*Engine, error) {
 		return nil, errors.New("sfu: Config.UDP is required")
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.PLIInterval <= 0 {
 		cfg.PLIInterval = DefaultPLIInterval
 	}
-	logs := LoggerFactory{Logger: cfg.Logger}
+	logs := cfg.PionLogs
+	if logs == nil {
+		logs = &logging.DefaultLoggerFactory{Writer: io.Discard, DefaultLogLevel: logging.LogLevelDisabled, ScopeLevels: map[string]logging.LogLevel{}}
+	}
 	e := &Engine{log: cfg.Logger, logs: logs, pliGap: cfg.PLIInterval, obs: cfg.Observer, tracks: map[*Track]struct{}{}}
 
 	var err error

@@ -25,8 +25,8 @@ func (r *recorder) note(kind string) {
 	r.sent = append(r.sent, kind)
 }
 
-func (r *recorder) SendOffer(string)                      { r.note("offer") }
-func (r *recorder) SendAnswer(string)                     { r.note("answer") }
+func (r *recorder) SendOffer(string)        { r.note("offer") }
+func (r *recorder) SendAnswer(string)       { r.note("answer") }
 func (r *recorder) SendCandidate(Candidate) { r.note("candidate") }
 
 func (r *recorder) snapshot() []string {

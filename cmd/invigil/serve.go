@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/invigil/invigil/cluster"
+	"github.com/invigil/invigil/internal/pionlog"
 	"github.com/invigil/invigil/metrics"
 	"github.com/invigil/invigil/record"
 	"github.com/invigil/invigil/room"
@@ -302,6 +303,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		IncludeLoopback: bindIP != nil && bindIP.IsLoopback(),
 		Observer:        mtr,
 		Logger:          log.With("component", "sfu"),
+		PionLogs:        pionlog.New(log.With("component", "sfu"), pionlog.Media, 0),
 	})
 	if err != nil {
 		return err
