@@ -98,7 +98,7 @@ func typeCheck(t *testing.T, files ...string) error {
 	if err := os.WriteFile(filepath.Join(dir, "tsconfig.json"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = runTool(t, dir, tsc(t), "-p", dir)
+	_, err = runTool(t, dir, tsc(t), "-p", dir, "--noEmit")
 	return err
 }
 
@@ -197,6 +197,35 @@ func TestSDKTypesMatchExports(t *testing.T) {
 	}
 	if err := typeCheck(t, file); err != nil {
 		t.Fatalf("the exports of /sdk/invigil.js %v and the values invigil.d.ts declares differ:\n%v", surface.Exports, err)
+	}
+}
+
+// maxModuleLines is how long one SDK module may grow: past it, a module
+// holds two concerns and should be two modules.
+const maxModuleLines = 400
+
+// TestSDKModulesStaySmall keeps each of the SDK's modules to one concern's size.
+func TestSDKModulesStaySmall(t *testing.T) {
+	entries, err := assets.ReadDir("assets/sdk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	modules := 0
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".js") {
+			continue
+		}
+		modules++
+		b, err := assets.ReadFile("assets/sdk/" + e.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := bytes.Count(b, []byte("\n")); n > maxModuleLines {
+			t.Errorf("sdk/%s has %d lines; split it (at most %d)", e.Name(), n, maxModuleLines)
+		}
+	}
+	if modules < 2 {
+		t.Errorf("%d SDK modules; the SDK is the entry and the modules it imports", modules)
 	}
 }
 

@@ -371,8 +371,8 @@ export declare class InvigilClient extends EventTarget {
   /** mid → the last `layers` detail of that published m-line. */
   readonly layers: ReadonlyMap<string, LayersDetail>;
 
-  /** The PeerConnection's statistics; an empty Map before `joined` and after closing. */
-  getStats(selector?: MediaStreamTrack | null): Promise<RTCStatsReport | Map<string, never>>;
+  /** The PeerConnection's statistics; an empty report (a Map) before `joined` and after closing. */
+  getStats(selector?: MediaStreamTrack | null): Promise<RTCStatsReport>;
 
   connect(): Promise<JoinedDetail>;
   leave(): Promise<void>;
