@@ -2,9 +2,11 @@ package record
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -186,12 +188,28 @@ func (e *events) kinds() []string {
 	return out
 }
 
-var testKey = []byte("0123456789abcdef0123456789abcdef")
+// testSigner signs the tests' manifests; testTrust trusts only it.
+var (
+	testSigner = NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize)), time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	testTrust  = Trust{Keys: testSigner.PublicKeys()}
+)
+
+// testLogger logs to the test.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
 
 func newRecorder(t *testing.T, dir string, segment time.Duration) (*Recorder, *events) {
 	t.Helper()
+	return newRecorderWith(t, Config{Dir: dir, Segment: segment})
+}
+
+// newRecorderWith fills in what every test's Recorder has.
+func newRecorderWith(t *testing.T, cfg Config) (*Recorder, *events) {
+	t.Helper()
 	ev := &events{}
-	r, err := New(Config{Dir: dir, Segment: segment, Key: testKey, Quality: 2, NodeID: "n1", Events: ev.sink})
+	cfg.Signer, cfg.Quality, cfg.NodeID, cfg.Events, cfg.Logger = testSigner, 2, "n1", ev.sink, testLogger(t)
+	r, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +223,7 @@ func waitManifest(t *testing.T, r *Recorder, room string) *Manifest {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		ms, err := r.List(room)
+		ms, err := r.List(t.Context(), room)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -270,7 +288,7 @@ func TestRecordsPlayableWebM(t *testing.T) {
 	if len(m.Files) != 1 || m.StopReason != "tracks_ended" || m.Identity != "alice" || m.Node != "n1" {
 		t.Fatalf("manifest %+v", m)
 	}
-	if err := Verify(m, testKey, m.Dir); err != nil {
+	if err := Verify(m, testTrust, m.Dir); err != nil {
 		t.Fatal(err)
 	}
 	p := ffprobe(t, filepath.Join(m.Dir, m.Files[0].Name))
@@ -328,7 +346,7 @@ func TestRecordingSurvivesLoss(t *testing.T) {
 	if cam.keyAsked.Load() < 2 {
 		t.Errorf("keyframes asked %d times: at start and after loss, want ≥ 2", cam.keyAsked.Load())
 	}
-	if err := Verify(m, testKey, m.Dir); err != nil {
+	if err := Verify(m, testTrust, m.Dir); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -342,22 +360,23 @@ func TestVerifyFindsAlterations(t *testing.T) {
 	feed(t, cam, nil, 3, 0)
 	close(cam.done)
 	m := waitManifest(t, r, "exam-3")
-	if err := Verify(m, testKey, m.Dir); err != nil {
+	if err := Verify(m, testTrust, m.Dir); err != nil {
 		t.Fatal(err)
 	}
-	if err := Verify(m, []byte("another key, another key, another"), ""); !errors.Is(err, ErrTampered) {
-		t.Errorf("wrong key: %v", err)
+	other := NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{8}, ed25519.SeedSize)), time.Now())
+	if err := Verify(m, Trust{Keys: other.PublicKeys()}, ""); !errors.Is(err, ErrUntrusted) {
+		t.Errorf("a key not trusted: %v", err)
 	}
 	edited := *m
 	edited.Gaps = append([]Gap(nil), Gap{Source: "camera", Reason: "stall"})
-	if err := Verify(&edited, testKey, ""); !errors.Is(err, ErrTampered) {
+	if err := Verify(&edited, testTrust, ""); !errors.Is(err, ErrTampered) {
 		t.Errorf("edited manifest: %v", err)
 	}
 	path := filepath.Join(m.Dir, m.Files[0].Name)
 	b, _ := os.ReadFile(path)
 	b[len(b)/2] ^= 0xff
 	os.WriteFile(path, b, 0o640)
-	if err := Verify(m, testKey, m.Dir); !errors.Is(err, ErrTampered) {
+	if err := Verify(m, testTrust, m.Dir); !errors.Is(err, ErrTampered) {
 		t.Errorf("altered file: %v", err)
 	}
 }
@@ -409,16 +428,16 @@ func TestPruneDeletesExpired(t *testing.T) {
 	feed(t, cam, nil, 2, 0)
 	close(cam.done)
 	m := waitManifest(t, r, "exam-5")
-	if n, err := r.Prune(time.Now(), 24*time.Hour); n != 0 || err != nil {
+	if n, err := r.Prune(t.Context(), time.Now(), 24*time.Hour); n != 0 || err != nil {
 		t.Fatalf("a fresh recording was pruned: %d, %v", n, err)
 	}
-	if n, err := r.Prune(time.Now().Add(25*time.Hour), 24*time.Hour); n != 1 || err != nil {
+	if n, err := r.Prune(t.Context(), time.Now().Add(25*time.Hour), 24*time.Hour); n != 1 || err != nil {
 		t.Fatalf("pruned %d, %v; want 1", n, err)
 	}
 	if _, err := os.Stat(filepath.Join(m.Dir, m.Files[0].Name)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("file still there: %v", err)
 	}
-	if ms, _ := r.List("exam-5"); len(ms) != 0 {
+	if ms, _ := r.List(t.Context(), "exam-5"); len(ms) != 0 {
 		t.Errorf("%d manifests left", len(ms))
 	}
 	if k := ev.kinds(); k[len(k)-1] != EventDeleted {
