@@ -58,7 +58,8 @@ func testMedia(t *testing.T) (ivf, ogg string) {
 	mediaOnce.Do(func() {
 		for _, args := range [][]string{
 			{"-f", "lavfi", "-i", "testsrc=size=640x360:rate=30", "-t", "12", "-c:v", "libvpx", "-b:v", "500k", "-g", "30", "-deadline", "realtime", "-y", ivf},
-			{"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "12", "-ac", "2", "-c:a", "libopus", "-b:a", "32k", "-frame_duration", "20", "-y", ogg},
+			{"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "12", "-ac", "2", "-c:a", "libopus", "-b:a", "32k", "-frame_duration", "20",
+				"-page_duration", "20000", "-y", ogg}, // one Opus packet a page: the feed sends a page as a packet
 		} {
 			if out, err := exec.Command("ffmpeg", append([]string{"-v", "error"}, args...)...).CombinedOutput(); err != nil {
 				mediaErr = errors.New(string(out) + err.Error())
@@ -112,20 +113,38 @@ func (s *source) write(t *testing.T, p *rtp.Packet) {
 // by their RTP timestamps), dropping a share of video packets.
 func feed(t *testing.T, cam, mic *source, seconds float64, dropVideo float64) {
 	t.Helper()
-	ivfPath, oggPath := testMedia(t)
+	ivfPath, _ := testMedia(t)
 	vf, _ := os.Open(ivfPath)
 	defer vf.Close()
-	af, _ := os.Open(oggPath)
-	defer af.Close()
 	ivf, _, err := ivfreader.NewWith(vf)
 	if err != nil {
 		t.Fatal(err)
 	}
+	next := func() []byte {
+		frame, _, err := ivf.ParseNextFrame()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return frame
+	}
+	feedVideo(t, cam, mic, seconds, dropVideo, next, &codecs.VP8Payloader{EnablePictureID: true})
+}
+
+// feedVideo plays 30 fps video frames from next (nil at the end),
+// packetized by pay, and the Opus file into the sources.
+func feedVideo(t *testing.T, cam, mic *source, seconds, dropVideo float64, next func() []byte, pay rtp.Payloader) {
+	t.Helper()
+	_, oggPath := testMedia(t)
+	af, _ := os.Open(oggPath)
+	defer af.Close()
 	ogg, _, err := oggreader.NewWith(af)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vp := rtp.NewPacketizer(1200, 96, 1111, &codecs.VP8Payloader{EnablePictureID: true}, rtp.NewRandomSequencer(), 90000)
+	vp := rtp.NewPacketizer(1200, 96, 1111, pay, rtp.NewRandomSequencer(), 90000)
 	ap := rtp.NewPacketizer(1200, 111, 2222, &codecs.OpusPayloader{}, rtp.NewRandomSequencer(), 48000)
 	rng := rand.New(rand.NewPCG(7, 9))
 	var videoAt, audioAt float64
@@ -147,12 +166,9 @@ func feed(t *testing.T, cam, mic *source, seconds float64, dropVideo float64) {
 			}
 			continue
 		}
-		frame, _, err := ivf.ParseNextFrame()
-		if errors.Is(err, io.EOF) {
+		frame := next()
+		if frame == nil {
 			break
-		}
-		if err != nil {
-			t.Fatal(err)
 		}
 		for _, p := range vp.Packetize(frame, 3000) {
 			if dropVideo > 0 && rng.Float64() < dropVideo {
@@ -242,6 +258,7 @@ type probe struct {
 		CodecName string `json:"codec_name"`
 		Width     int    `json:"width"`
 		Height    int    `json:"height"`
+		Duration  string `json:"duration"`
 	} `json:"streams"`
 	Format struct {
 		Duration string `json:"duration"`
@@ -295,10 +312,11 @@ func TestRecordsPlayableWebM(t *testing.T) {
 	var video, audio bool
 	for _, s := range p.Streams {
 		video = video || (s.CodecType == "video" && s.CodecName == "vp8" && s.Width == 640 && s.Height == 360)
-		audio = audio || (s.CodecType == "audio" && s.CodecName == "opus")
+		d, _ := strconv.ParseFloat(s.Duration, 64)
+		audio = audio || (s.CodecType == "audio" && s.CodecName == "opus" && d > 9)
 	}
 	if !video || !audio {
-		t.Errorf("streams %+v: want VP8 640×360 and Opus", p.Streams)
+		t.Errorf("streams %+v: want VP8 640×360 and 10 s of Opus", p.Streams)
 	}
 	if d, _ := strconv.ParseFloat(p.Format.Duration, 64); d < 8.5 || d > 11.5 {
 		t.Errorf("duration %q, want 10 s ± 1.5", p.Format.Duration)
