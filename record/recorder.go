@@ -3,6 +3,7 @@ package record
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -64,7 +65,8 @@ type Config struct {
 	// Store, when set, is where finished files and manifests go: each
 	// file as it closes, the manifest after the session's files, the
 	// local copy removed once the stored copy is verified. Nil keeps
-	// recordings in Dir.
+	// recordings in Dir. The Recorder closes it (when it is an
+	// io.Closer) in Close.
 	Store Store
 	// UploadDrain is how long Close waits for queued uploads
 	// (DefaultUploadDrain when 0).
@@ -203,6 +205,9 @@ func (r *Recorder) Close() error {
 	r.wg.Wait()
 	if r.up != nil && !already {
 		r.up.close(r.cfg.UploadDrain)
+	}
+	if c, ok := r.cfg.Store.(io.Closer); ok && !already {
+		return c.Close()
 	}
 	return nil
 }

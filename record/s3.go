@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -45,6 +46,7 @@ func ParseStoreURL(s string) (bucket, prefix string, err error) {
 // SeaweedFS, Ceph RGW…) through minio-go.
 type S3Store struct {
 	cli    *minio.Client
+	tr     *http.Transport
 	bucket string
 	prefix string // "" or ending in /
 }
@@ -62,7 +64,12 @@ func NewS3Store(cfg S3Config) (*S3Store, error) {
 	} else {
 		creds = credentials.NewStatic("", "", "", credentials.SignatureAnonymous)
 	}
-	cli, err := minio.New(cfg.Endpoint, &minio.Options{Creds: creds, Secure: !cfg.Insecure, Region: cfg.Region})
+	tr, ok := http.DefaultTransport.(*http.Transport)
+	if !ok {
+		return nil, errors.New("record: S3 store: http.DefaultTransport is not an *http.Transport")
+	}
+	tr = tr.Clone() // its own connections, closed by Close
+	cli, err := minio.New(cfg.Endpoint, &minio.Options{Creds: creds, Secure: !cfg.Insecure, Region: cfg.Region, Transport: tr})
 	if err != nil {
 		return nil, fmt.Errorf("record: S3 store: %w", err)
 	}
@@ -70,7 +77,13 @@ func NewS3Store(cfg S3Config) (*S3Store, error) {
 	if prefix != "" {
 		prefix += "/"
 	}
-	return &S3Store{cli: cli, bucket: cfg.Bucket, prefix: prefix}, nil
+	return &S3Store{cli: cli, tr: tr, bucket: cfg.Bucket, prefix: prefix}, nil
+}
+
+// Close closes the store's idle connections.
+func (s *S3Store) Close() error {
+	s.tr.CloseIdleConnections()
+	return nil
 }
 
 // Put implements Store. It uploads in one PUT with Content-MD5, so the
