@@ -87,19 +87,25 @@ func feedH264(t *testing.T, cam, mic *source, seconds, dropVideo float64) {
 
 // probeMP4 is what ffprobe says of a recorded MP4.
 type probeMP4 struct {
-	video, audio bool // audio: over 9 s of Opus
+	video, audio bool // audio: enough Opus
 	duration     float64
 	firstKey     bool
 }
 
 func ffprobeMP4(t *testing.T, path string) probeMP4 {
 	t.Helper()
+	return ffprobeMP4Seconds(t, path, 9)
+}
+
+// ffprobeMP4Seconds is ffprobeMP4 wanting audio over minAudio seconds.
+func ffprobeMP4Seconds(t *testing.T, path string, minAudio float64) probeMP4 {
+	t.Helper()
 	p := ffprobe(t, path)
 	var r probeMP4
 	for _, s := range p.Streams {
 		r.video = r.video || (s.CodecType == "video" && s.CodecName == "h264" && s.Width == 640 && s.Height == 360)
 		d, _ := strconv.ParseFloat(s.Duration, 64)
-		r.audio = r.audio || (s.CodecType == "audio" && s.CodecName == "opus" && d > 9)
+		r.audio = r.audio || (s.CodecType == "audio" && s.CodecName == "opus" && d > minAudio)
 	}
 	r.duration, _ = strconv.ParseFloat(p.Format.Duration, 64)
 	out, err := exec.Command("ffprobe", "-v", "error", "-select_streams", "v", "-read_intervals", "%+#1",

@@ -81,6 +81,8 @@ type source struct {
 	w        atomic.Pointer[sfu.RTPWriter]
 	keyAsked atomic.Int32
 	done     chan struct{}
+	// onKeyframe, when set before recording, also runs on each request.
+	onKeyframe func()
 }
 
 func newSource(kind sfu.Kind, mime, what string) *source {
@@ -92,8 +94,13 @@ func (s *source) Kind() sfu.Kind { return s.kind }
 func (s *source) Codec() sfu.Codec {
 	return sfu.Codec{MimeType: s.mime}
 }
-func (s *source) Source() string        { return s.what }
-func (s *source) RequestKeyframe(int)   { s.keyAsked.Add(1) }
+func (s *source) Source() string { return s.what }
+func (s *source) RequestKeyframe(int) {
+	s.keyAsked.Add(1)
+	if s.onKeyframe != nil {
+		s.onKeyframe()
+	}
+}
 func (s *source) Done() <-chan struct{} { return s.done }
 func (s *source) Tap(w sfu.RTPWriter, _ int) func() {
 	s.w.Store(&w)
