@@ -29,6 +29,9 @@ func (r *Recorder) Prune(ctx context.Context, now time.Time, keep time.Duration)
 			continue
 		}
 		for _, f := range m.Files {
+			if !safeName(f.Name) {
+				continue // a name a manifest must not have: nothing outside its directory goes
+			}
 			if err := os.Remove(filepath.Join(m.Dir, f.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, err)
 			}

@@ -274,6 +274,9 @@ func (r *Recorder) resume() {
 			}
 		}
 		for _, f := range m.Files {
+			if !safeName(f.Name) {
+				continue
+			}
 			if _, err := os.Stat(filepath.Join(m.Dir, f.Name)); err == nil {
 				r.upload(m, f)
 			}
