@@ -1,8 +1,9 @@
-// Package record writes what students publish to WebM files as exam
-// evidence, without re-encoding: per student, camera video with the
-// microphone muxed in, and screen share in files of its own, cut into
+// Package record writes what students publish as exam evidence, without
+// re-encoding: per student, camera video with the microphone muxed in,
+// and screen share in files of its own, cut into keyframe-aligned
 // segments of a configured length, each listed with its SHA-256 in a
-// manifest signed with HMAC-SHA256.
+// manifest the node signs with its Ed25519 key. VP8 goes into WebM,
+// H.264 into fragmented MP4 (mp4.go), Opus into either.
 //
 // Recording is off the hot path. A track is tapped (sfu.Track.Tap) at
 // its highest layer; the tap copies each packet into a pooled buffer and
@@ -14,7 +15,14 @@
 // again after a loss. A write error (disk full, say) stops that
 // student's recording with an audit event; media keeps flowing.
 //
+// Finished files may leave the node for a Store (a directory, or an
+// S3-compatible bucket through minio-go): each file as it closes, the
+// manifest after them, the local copy removed once the stored copy is
+// verified. Keys (keys.go) and verification (manifest.go) need nothing
+// but the files and a keyring the verifier trusts.
+//
 // The package knows nothing of rooms or signaling: it is given a room
 // name, an identity and a Source for each track, and reports audit
-// events through an EventSink.
+// events through an EventSink. It imports sfu (the tap types), pion's
+// RTP packages, ebml-go and minio-go; no other package of the project.
 package record

@@ -2,9 +2,11 @@ package record
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -56,7 +58,8 @@ func testMedia(t *testing.T) (ivf, ogg string) {
 	mediaOnce.Do(func() {
 		for _, args := range [][]string{
 			{"-f", "lavfi", "-i", "testsrc=size=640x360:rate=30", "-t", "12", "-c:v", "libvpx", "-b:v", "500k", "-g", "30", "-deadline", "realtime", "-y", ivf},
-			{"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "12", "-ac", "2", "-c:a", "libopus", "-b:a", "32k", "-frame_duration", "20", "-y", ogg},
+			{"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "12", "-ac", "2", "-c:a", "libopus", "-b:a", "32k", "-frame_duration", "20",
+				"-page_duration", "20000", "-y", ogg}, // one Opus packet a page: the feed sends a page as a packet
 		} {
 			if out, err := exec.Command("ffmpeg", append([]string{"-v", "error"}, args...)...).CombinedOutput(); err != nil {
 				mediaErr = errors.New(string(out) + err.Error())
@@ -78,6 +81,8 @@ type source struct {
 	w        atomic.Pointer[sfu.RTPWriter]
 	keyAsked atomic.Int32
 	done     chan struct{}
+	// onKeyframe, when set before recording, also runs on each request.
+	onKeyframe func()
 }
 
 func newSource(kind sfu.Kind, mime, what string) *source {
@@ -89,8 +94,13 @@ func (s *source) Kind() sfu.Kind { return s.kind }
 func (s *source) Codec() sfu.Codec {
 	return sfu.Codec{MimeType: s.mime}
 }
-func (s *source) Source() string        { return s.what }
-func (s *source) RequestKeyframe(int)   { s.keyAsked.Add(1) }
+func (s *source) Source() string { return s.what }
+func (s *source) RequestKeyframe(int) {
+	s.keyAsked.Add(1)
+	if s.onKeyframe != nil {
+		s.onKeyframe()
+	}
+}
 func (s *source) Done() <-chan struct{} { return s.done }
 func (s *source) Tap(w sfu.RTPWriter, _ int) func() {
 	s.w.Store(&w)
@@ -110,20 +120,38 @@ func (s *source) write(t *testing.T, p *rtp.Packet) {
 // by their RTP timestamps), dropping a share of video packets.
 func feed(t *testing.T, cam, mic *source, seconds float64, dropVideo float64) {
 	t.Helper()
-	ivfPath, oggPath := testMedia(t)
+	ivfPath, _ := testMedia(t)
 	vf, _ := os.Open(ivfPath)
 	defer vf.Close()
-	af, _ := os.Open(oggPath)
-	defer af.Close()
 	ivf, _, err := ivfreader.NewWith(vf)
 	if err != nil {
 		t.Fatal(err)
 	}
+	next := func() []byte {
+		frame, _, err := ivf.ParseNextFrame()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return frame
+	}
+	feedVideo(t, cam, mic, seconds, dropVideo, next, &codecs.VP8Payloader{EnablePictureID: true})
+}
+
+// feedVideo plays 30 fps video frames from next (nil at the end),
+// packetized by pay, and the Opus file into the sources.
+func feedVideo(t *testing.T, cam, mic *source, seconds, dropVideo float64, next func() []byte, pay rtp.Payloader) {
+	t.Helper()
+	_, oggPath := testMedia(t)
+	af, _ := os.Open(oggPath)
+	defer af.Close()
 	ogg, _, err := oggreader.NewWith(af)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vp := rtp.NewPacketizer(1200, 96, 1111, &codecs.VP8Payloader{EnablePictureID: true}, rtp.NewRandomSequencer(), 90000)
+	vp := rtp.NewPacketizer(1200, 96, 1111, pay, rtp.NewRandomSequencer(), 90000)
 	ap := rtp.NewPacketizer(1200, 111, 2222, &codecs.OpusPayloader{}, rtp.NewRandomSequencer(), 48000)
 	rng := rand.New(rand.NewPCG(7, 9))
 	var videoAt, audioAt float64
@@ -145,12 +173,9 @@ func feed(t *testing.T, cam, mic *source, seconds float64, dropVideo float64) {
 			}
 			continue
 		}
-		frame, _, err := ivf.ParseNextFrame()
-		if errors.Is(err, io.EOF) {
+		frame := next()
+		if frame == nil {
 			break
-		}
-		if err != nil {
-			t.Fatal(err)
 		}
 		for _, p := range vp.Packetize(frame, 3000) {
 			if dropVideo > 0 && rng.Float64() < dropVideo {
@@ -186,12 +211,28 @@ func (e *events) kinds() []string {
 	return out
 }
 
-var testKey = []byte("0123456789abcdef0123456789abcdef")
+// testSigner signs the tests' manifests; testTrust trusts only it.
+var (
+	testSigner = NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize)), time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	testTrust  = Trust{Keys: testSigner.PublicKeys()}
+)
+
+// testLogger logs to the test.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
 
 func newRecorder(t *testing.T, dir string, segment time.Duration) (*Recorder, *events) {
 	t.Helper()
+	return newRecorderWith(t, Config{Dir: dir, Segment: segment})
+}
+
+// newRecorderWith fills in what every test's Recorder has.
+func newRecorderWith(t *testing.T, cfg Config) (*Recorder, *events) {
+	t.Helper()
 	ev := &events{}
-	r, err := New(Config{Dir: dir, Segment: segment, Key: testKey, Quality: 2, NodeID: "n1", Events: ev.sink})
+	cfg.Signer, cfg.Quality, cfg.NodeID, cfg.Events, cfg.Logger = testSigner, 2, "n1", ev.sink, testLogger(t)
+	r, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +246,7 @@ func waitManifest(t *testing.T, r *Recorder, room string) *Manifest {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		ms, err := r.List(room)
+		ms, err := r.List(t.Context(), room)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -224,6 +265,7 @@ type probe struct {
 		CodecName string `json:"codec_name"`
 		Width     int    `json:"width"`
 		Height    int    `json:"height"`
+		Duration  string `json:"duration"`
 	} `json:"streams"`
 	Format struct {
 		Duration string `json:"duration"`
@@ -241,6 +283,18 @@ func ffprobe(t *testing.T, path string) probe {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// audioPackets counts the audio packets ffprobe reads in a file.
+func audioPackets(t *testing.T, path string) int {
+	t.Helper()
+	out, err := exec.Command("ffprobe", "-v", "error", "-select_streams", "a", "-count_packets",
+		"-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", path).Output()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v", path, err)
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	return n
 }
 
 // decodeErrors decodes the whole file and returns what ffmpeg complains of.
@@ -270,7 +324,7 @@ func TestRecordsPlayableWebM(t *testing.T) {
 	if len(m.Files) != 1 || m.StopReason != "tracks_ended" || m.Identity != "alice" || m.Node != "n1" {
 		t.Fatalf("manifest %+v", m)
 	}
-	if err := Verify(m, testKey, m.Dir); err != nil {
+	if err := Verify(m, testTrust, m.Dir); err != nil {
 		t.Fatal(err)
 	}
 	p := ffprobe(t, filepath.Join(m.Dir, m.Files[0].Name))
@@ -278,6 +332,9 @@ func TestRecordsPlayableWebM(t *testing.T) {
 	for _, s := range p.Streams {
 		video = video || (s.CodecType == "video" && s.CodecName == "vp8" && s.Width == 640 && s.Height == 360)
 		audio = audio || (s.CodecType == "audio" && s.CodecName == "opus")
+	}
+	if n := audioPackets(t, filepath.Join(m.Dir, m.Files[0].Name)); n < 450 {
+		t.Errorf("%d Opus packets, want ~500 (10 s of 20 ms)", n)
 	}
 	if !video || !audio {
 		t.Errorf("streams %+v: want VP8 640×360 and Opus", p.Streams)
@@ -328,7 +385,7 @@ func TestRecordingSurvivesLoss(t *testing.T) {
 	if cam.keyAsked.Load() < 2 {
 		t.Errorf("keyframes asked %d times: at start and after loss, want ≥ 2", cam.keyAsked.Load())
 	}
-	if err := Verify(m, testKey, m.Dir); err != nil {
+	if err := Verify(m, testTrust, m.Dir); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -342,22 +399,23 @@ func TestVerifyFindsAlterations(t *testing.T) {
 	feed(t, cam, nil, 3, 0)
 	close(cam.done)
 	m := waitManifest(t, r, "exam-3")
-	if err := Verify(m, testKey, m.Dir); err != nil {
+	if err := Verify(m, testTrust, m.Dir); err != nil {
 		t.Fatal(err)
 	}
-	if err := Verify(m, []byte("another key, another key, another"), ""); !errors.Is(err, ErrTampered) {
-		t.Errorf("wrong key: %v", err)
+	other := NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{8}, ed25519.SeedSize)), time.Now())
+	if err := Verify(m, Trust{Keys: other.PublicKeys()}, ""); !errors.Is(err, ErrUntrusted) {
+		t.Errorf("a key not trusted: %v", err)
 	}
 	edited := *m
 	edited.Gaps = append([]Gap(nil), Gap{Source: "camera", Reason: "stall"})
-	if err := Verify(&edited, testKey, ""); !errors.Is(err, ErrTampered) {
+	if err := Verify(&edited, testTrust, ""); !errors.Is(err, ErrTampered) {
 		t.Errorf("edited manifest: %v", err)
 	}
 	path := filepath.Join(m.Dir, m.Files[0].Name)
 	b, _ := os.ReadFile(path)
 	b[len(b)/2] ^= 0xff
 	os.WriteFile(path, b, 0o640)
-	if err := Verify(m, testKey, m.Dir); !errors.Is(err, ErrTampered) {
+	if err := Verify(m, testTrust, m.Dir); !errors.Is(err, ErrTampered) {
 		t.Errorf("altered file: %v", err)
 	}
 }
@@ -409,16 +467,16 @@ func TestPruneDeletesExpired(t *testing.T) {
 	feed(t, cam, nil, 2, 0)
 	close(cam.done)
 	m := waitManifest(t, r, "exam-5")
-	if n, err := r.Prune(time.Now(), 24*time.Hour); n != 0 || err != nil {
+	if n, err := r.Prune(t.Context(), time.Now(), 24*time.Hour); n != 0 || err != nil {
 		t.Fatalf("a fresh recording was pruned: %d, %v", n, err)
 	}
-	if n, err := r.Prune(time.Now().Add(25*time.Hour), 24*time.Hour); n != 1 || err != nil {
+	if n, err := r.Prune(t.Context(), time.Now().Add(25*time.Hour), 24*time.Hour); n != 1 || err != nil {
 		t.Fatalf("pruned %d, %v; want 1", n, err)
 	}
 	if _, err := os.Stat(filepath.Join(m.Dir, m.Files[0].Name)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("file still there: %v", err)
 	}
-	if ms, _ := r.List("exam-5"); len(ms) != 0 {
+	if ms, _ := r.List(t.Context(), "exam-5"); len(ms) != 0 {
 		t.Errorf("%d manifests left", len(ms))
 	}
 	if k := ev.kinds(); k[len(k)-1] != EventDeleted {

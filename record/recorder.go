@@ -3,6 +3,7 @@ package record
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -59,8 +60,17 @@ type Config struct {
 	// Segment is the length of one file; a new one starts on the next
 	// keyframe after it. 0 means DefaultSegment.
 	Segment time.Duration
-	// Key signs manifests (HMAC-SHA256). Required.
-	Key []byte
+	// Signer signs manifests (Ed25519). Required.
+	Signer *Signer
+	// Store, when set, is where finished files and manifests go: each
+	// file as it closes, the manifest after the session's files, the
+	// local copy removed once the stored copy is verified. Nil keeps
+	// recordings in Dir. The Recorder closes it (when it is an
+	// io.Closer) in Close.
+	Store Store
+	// UploadDrain is how long Close waits for queued uploads
+	// (DefaultUploadDrain when 0).
+	UploadDrain time.Duration
 	// Quality is the layer tapped (sfu.QualityHigh).
 	Quality int
 	// NodeID goes into manifests.
@@ -75,6 +85,11 @@ type Stats struct {
 	Bytes    uint64 // bytes written to recording files
 	Failures uint64 // student recordings stopped by an error
 	Dropped  uint64 // packets dropped because a writer fell behind
+	// With a Store:
+	Uploaded       uint64 // files and manifests stored and verified
+	UploadedBytes  uint64
+	UploadFailures uint64 // failed attempts (each is retried)
+	UploadPending  int    // files waiting for the store
 }
 
 // Recorder records students' tracks. It is safe for concurrent use.
@@ -87,6 +102,8 @@ type Recorder struct {
 	closed   bool
 	wg       sync.WaitGroup
 
+	up *uploader // nil without a Store
+
 	bytes, failures, dropped atomic.Uint64
 }
 
@@ -95,14 +112,17 @@ func New(cfg Config) (*Recorder, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("record: Config.Dir is required")
 	}
-	if len(cfg.Key) == 0 {
-		return nil, errors.New("record: Config.Key is required to sign manifests")
+	if cfg.Signer == nil {
+		return nil, errors.New("record: Config.Signer is required to sign manifests")
+	}
+	if cfg.UploadDrain <= 0 {
+		cfg.UploadDrain = DefaultUploadDrain
 	}
 	if cfg.Segment <= 0 {
 		cfg.Segment = DefaultSegment
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		return nil, errors.New("record: Config.Logger is required")
 	}
 	if cfg.Events == nil {
 		cfg.Events = func(string, string, string, map[string]any) int64 { return 0 }
@@ -110,7 +130,12 @@ func New(cfg Config) (*Recorder, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("record: %w", err)
 	}
-	return &Recorder{cfg: cfg, log: cfg.Logger.With("component", "record"), students: map[string]*student{}}, nil
+	r := &Recorder{cfg: cfg, log: cfg.Logger.With("component", "record"), students: map[string]*student{}}
+	if cfg.Store != nil {
+		r.up = newUploader(r, cfg.Store, r.log.With("store", fmt.Sprintf("%T", cfg.Store)))
+		r.resume()
+	}
+	return r, nil
 }
 
 // Record starts recording src for the student identity in room, until
@@ -159,18 +184,31 @@ func (r *Recorder) Stats() Stats {
 	r.mu.Lock()
 	active := len(r.students)
 	r.mu.Unlock()
-	return Stats{Active: active, Bytes: r.bytes.Load(), Failures: r.failures.Load(), Dropped: r.dropped.Load()}
+	s := Stats{Active: active, Bytes: r.bytes.Load(), Failures: r.failures.Load(), Dropped: r.dropped.Load()}
+	if r.up != nil {
+		s.Uploaded, s.UploadedBytes = r.up.uploaded.Load(), r.up.uploadedBytes.Load()
+		s.UploadFailures, s.UploadPending = r.up.failures.Load(), r.up.pending()
+	}
+	return s
 }
 
-// Close stops every recording, finishing files and manifests.
+// Close stops every recording, finishing files and manifests, and
+// waits up to Config.UploadDrain for the store to take them.
 func (r *Recorder) Close() error {
 	r.mu.Lock()
+	already := r.closed
 	r.closed = true
 	for _, st := range r.students {
 		st.stop("server_shutdown")
 	}
 	r.mu.Unlock()
 	r.wg.Wait()
+	if r.up != nil && !already {
+		r.up.close(r.cfg.UploadDrain)
+	}
+	if c, ok := r.cfg.Store.(io.Closer); ok && !already {
+		return c.Close()
+	}
 	return nil
 }
 
@@ -183,3 +221,7 @@ func (r *Recorder) studentDir(room, identity string) string {
 func safeName(s string) bool {
 	return s != "" && s != "." && s != ".." && filepath.Base(s) == s && len(s) <= 255
 }
+
+// PublicKeys is the keyring that verifies this node's manifests, current
+// and retired keys (for GET /v1/recordings/keys: Keyring.JSON).
+func (r *Recorder) PublicKeys() *Keyring { return r.cfg.Signer.PublicKeys() }

@@ -4,15 +4,18 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
 // Prune deletes the finished recording sessions that ended before
 // now − keep: their files and manifest, with a recording_deleted audit
-// event each. Sessions still recording are never touched. It returns how
-// many sessions it deleted.
-func (r *Recorder) Prune(now time.Time, keep time.Duration) (int, error) {
+// event each, on the node's disk and, with a Store, in the store.
+// Sessions still recording are never touched. It returns how many
+// sessions it deleted (a session on disk and in the store counts twice).
+func (r *Recorder) Prune(ctx context.Context, now time.Time, keep time.Duration) (int, error) {
 	paths, err := filepath.Glob(filepath.Join(r.cfg.Dir, "*", "*", "*"+ManifestSuffix))
 	if err != nil {
 		return 0, err
@@ -26,6 +29,9 @@ func (r *Recorder) Prune(now time.Time, keep time.Duration) (int, error) {
 			continue
 		}
 		for _, f := range m.Files {
+			if !safeName(f.Name) {
+				continue // a name a manifest must not have: nothing outside its directory goes
+			}
 			if err := os.Remove(filepath.Join(m.Dir, f.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, err)
 			}
@@ -36,11 +42,61 @@ func (r *Recorder) Prune(now time.Time, keep time.Duration) (int, error) {
 		}
 		os.Remove(m.Dir) // only if now empty
 		deleted++
-		r.log.Info("recording deleted by retention", "room", m.Room, "identity", m.Identity, "session", m.Session, "ended", m.Ended)
-		r.cfg.Events(m.Room, EventDeleted, m.Identity, map[string]any{
-			"session": m.Session, "files": len(m.Files), "ended": m.Ended, "retention_hours": keep.Hours()})
+		r.deleted(m, keep, "disk")
+	}
+	if r.cfg.Store != nil {
+		n, err := r.pruneStore(ctx, cutoff, keep)
+		deleted += n
+		errs = append(errs, err)
 	}
 	return deleted, errors.Join(errs...)
+}
+
+// pruneStore is Prune in the store: the files first, the manifest last,
+// so a manifest is never gone while its files remain.
+func (r *Recorder) pruneStore(ctx context.Context, cutoff time.Time, keep time.Duration) (int, error) {
+	names, err := r.cfg.Store.List(ctx, "")
+	if err != nil {
+		return 0, err
+	}
+	deleted := 0
+	var errs []error
+	for _, name := range names {
+		if !strings.HasSuffix(name, ManifestSuffix) {
+			continue
+		}
+		m, err := r.readStored(ctx, name)
+		if err != nil || m.Ended.IsZero() || !m.Ended.Before(cutoff) {
+			continue
+		}
+		dir := path.Dir(name)
+		failed := false
+		for _, f := range m.Files {
+			if !safeName(f.Name) {
+				continue
+			}
+			if err := r.cfg.Store.Delete(ctx, dir+"/"+f.Name); err != nil {
+				errs = append(errs, err)
+				failed = true
+			}
+		}
+		if failed {
+			continue
+		}
+		if err := r.cfg.Store.Delete(ctx, name); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		deleted++
+		r.deleted(m, keep, "store")
+	}
+	return deleted, errors.Join(errs...)
+}
+
+func (r *Recorder) deleted(m *Manifest, keep time.Duration, where string) {
+	r.log.Info("recording deleted by retention", "room", m.Room, "identity", m.Identity, "session", m.Session, "ended", m.Ended, "from", where)
+	r.cfg.Events(m.Room, EventDeleted, m.Identity, map[string]any{
+		"session": m.Session, "files": len(m.Files), "ended": m.Ended, "retention_hours": keep.Hours(), "from": where})
 }
 
 // KeepFor runs Prune every interval until ctx ends.
@@ -48,7 +104,7 @@ func (r *Recorder) KeepFor(ctx context.Context, keep, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if _, err := r.Prune(time.Now(), keep); err != nil {
+		if _, err := r.Prune(ctx, time.Now(), keep); err != nil {
 			r.log.Warn("retention could not delete every expired recording", "err", err)
 		}
 		select {

@@ -1,6 +1,7 @@
 package record
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"os"
@@ -107,14 +108,14 @@ func newStudent(r *Recorder, room, identity string) (*student, error) {
 		ctl:   make(chan control),
 		quit:  make(chan struct{}),
 		done:  make(chan struct{}),
-		man: Manifest{Version: 1, Room: room, Identity: identity, Node: r.cfg.NodeID,
+		man: Manifest{Version: ManifestVersion, Room: room, Identity: identity, Node: r.cfg.NodeID,
 			Session: now.Format("20060102T150405.000Z"), Started: now, Files: []File{}, Gaps: []Gap{}, Dir: dir},
 		tracks: map[*tap]*track{},
 		segs:   map[string]*segment{},
 		counts: map[string]int{},
 	}
 	st.man.Session = strings.ReplaceAll(st.man.Session, ".", "")
-	if err := st.man.write(r.cfg.Key); err != nil {
+	if err := st.man.write(r.cfg.Signer); err != nil {
 		return nil, err
 	}
 	return st, nil
@@ -233,7 +234,7 @@ func (s *student) write(tr *track, sample *media.Sample, now time.Time) {
 	at := tr.wallTime(sample.PacketTimestamp, now)
 	if !tr.video {
 		seg := s.segs["camera"]
-		if seg == nil || seg.audio == nil {
+		if seg == nil || !seg.audio {
 			return // audio is kept with the camera's video
 		}
 		ms := at.Sub(seg.start).Milliseconds()
@@ -242,7 +243,7 @@ func (s *student) write(tr *track, sample *media.Sample, now time.Time) {
 		}
 		ms = max(ms, tr.lastMS+1) // strictly increasing, as muxers want
 		tr.lastMS = ms
-		seg.audio.Write(true, ms, sample.Data)
+		seg.mux.writeAudio(ms, sample.Data)
 		return
 	}
 	// Each video frame waits for the next: when the tap moves to another
@@ -254,7 +255,7 @@ func (s *student) write(tr *track, sample *media.Sample, now time.Time) {
 	if h == nil {
 		return
 	}
-	if sample.Data[0]&0x01 == 0 && at.Sub(h.at) < sameInstant {
+	if tr.keyFrame(sample.Data) && at.Sub(h.at) < sameInstant {
 		sample.PrevDroppedPackets += h.sample.PrevDroppedPackets
 		return
 	}
@@ -295,7 +296,13 @@ func (s *student) writeVideo(tr *track, sample *media.Sample, at, now time.Time)
 	if !tr.lastAt.IsZero() && at.Sub(tr.lastAt) > stallAfter && tr.gapSince.IsZero() {
 		tr.gapSince, tr.gapReason = tr.lastAt, "stall"
 	}
-	key := sample.Data[0]&0x01 == 0 // VP8 frame tag: P bit clear (RFC 6386 §9.1)
+	key, data := tr.keyFrame(sample.Data), sample.Data
+	if tr.h264 {
+		var ok bool
+		if key, data, ok = s.h264Frame(tr, data); !ok {
+			return
+		}
+	}
 	if tr.needKey && !key {
 		if now.Sub(tr.keyAsked) > keyframeRetry {
 			tr.keyAsked = now
@@ -304,7 +311,7 @@ func (s *student) writeVideo(tr *track, sample *media.Sample, at, now time.Time)
 		return
 	}
 	if key {
-		if w, h, ok := vp8Size(sample.Data); ok {
+		if w, h, ok := vp8Size(sample.Data); ok && !tr.h264 {
 			tr.width, tr.height = w, h
 		}
 		if !tr.gapSince.IsZero() {
@@ -315,8 +322,11 @@ func (s *student) writeVideo(tr *track, sample *media.Sample, at, now time.Time)
 	seg := s.segs[tr.tap.source]
 	// A simulcast tap starts on the first keyframe of any layer and moves
 	// up at the high layer's: VP8 in WebM carries the new size in that
-	// keyframe, so the file goes on (its header has the first size).
-	if key && (seg == nil || at.Sub(seg.start) >= s.r.cfg.Segment) {
+	// keyframe, so the file goes on (its header has the first size). An
+	// H.264 file's sample entry holds the stream's parameter sets: new
+	// ones (another layer, another size) start the next file.
+	if key && (seg == nil || at.Sub(seg.start) >= s.r.cfg.Segment ||
+		tr.h264 && (!bytes.Equal(seg.sps, tr.sps) || !bytes.Equal(seg.pps, tr.pps))) {
 		if seg = s.rotate(tr, at); seg == nil {
 			return
 		}
@@ -330,8 +340,8 @@ func (s *student) writeVideo(tr *track, sample *media.Sample, at, now time.Time)
 	ms := max(at.Sub(seg.start).Milliseconds(), tr.lastMS+1)
 	tr.lastMS, tr.segN, tr.lastAt = ms, seg.n, at
 	seg.last = at
-	seg.video.Write(key, ms, sample.Data)
-	if err := seg.f.Err(); err != nil {
+	seg.mux.writeVideo(key, ms, data)
+	if err := seg.mux.err(); err != nil {
 		s.fail(err)
 	}
 	if at.Sub(seg.start) >= s.r.cfg.Segment && now.Sub(tr.keyAsked) > keyframeRetry {
@@ -367,7 +377,7 @@ func (s *student) gap(tr *track, to time.Time) {
 		"source": g.Source, "from": g.From, "to": g.To, "reason": g.Reason,
 		"duration_ms": g.To.Sub(g.From).Milliseconds()})
 	s.man.Gaps = append(s.man.Gaps, g)
-	if err := s.man.write(s.r.cfg.Key); err != nil {
+	if err := s.man.write(s.r.cfg.Signer); err != nil {
 		s.fail(err)
 	}
 }
@@ -390,13 +400,21 @@ func (s *student) rotate(tr *track, at time.Time) *segment {
 		}
 	}
 	s.counts[source]++
-	name := fmt.Sprintf("%s-%s-%04d.webm", s.man.Session, source, s.counts[source])
-	seg, err := openSegment(filepath.Join(s.man.Dir, name), tr.width, tr.height, withAudio, &s.r.bytes)
+	seg := &segment{source: source, n: s.counts[source], start: at, audio: withAudio}
+	var err error
+	if tr.h264 {
+		seg.name = fmt.Sprintf("%s-%s-%04d.mp4", s.man.Session, source, seg.n)
+		seg.path, seg.typ, seg.sps, seg.pps = filepath.Join(s.man.Dir, seg.name), "video/mp4", tr.sps, tr.pps
+		seg.mux, seg.tracks, err = openMP4(seg.path, tr.sps, tr.pps, tr.spsInfo, withAudio, &s.r.bytes)
+	} else {
+		seg.name = fmt.Sprintf("%s-%s-%04d.webm", s.man.Session, source, seg.n)
+		seg.path, seg.typ = filepath.Join(s.man.Dir, seg.name), "video/webm"
+		seg.mux, seg.tracks, err = openWebM(seg.path, tr.width, tr.height, withAudio, &s.r.bytes)
+	}
 	if err != nil {
 		s.fail(err)
 		return nil
 	}
-	seg.source, seg.n, seg.name, seg.start = source, s.counts[source], name, at
 	tr.lastMS, tr.segN = -1, seg.n
 	s.segs[source] = seg
 	return seg
@@ -404,7 +422,7 @@ func (s *student) rotate(tr *track, at time.Time) *segment {
 
 // closeSegment finishes a file and adds it to the manifest.
 func (s *student) closeSegment(seg *segment) bool {
-	err := seg.close()
+	err := seg.mux.close()
 	if err == nil {
 		var sum string
 		var n int64
@@ -413,9 +431,12 @@ func (s *student) closeSegment(seg *segment) bool {
 			if end.Before(seg.start) {
 				end = seg.start
 			}
-			s.man.Files = append(s.man.Files, File{Name: seg.name, Source: seg.source, SHA256: sum, Bytes: n,
-				Start: seg.start.UTC(), End: end.UTC(), Tracks: seg.tracks})
-			err = s.man.write(s.r.cfg.Key)
+			f := File{Name: seg.name, Source: seg.source, Type: seg.typ, SHA256: sum, Bytes: n,
+				Start: seg.start.UTC(), End: end.UTC(), Tracks: seg.tracks}
+			s.man.Files = append(s.man.Files, f)
+			if err = s.man.write(s.r.cfg.Signer); err == nil {
+				s.r.upload(&s.man, f)
+			}
 		}
 	}
 	if err != nil {
@@ -455,7 +476,7 @@ func (s *student) finish() {
 		if seg := s.segs[source]; seg != nil {
 			delete(s.segs, source)
 			if failed {
-				seg.close()
+				seg.mux.close()
 				continue
 			}
 			s.closeSegment(seg)
@@ -463,10 +484,13 @@ func (s *student) finish() {
 	}
 	failed = s.stopped == "write_failed"
 	s.man.Ended, s.man.StopReason = time.Now().UTC(), s.stopped
-	if err := s.man.write(s.r.cfg.Key); err != nil && !failed {
+	if err := s.man.write(s.r.cfg.Signer); err != nil && !failed {
 		s.fail(err)
 		failed = true
 	}
+	// The manifest goes to the store last, after the files it lists; a
+	// failed session's too: what was recorded is evidence.
+	s.r.uploadManifest(&s.man)
 	// Drop what is still queued; the taps' watchers see quit and stop.
 	for {
 		select {
@@ -488,6 +512,7 @@ func (s *student) finish() {
 type track struct {
 	tap   *tap
 	video bool
+	h264  bool // else VP8, for video
 	clock uint32
 	sb    *samplebuilder.SampleBuilder
 
@@ -507,6 +532,9 @@ type track struct {
 	gapReason string
 	width     int
 	height    int
+	// An H.264 stream's last parameter sets: the next file's avcC.
+	sps, pps []byte
+	spsInfo  spsInfo
 }
 
 // newTrack sets up the jitter buffer for a supported codec, nil else.
@@ -516,11 +544,58 @@ func newTrack(t *tap) *track {
 	case t.src.Kind() == sfu.KindVideo && mime == "video/vp8":
 		return &track{tap: t, video: true, clock: 90000, needKey: true, width: 640, height: 360, lastMS: -1,
 			sb: samplebuilder.New(256, &codecs.VP8Packet{}, 90000, samplebuilder.WithMaxTimeDelay(jitterDelay))}
+	case t.src.Kind() == sfu.KindVideo && mime == "video/h264":
+		return &track{tap: t, video: true, h264: true, clock: 90000, needKey: true, lastMS: -1,
+			sb: samplebuilder.New(256, &codecs.H264Packet{IsAVC: true}, 90000, samplebuilder.WithMaxTimeDelay(jitterDelay))}
 	case t.src.Kind() == sfu.KindAudio && mime == "audio/opus" && t.source == "microphone":
 		return &track{tap: t, clock: 48000, lastMS: -1,
 			sb: samplebuilder.New(64, &codecs.OpusPacket{}, 48000, samplebuilder.WithMaxTimeDelay(jitterDelay))}
 	}
 	return nil
+}
+
+// keyFrame reports whether a video frame can start a file: a VP8
+// keyframe (the frame tag's P bit clear, RFC 6386 §9.1) or an H.264
+// access unit with an IDR slice.
+func (tr *track) keyFrame(frame []byte) bool {
+	if tr.h264 {
+		return h264KeyFrame(frame)
+	}
+	return len(frame) > 0 && frame[0]&0x01 == 0
+}
+
+// h264Frame takes an access unit's parameter sets into tr and returns
+// the MP4 sample. An IDR with no parameter sets seen yet cannot start a
+// file (its avcC would be empty): the frame is dropped and a keyframe
+// asked for, which browsers send with SPS and PPS. ok is false when the
+// frame is to be dropped.
+func (s *student) h264Frame(tr *track, au []byte) (key bool, sample []byte, ok bool) {
+	f, err := splitAVC(au)
+	if err != nil {
+		s.lost(tr, tr.lastAt, "packet_loss") // a frame the decoder cannot use: resume at a keyframe
+		return false, nil, false
+	}
+	if len(f.sample) == 0 {
+		return false, nil, false // parameter sets alone: kept, nothing to write
+	}
+	if f.sps != nil {
+		if info, err := parseSPS(f.sps); err == nil {
+			tr.sps, tr.spsInfo, tr.width, tr.height = bytes.Clone(f.sps), info, info.width, info.height
+		} else {
+			s.log.Debug("unreadable H.264 sequence parameter set", "err", err)
+		}
+	}
+	if f.pps != nil {
+		tr.pps = bytes.Clone(f.pps)
+	}
+	if f.key && (tr.sps == nil || tr.pps == nil) {
+		if now := time.Now(); now.Sub(tr.keyAsked) > keyframeRetry {
+			tr.keyAsked = now
+			tr.tap.src.RequestKeyframe(s.r.cfg.Quality)
+		}
+		return false, nil, false
+	}
+	return f.key, f.sample, true
 }
 
 // wallTime maps an RTP timestamp to wall time on the track's anchor.

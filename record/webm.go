@@ -17,20 +17,62 @@ import (
 // index: ~700 cue points, a keyframe every 1–3 s for 10-minute segments.
 const cuesReserve = 16 << 10
 
-// segment is one WebM file being written: a video track and, for the
+// segment is one file being written: a video track and, for the
 // camera, the microphone.
 type segment struct {
 	source string // camera or screen
 	n      int
 	name   string
 	path   string
-	f      *errFile
-	video  webm.BlockWriteCloser
-	audio  webm.BlockWriteCloser // nil without a microphone
-	start  time.Time             // wall time of timestamp 0: the first keyframe
-	last   time.Time             // wall time of the last frame written
+	typ    string // video/webm or video/mp4
+	mux    muxer
+	audio  bool      // the microphone is in it
+	start  time.Time // wall time of timestamp 0: the first keyframe
+	last   time.Time // wall time of the last frame written
 	tracks []TrackInfo
+	// sps and pps describe an H.264 file's stream (its avcC): other
+	// parameter sets start another file.
+	sps, pps []byte
 }
+
+// muxer writes one segment's frames in a container: WebM for VP8,
+// fragmented MP4 for H.264. Times are milliseconds from the segment's
+// first video frame, strictly increasing per track. Write errors are
+// kept, not returned: err says when the file failed.
+type muxer interface {
+	writeVideo(key bool, ms int64, frame []byte)
+	writeAudio(ms int64, frame []byte)
+	// close finishes the file and returns its first error.
+	close() error
+	err() error
+}
+
+// webmMuxer is a WebM file: a VP8 track and an optional Opus track.
+type webmMuxer struct {
+	f     *errFile
+	video webm.BlockWriteCloser
+	audio webm.BlockWriteCloser // nil without a microphone
+}
+
+func (w *webmMuxer) writeVideo(key bool, ms int64, frame []byte) { w.video.Write(key, ms, frame) }
+
+func (w *webmMuxer) writeAudio(ms int64, frame []byte) {
+	if w.audio != nil {
+		w.audio.Write(true, ms, frame)
+	}
+}
+
+// close finishes the file (cues, duration) and returns its first error.
+func (w *webmMuxer) close() error {
+	// The muxer closes the file when its last track writer closes.
+	w.video.Close()
+	if w.audio != nil {
+		w.audio.Close()
+	}
+	return w.f.Err()
+}
+
+func (w *webmMuxer) err() error { return w.f.Err() }
 
 // errFile is the file under a segment. The muxer writes each EBML
 // element separately, so writes are buffered (one syscall per 64 KiB, not
@@ -107,12 +149,12 @@ func (f *errFile) Err() error {
 	return f.err
 }
 
-// openSegment creates path with a VP8 video track of the given size and,
+// openWebM creates path with a VP8 video track of the given size and,
 // when withAudio, an Opus track.
-func openSegment(path string, width, height int, withAudio bool, bytes *atomic.Uint64) (*segment, error) {
+func openWebM(path string, width, height int, withAudio bool, bytes *atomic.Uint64) (*webmMuxer, []TrackInfo, error) {
 	file, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o640)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	f := newErrFile(file, bytes)
 	tracks := []webm.TrackEntry{{
@@ -134,23 +176,13 @@ func openSegment(path string, width, height int, withAudio bool, bytes *atomic.U
 	if err != nil {
 		file.Close()
 		os.Remove(path)
-		return nil, fmt.Errorf("webm: %w", err)
+		return nil, nil, fmt.Errorf("webm: %w", err)
 	}
-	s := &segment{path: path, f: f, video: ws[0], tracks: info}
+	w := &webmMuxer{f: f, video: ws[0]}
 	if withAudio {
-		s.audio = ws[1]
+		w.audio = ws[1]
 	}
-	return s, nil
-}
-
-// close finishes the file (cues, duration) and returns its first error.
-func (s *segment) close() error {
-	// The muxer closes the file when its last track writer closes.
-	s.video.Close()
-	if s.audio != nil {
-		s.audio.Close()
-	}
-	return s.f.Err()
+	return w, info, nil
 }
 
 // opusPreSkip is the pre-skip a browser's Opus encoder declares (3.25 ms

@@ -6,7 +6,10 @@
 # Debian's (1.20) embeds a kustomize too old for the manifests; the
 # kustomize check runs where a current kubectl is installed.
 #
-# It also installs the npm packages the tests use (e2e/node: typescript for
+# It also builds SeaweedFS's weed, the S3-compatible server package
+# record's upload tests start, once into a cache outside the repository
+# (scripts/seaweedfs.sh: ~5 minutes of 2 cores the first time, nothing
+# after), and installs the npm packages the tests use (e2e/node: typescript for
 # the SDK's type check, puppeteer-core to drive Firefox ESR) with `npm ci`
 # when e2e/node/node_modules is missing or older than the lock file.
 #
@@ -62,8 +65,14 @@ npm_deps() {
   (cd "$dir" && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 }
 
+# weed builds SeaweedFS when its cache lacks it (Go is already needed).
+weed() {
+  bash "$(dirname "$0")/seaweedfs.sh" >/dev/null
+}
+
 if [ ${#missing_packages[@]} -eq 0 ]; then
   npm_deps
+  weed
   echo "install-test-deps: all test programs present (${deps[*]%%:*}); nothing to install"
   exit 0
 fi
@@ -97,3 +106,4 @@ if [ ${#still_missing[@]} -ne 0 ]; then
 fi
 echo "install-test-deps: installed ${missing_packages[*]}"
 npm_deps
+weed

@@ -17,7 +17,8 @@ go test -race -count=1 -timeout 15m ./...
 # package:target:executions. FuzzHandleOffer makes a real PeerConnection
 # per input (~0.7 ms), so it gets fewer.
 for target in signaling:FuzzDecodeInbound:30000 signaling:FuzzVerifyToken:30000 signaling:FuzzSendingSections:30000 \
-  sfu:FuzzPayloadParsers:30000 sfu:FuzzHandleOffer:5000; do
+  sfu:FuzzPayloadParsers:30000 sfu:FuzzHandleOffer:5000 \
+  record:FuzzSignedBytes:20000 record:FuzzParseSPS:20000 record:FuzzSplitAVC:20000; do
   IFS=: read -r pkg fn runs <<<"$target"
   go test "./$pkg" -run '^$' -fuzz "^$fn\$" -fuzztime "${runs}x"
 done

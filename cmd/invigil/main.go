@@ -3,6 +3,7 @@
 //	invigil serve     run a node
 //	invigil token     mint a join token
 //	invigil drain     drain the node on this host (a preStop hook)
+//	invigil verify    check recordings against their signed manifests
 //	invigil version   print the version
 package main
 
@@ -28,6 +29,7 @@ commands:
   token     mint a join token for a student, proctor or admin
   load      run synthetic students and proctors against a node on this host
   drain     tell the node on this host to take no new rooms; wait for its rooms to end
+  verify    check recordings against their signed manifests (exit 1 if any differ)
   version   print the version
 
 Run 'invigil <command> -h' for a command's flags. Every flag can also be set
@@ -58,6 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		err = drain(ctx, args[1:], stdout, stderr)
+	case "verify":
+		err = verify(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 	case "-h", "-help", "--help", "help":

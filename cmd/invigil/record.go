@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/invigil/invigil/record"
@@ -24,13 +25,29 @@ type recordFlags struct {
 	segment       time.Duration
 	key           string
 	retentionDays int
+	signingKey    string
+	rotateKey     bool
+	store         string
+	s3Endpoint    string
+	s3AccessKey   string
+	s3SecretKey   string
+	s3Region      string
+	s3Insecure    bool
 }
 
 func (f *recordFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.all, "record", false, "record every room's students (else only students whose token has \"record\": true)")
 	fs.DurationVar(&f.segment, "recording-segment", record.DefaultSegment, "length of one recording file; the next starts on a keyframe")
-	fs.StringVar(&f.key, "recording-key", "", "HMAC key that signs recording manifests, at least 32 bytes (default: derived from the API secret)")
-	fs.IntVar(&f.retentionDays, "recording-retention", 0, "delete recordings that ended more than this many days ago (0: keep)")
+	fs.StringVar(&f.key, "recording-key", "", "HMAC key of version-1 manifests, made before Ed25519 signing; only `invigil verify` uses it (default: derived from the API secret)")
+	fs.IntVar(&f.retentionDays, "recording-retention", 0, "delete recordings that ended more than this many days ago, on disk and in the store (0: keep)")
+	fs.StringVar(&f.signingKey, "recording-signing-key", "", "PEM (PKCS #8) Ed25519 key that signs manifests (default: generated into <data-dir>/recording-keys)")
+	fs.BoolVar(&f.rotateKey, "recording-rotate-key", false, "retire the generated manifest signing key and make a new one at start (old manifests still verify)")
+	fs.StringVar(&f.store, "recording-store", "", "where finished recordings go: a directory, or s3://bucket/prefix (default: <data-dir>/recordings)")
+	fs.StringVar(&f.s3Endpoint, "recording-s3-endpoint", "", "host[:port] of the S3-compatible API for an s3:// --recording-store")
+	fs.StringVar(&f.s3AccessKey, "recording-s3-access-key", "", "S3 access key ID (empty: anonymous)")
+	fs.StringVar(&f.s3SecretKey, "recording-s3-secret-key", "", "S3 secret access key (better set as INVIGIL_RECORDING_S3_SECRET_KEY)")
+	fs.StringVar(&f.s3Region, "recording-s3-region", "", "S3 region (empty: asked of the endpoint)")
+	fs.BoolVar(&f.s3Insecure, "recording-s3-insecure", false, "speak plain HTTP to the S3 endpoint (a store on loopback only)")
 }
 
 func (f *recordFlags) validate(dev bool) error {
@@ -43,28 +60,85 @@ func (f *recordFlags) validate(dev bool) error {
 	if f.key != "" && len(f.key) < minSecretBytes && !dev {
 		return fmt.Errorf("--recording-key must be at least %d bytes", minSecretBytes)
 	}
+	if f.rotateKey && f.signingKey != "" {
+		return fmt.Errorf("--recording-rotate-key rotates the generated key; to rotate --recording-signing-key, give another key")
+	}
+	s3 := strings.HasPrefix(f.store, "s3://")
+	if s3 {
+		if _, _, err := record.ParseStoreURL(f.store); err != nil {
+			return fmt.Errorf("--recording-store: %w", err)
+		}
+		if f.s3Endpoint == "" {
+			return fmt.Errorf("--recording-store %s needs --recording-s3-endpoint", f.store)
+		}
+	} else if f.s3Endpoint != "" || f.s3AccessKey != "" || f.s3SecretKey != "" || f.s3Region != "" || f.s3Insecure {
+		return fmt.Errorf("--recording-s3-* flags need an s3:// --recording-store")
+	}
 	return nil
 }
 
 // manifestKey is --recording-key, or a key derived from the API secret
 // so that manifests are signed out of the box but never with the token
-// key itself.
+// key itself. Version-1 manifests were signed with it.
 func (f *recordFlags) manifestKey(apiSecret string) []byte {
 	if f.key != "" {
 		return []byte(f.key)
 	}
+	return derivedManifestKey(apiSecret)
+}
+
+func derivedManifestKey(apiSecret string) []byte {
 	h := hmac.New(sha256.New, []byte(apiSecret))
 	h.Write([]byte("invigil recording manifests v1"))
 	return h.Sum(nil)
 }
 
+// recordingStore is --recording-store: nil for the recordings directory
+// itself (recordings stay where they are written).
+func (f *recordFlags) recordingStore(recordings string) (record.Store, error) {
+	if strings.HasPrefix(f.store, "s3://") {
+		bucket, prefix, err := record.ParseStoreURL(f.store)
+		if err != nil {
+			return nil, err
+		}
+		return record.NewS3Store(record.S3Config{Endpoint: f.s3Endpoint, Insecure: f.s3Insecure, Bucket: bucket, Prefix: prefix,
+			Region: f.s3Region, AccessKey: f.s3AccessKey, SecretKey: f.s3SecretKey})
+	}
+	if f.store == "" {
+		return nil, nil
+	}
+	want, err := filepath.Abs(f.store)
+	if err != nil {
+		return nil, err
+	}
+	if have, err := filepath.Abs(recordings); err == nil && have == want {
+		return nil, nil
+	}
+	return &record.DiskStore{Root: want}, nil
+}
+
 // startRecorder makes the recorder and, with a retention, its pruning
 // loop. rooms is read when an event is recorded, so it may be set after.
 func startRecorder(ctx context.Context, cfg serveConfig, rooms **room.Rooms, log *slog.Logger) (*record.Recorder, error) {
+	signer, err := record.OpenSigner(record.SignerConfig{
+		Dir:     filepath.Join(cfg.dataDir, "recording-keys"),
+		KeyFile: cfg.rec.signingKey,
+		Rotate:  cfg.rec.rotateKey,
+		Logger:  log.With("component", "record"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(cfg.dataDir, "recordings")
+	store, err := cfg.rec.recordingStore(dir)
+	if err != nil {
+		return nil, err
+	}
 	rec, err := record.New(record.Config{
-		Dir:     filepath.Join(cfg.dataDir, "recordings"),
+		Dir:     dir,
 		Segment: cfg.rec.segment,
-		Key:     cfg.rec.manifestKey(cfg.apiSecret),
+		Signer:  signer,
+		Store:   store,
 		Quality: sfu.QualityHigh,
 		NodeID:  cfg.nodeID,
 		Events: func(roomName, kind, subject string, details map[string]any) int64 {
@@ -100,7 +174,7 @@ func onPublish(all bool, rec *record.Recorder) func(string, *room.Participant, *
 // the room's manifests, oldest first.
 func recordingsHandler(secret []byte, rec *record.Recorder) http.Handler {
 	return signaling.RequireAdmin(secret, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ms, err := rec.List(r.PathValue("room"))
+		ms, err := rec.List(r.Context(), r.PathValue("room"))
 		w.Header().Set("Content-Type", "application/json")
 		if err != nil {
 			w.WriteHeader(http.StatusBadRequest)

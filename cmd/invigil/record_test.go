@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,9 +17,10 @@ import (
 // TestRecordClaim: without --record only the student whose token says
 // "record": true is recorded; the listing is for admins only and shows
 // that student's signed manifest once they leave, verifiable with the
-// key derived from the API secret; the recording counts in /metrics.
+// node's published keyring; the recording counts in /metrics.
 func TestRecordClaim(t *testing.T) {
-	srv := startServe(t, "--api-secret", secret)
+	dataDir := t.TempDir()
+	srv := startServe(t, "--api-secret", secret, "--data-dir", dataDir)
 	ws := "ws" + srv.base[len("http"):] + "/v1/rtc"
 	proctor := testclient.Join(t, ws, secret, "exam-r", "proctor-1", room.RoleProctor)
 	alice := testclient.JoinWith(t, ws, secret, "exam-r", "alice", room.RoleStudent, testclient.Options{Record: true})
@@ -70,8 +73,15 @@ func TestRecordClaim(t *testing.T) {
 	if m.Identity != "alice" || m.StopReason != "tracks_ended" || len(m.Files) == 0 {
 		t.Fatalf("manifest %+v", m)
 	}
-	flags := recordFlags{}
-	if err := record.Verify(m, flags.manifestKey(secret), ""); err != nil {
-		t.Errorf("manifest does not verify with the key derived from the API secret: %v", err)
+	b, err := os.ReadFile(filepath.Join(dataDir, "recording-keys", record.KeyringFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := record.ParseKeyring(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := record.Verify(m, record.Trust{Keys: ring}, ""); err != nil {
+		t.Errorf("manifest does not verify with the node's keyring: %v", err)
 	}
 }
