@@ -67,7 +67,7 @@ func NewFileEvents(dir string, log *slog.Logger) (*FileEvents, error) {
 		return nil, fmt.Errorf("cluster: events dir: %w", err)
 	}
 	if log == nil {
-		log = slog.Default()
+		log = slog.New(slog.DiscardHandler)
 	}
 	s := &FileEvents{dir: dir, log: log, reqs: make(chan appendReq, 1024), done: make(chan struct{}), rooms: make(map[string]*roomLog)}
 	s.wg.Add(1)

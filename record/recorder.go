@@ -66,6 +66,7 @@ type Config struct {
 	// NodeID goes into manifests.
 	NodeID string
 	Events EventSink
+	// Logger receives the package's lines; nil discards them.
 	Logger *slog.Logger
 }
 
@@ -102,7 +103,7 @@ func New(cfg Config) (*Recorder, error) {
 		cfg.Segment = DefaultSegment
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Events == nil {
 		cfg.Events = func(string, string, string, map[string]any) int64 { return 0 }

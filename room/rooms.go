@@ -43,7 +43,8 @@ type Config struct {
 	// in the room, to come back as the same participant; 0 means
 	// DefaultResumeWindow, negative turns it off.
 	ResumeWindow time.Duration
-	Logger       *slog.Logger
+	// Logger receives the package's lines; nil discards them.
+	Logger *slog.Logger
 }
 
 // Validate checks the limits.
@@ -94,7 +95,7 @@ func New(cfg Config) (*Rooms, error) {
 		cfg.EmptyTimeout = DefaultEmptyTimeout
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Rooms{cfg: cfg, log: cfg.Logger, rooms: make(map[string]*Room)}, nil
 }

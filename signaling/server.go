@@ -61,6 +61,7 @@ type Config struct {
 	// Owners, if set, says which node owns a room (cluster mode): a join
 	// for a room another node owns is answered with a redirect.
 	Owners Owners
+	// Logger receives the package's lines; nil discards them.
 	Logger *slog.Logger
 }
 
@@ -122,7 +123,7 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, errors.New("signaling: Config.Secret is required")
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	obs := cfg.Observer
 	if obs == nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/invigil/invigil/internal/logbuf"
+	"github.com/invigil/invigil/internal/pionlog"
 	"go.uber.org/goleak"
 )
 
@@ -75,12 +76,14 @@ func newTestServer(t *testing.T, mod func(*Config)) *testServer {
 	t.Helper()
 	udp, tcp, port := listenUDPAndTCP(t)
 	logs := &logbuf.Buffer{}
+	log := slog.New(slog.NewTextHandler(teeWriter{t: t, buf: logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg := Config{
-		UDP:     udp,
-		TCP:     tcp,
-		Secret:  []byte(testSecret),
-		RelayIP: net.IPv4(127, 0, 0, 1),
-		Logger:  slog.New(slog.NewTextHandler(teeWriter{t: t, buf: logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		UDP:      udp,
+		TCP:      tcp,
+		Secret:   []byte(testSecret),
+		RelayIP:  net.IPv4(127, 0, 0, 1),
+		Logger:   log,
+		PionLogs: pionlog.New(log, pionlog.Relay, time.Second),
 	}
 	if mod != nil {
 		mod(&cfg)

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/invigil/invigil/internal/pionlog"
 	"github.com/invigil/invigil/metrics"
 	"github.com/invigil/invigil/signaling"
 	"github.com/invigil/invigil/turn"
@@ -78,6 +79,7 @@ func startTURN(ctx context.Context, cfg serveConfig, bindIP net.IP, media []neti
 		MaxAllocationsPerUser: cfg.turnQuota,
 		MaxBitsPerSecond:      cfg.turnBitrate,
 		Logger:                log.With("component", "turn"),
+		PionLogs:              pionlog.New(log.With("component", "turn"), pionlog.Relay, time.Second),
 	})
 	if err != nil {
 		return nil, err
