@@ -16,5 +16,9 @@
 //
 // The package knows nothing of rooms or signaling: it is given a room
 // name, an identity and a Source for each track, and reports audit
-// events through an EventSink.
+// events through an EventSink. RegisterAPI serves the manifests
+// (GET /v1/rooms/{room}/recordings) through internal/httpapi. record
+// imports sfu (its Kind, Codec and RTPWriter), internal/httpapi,
+// pion/rtp and pion/webrtc's media helpers (samplebuilder), and
+// ebml-go; it must not import room, signaling or cmd.
 package record

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/invigil/invigil/cluster"
+	"github.com/invigil/invigil/audit"
 	"github.com/invigil/invigil/internal/testclient"
 	"github.com/invigil/invigil/room"
 )
@@ -29,7 +29,7 @@ func mintRequire(t *testing.T, identity string, require []string) string {
 // screen it does not share is not; a bad require claim is refused; losing
 // a required track is marked required on the trail.
 func TestAdmitted(t *testing.T) {
-	store, err := cluster.NewFileEvents(t.TempDir(), nil)
+	store, err := audit.NewFileStore(t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/invigil/invigil/cluster"
+	"github.com/invigil/invigil/audit"
 	"github.com/invigil/invigil/internal/testclient"
 	"github.com/invigil/invigil/room"
 )
@@ -14,7 +14,7 @@ import (
 // disconnect and then reconnect with the gap, and the proctor receives
 // the student's media again.
 func TestMediaPathCut(t *testing.T) {
-	store, err := cluster.NewFileEvents(t.TempDir(), nil)
+	store, err := audit.NewFileStore(t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

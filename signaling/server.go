@@ -10,7 +10,6 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/invigil/invigil/room"
-	"github.com/invigil/invigil/sfu"
 )
 
 // Timing limits of docs/protocol.md.
@@ -33,8 +32,10 @@ const (
 
 // Config wires a signaling Server.
 type Config struct {
-	Rooms  *room.Rooms
-	Engine *sfu.Engine
+	Rooms *room.Rooms
+	// Engine makes each session's PeerConnection: SFU(the node's
+	// *sfu.Engine).
+	Engine Engine
 	// Secret verifies join tokens (HS256).
 	Secret []byte
 	// ICEServers returns what a client should use besides the SFU's own

@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/invigil/invigil/internal/testclient"
-	"github.com/invigil/invigil/metrics"
 	"github.com/invigil/invigil/room"
 	"github.com/invigil/invigil/signaling"
 )
@@ -154,9 +153,9 @@ func promtool(t *testing.T, text []byte) {
 
 // TestMessageTypesLabelled: every client message type signaling knows has
 // its own value of invigil_signaling_messages_total's type label, so none
-// is counted as an invalid frame.
+// is counted as an invalid frame by the node's registry.
 func TestMessageTypesLabelled(t *testing.T) {
-	m := metrics.New(metrics.Config{})
+	m := newTestNode(t).metrics
 	types := signaling.ClientMessageTypes()
 	for _, typ := range types {
 		m.Message(typ, true)
