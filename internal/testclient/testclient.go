@@ -152,6 +152,21 @@ type Client struct {
 	videoCodecs map[string]string // stream id → the video codec received
 	sendStop    chan struct{}
 	wg          sync.WaitGroup
+
+	// negMu serialises negotiation on pc (the reader applies the
+	// server's offers and answers, a test's goroutine makes offers) and
+	// guards sent, sentExtra and mids: a renegotiation offer of this
+	// client sent and not yet applied (see offerLocked), the extra fields
+	// it went with, and how many mids the client has named.
+	negMu     sync.Mutex
+	sent      *webrtc.SessionDescription
+	sentExtra map[string]any
+	mids      int
+	// holdMu guards holding and held: the server's offers a test keeps
+	// unanswered (HoldOffers).
+	holdMu  sync.Mutex
+	holding bool
+	held    []string
 }
 
 func NewPionAPI(t testing.TB) *webrtc.API {
@@ -419,11 +434,12 @@ func (c *Client) readLoop() {
 		case "joined":
 			c.joined <- m
 		case "offer":
+			if c.holdOffer(m.SDP) {
+				continue
+			}
 			c.answer(m.SDP)
 		case "answer":
-			if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m.SDP}); err != nil {
-				c.t.Errorf("apply answer: %v", err)
-			}
+			c.applyAnswer(m.SDP)
 		case "layers":
 			c.mu.Lock()
 			c.active = map[string]bool{}
@@ -439,20 +455,44 @@ func (c *Client) readLoop() {
 			if m.Candidate != nil {
 				_ = c.pc.AddICECandidate(*m.Candidate)
 			}
-		default:
-			select {
-			case c.Events <- m:
-			default:
-				c.t.Errorf("event queue full, dropped %s", m.Type)
+		case "error":
+			if m.Code == "glare" {
+				// Our offer crossed the server's, which came first on
+				// the socket and has been answered (answer), with our
+				// offer made again: nothing is left to do.
+				continue
 			}
+			c.event(m)
+		default:
+			c.event(m)
 		}
 	}
 }
 
+// event queues an announcement, error or leave for the test.
+func (c *Client) event(m Msg) {
+	select {
+	case c.Events <- m:
+	default:
+		c.t.Errorf("event queue full, dropped %s", m.Type)
+	}
+}
+
+// answer answers a server offer. The client is the polite peer of
+// perfect negotiation (docs/protocol.md, "Flow"). pion cannot roll an
+// offer back (v4.2 refuses have-local-offer → rollback), so the client
+// applies a renegotiation offer of its own only once the server answers
+// it (offerLocked): a server offer that comes first crossed it, and the
+// server has refused it (glare) or will. The client answers the
+// server's and offers again.
 func (c *Client) answer(sdp string) {
 	if c.closing.Load() {
 		return
 	}
+	c.negMu.Lock()
+	defer c.negMu.Unlock()
+	crossed := c.sent != nil
+	c.sent = nil
 	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
 		c.fail("apply offer", err)
 		return
@@ -467,6 +507,63 @@ func (c *Client) answer(sdp string) {
 		return
 	}
 	c.Send(map[string]any{"v": 1, "type": "answer", "sdp": ans.SDP})
+	if crossed {
+		c.offerLocked(c.sentExtra)
+	}
+}
+
+// applyAnswer applies the server's answer to this client's offer, and
+// first the offer itself when it was a renegotiation (offerLocked).
+func (c *Client) applyAnswer(sdp string) {
+	c.negMu.Lock()
+	defer c.negMu.Unlock()
+	if c.sent != nil {
+		if err := c.pc.SetLocalDescription(*c.sent); err != nil {
+			c.fail("set offer", err)
+			return
+		}
+		c.sent = nil
+	}
+	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
+		c.fail("apply answer", err)
+	}
+}
+
+// HoldOffers keeps the server's offers unanswered until ReleaseOffers,
+// so that a test can cross an offer of the client's with one of the
+// server's (glare) at will.
+func (c *Client) HoldOffers() {
+	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
+	c.holding = true
+}
+
+// HeldOffers counts the server's offers held so far.
+func (c *Client) HeldOffers() int {
+	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
+	return len(c.held)
+}
+
+// ReleaseOffers answers the held offers, in order, and stops holding.
+func (c *Client) ReleaseOffers() {
+	c.holdMu.Lock()
+	held := c.held
+	c.holding, c.held = false, nil
+	c.holdMu.Unlock()
+	for _, sdp := range held {
+		c.answer(sdp)
+	}
+}
+
+// holdOffer keeps sdp if the client holds offers.
+func (c *Client) holdOffer(sdp string) bool {
+	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
+	if c.holding {
+		c.held = append(c.held, sdp)
+	}
+	return c.holding
 }
 
 // Video is what a receiver saw of one video track.
