@@ -236,7 +236,7 @@ func TestBrowserSimulcastFocus(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), simulcastHardTimeout)
 	t.Cleanup(cancel)
 
-	srv := startServer(t, ctx, bin, apiSecret)
+	srv := startServer(t, ctx, bin, apiSecret, "--log-level", "debug")
 	ids := []string{"alice", "bob"}
 	br := startBrowser(t, ctx, chromium)
 	sc := &simScenario{t: t, ctx: ctx, students: make(map[string]*tab)}
@@ -364,7 +364,7 @@ func (sc *simScenario) hold(phase string, from simState, bounds map[string][2]in
 				sc.t.Errorf("(d) %s: %s decoded no frame in %v (%d → %d)", phase, id, holdTime/4, p.FramesDecoded, c.FramesDecoded)
 			}
 			if c.FrameHeight < b[0] || c.FrameHeight > b[1] {
-				sc.t.Errorf("%s: %s decodes %d lines, want %d–%d", phase, id, c.FrameHeight, b[0], b[1])
+				sc.t.Errorf("%s: %s decodes %d lines, want %d–%d; student encodings %s", phase, id, c.FrameHeight, b[0], b[1], readSim(sc.t, sc.students[id]).encodings())
 			}
 		}
 		prev = cur
