@@ -9,8 +9,10 @@
 #   2. every package but the timing-sensitive ones, two at a time (go
 #      test's default on two cores).
 #   3. the timing-sensitive tests, one package at a time and beside
-#      nothing else: real browsers (e2e), load runs (loadtest, and the
-#      command's TestLoad*), whose deadlines and rates a neighbouring
+#      nothing else: real browsers (e2e), load runs (loadtest, the
+#      command's TestLoad*), and the tests that assert a deadline of a few
+#      seconds (a stall seen within --stall-after + 1 s, a full disk
+#      stopping a recording within 5 s, …), which a neighbouring
 #      package's CPU would bend.
 #   4. each fuzz target briefly beyond its seed corpus.
 set -euo pipefail
@@ -20,10 +22,11 @@ bash scripts/install-test-deps.sh
 echo "== 1. lint"
 bash scripts/lint.sh
 
-# timing_pkgs run whole in phase 3; timing_tests are phase 3's part of
-# the other packages (a -run/-skip pattern).
+# timing_pkgs run whole in phase 3; timing_tests (a -run/-skip pattern)
+# are phase 3's part of timing_test_pkgs.
 timing_pkgs=(./e2e/ ./loadtest/)
-timing_tests='^TestLoad'
+timing_tests='^(TestLoad|TestMediaWatchdog|TestDiskFullStopsRecording|TestRedisRestart|TestMediaPathCut|TestDeadAndSlowClients)'
+timing_test_pkgs=(./cmd/invigil/ ./record/ ./cluster/ ./signaling/)
 mapfile -t rest < <(go list ./... | grep -v -e '/e2e$' -e '/loadtest$')
 
 # -timeout bounds a hung run well inside CI's budget.
@@ -32,7 +35,7 @@ go test -race -count=1 -timeout 15m -skip "$timing_tests" "${rest[@]}"
 
 echo "== 3. timing-sensitive tests, one package at a time"
 go test -race -count=1 -timeout 15m -p 1 "${timing_pkgs[@]}"
-go test -race -count=1 -timeout 5m -run "$timing_tests" ./cmd/invigil/
+go test -race -count=1 -timeout 10m -p 1 -run "$timing_tests" "${timing_test_pkgs[@]}"
 
 # Each fuzz target runs briefly beyond its seed corpus (testdata/fuzz):
 # parsers of untrusted input must not crash or hang on new inputs. The

@@ -21,7 +21,7 @@ func TestMediaPathCut(t *testing.T) {
 	t.Cleanup(func() { store.Close() })
 	srv := newTestServer(t, room.Config{Events: store})
 	proctor := srv.join(t, "exam-1", "proctor-1", room.RoleProctor)
-	alice := testclient.JoinWith(t, srv.url, testSecret, "exam-1", "alice", room.RoleStudent, testclient.Options{Cuttable: true})
+	alice := testclient.JoinWith(t, srv.url, testclient.Options{Secret: testSecret, Room: "exam-1", Identity: "alice", Role: room.RoleStudent, Cuttable: true})
 	testclient.Eventually(t, 10*time.Second, "media", func() bool { return proctor.PacketsFrom(alice.Me.SID) > 5 })
 
 	nextKind(t, proctor, room.EventTrackPublished)

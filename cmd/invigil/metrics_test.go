@@ -26,7 +26,7 @@ func TestMetricsUnderTraffic(t *testing.T) {
 	srv := startServe(t, "--api-secret", secret)
 	ws := "ws" + strings.TrimPrefix(srv.base, "http") + "/v1/rtc"
 	proctor := testclient.Join(t, ws, secret, "exam-1", "proctor-1", room.RoleProctor)
-	alice := testclient.JoinWith(t, ws, secret, "exam-1", "alice", room.RoleStudent, testclient.Options{Simulcast: true})
+	alice := testclient.JoinWith(t, ws, testclient.Options{Secret: secret, Room: "exam-1", Identity: "alice", Role: room.RoleStudent, Simulcast: true})
 	bob := testclient.Join(t, ws, secret, "exam-1", "bob", room.RoleStudent)
 	testclient.Eventually(t, 10*time.Second, "media at the proctor", func() bool {
 		return proctor.PacketsFrom(alice.Me.SID) > 20 && proctor.PacketsFrom(bob.Me.SID) > 20

@@ -29,27 +29,19 @@ func newTestNode(t *testing.T) *node {
 // route it registers, with who may call it, and nothing else.
 func TestRoutesDocumented(t *testing.T) {
 	n := newTestNode(t)
-	rows, err := doctable.Rows("../../docs/http.md", "## Routes")
+	documented, err := doctable.ByCode("../../docs/http.md", "## Routes", 3) // `METHOD /path` | who | what
 	if err != nil {
 		t.Fatal(err)
-	}
-	documented := map[string]string{}
-	for _, r := range rows {
-		pattern, ok := doctable.Code(r[0])
-		if !ok || len(r) != 3 {
-			t.Fatalf("docs/http.md row %q: want `METHOD /path` | who | what", r)
-		}
-		documented[pattern] = r[1]
 	}
 	served := map[string]bool{}
 	for _, rt := range n.routes.List() {
 		served[rt.Pattern] = true
-		who, ok := documented[rt.Pattern]
+		row, ok := documented[rt.Pattern]
 		switch {
 		case !ok:
 			t.Errorf("%s (%s: %s) is served but not in docs/http.md", rt.Pattern, rt.Access, rt.Summary)
-		case who != rt.Access.String():
-			t.Errorf("%s: docs/http.md says %q may call it; the node lets %q", rt.Pattern, who, rt.Access)
+		case row[1] != rt.Access.String():
+			t.Errorf("%s: docs/http.md says %q may call it; the node lets %q", rt.Pattern, row[1], rt.Access)
 		}
 	}
 	for pattern := range documented {

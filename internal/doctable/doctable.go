@@ -72,3 +72,22 @@ func Code(cell string) (string, bool) {
 	}
 	return "", false
 }
+
+// ByCode reads the table as Rows does and keys its rows by their first
+// cell, which must be written as `code`; every row must have columns
+// cells.
+func ByCode(path, heading string, columns int) (map[string][]string, error) {
+	rows, err := Rows(path, heading)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]string, len(rows))
+	for _, r := range rows {
+		key, ok := Code(r[0])
+		if !ok || len(r) != columns {
+			return nil, fmt.Errorf("%s, table under %q: row %q: want %d cells, the first in backticks", path, heading, r, columns)
+		}
+		out[key] = r
+	}
+	return out, nil
+}

@@ -154,7 +154,9 @@ func (c *Client) PublishTalkback() {
 	c.offer(map[string]any{"id": "talkback", "tracks": []map[string]string{{"mid": tr.Mid(), "source": "talkback"}}})
 	payload := make([]byte, 60)
 	c.every(20*time.Millisecond, func(i uint32) {
-		_ = mic.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(i), Timestamp: i * 960}, Payload: payload})
+		if mic.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(i), Timestamp: i * 960}, Payload: payload}) == nil {
+			c.TalkbackSent.Add(1)
+		}
 	})
 }
 

@@ -130,12 +130,15 @@ type Client struct {
 	Events chan Msg      // announcements, errors, leave
 	closed chan struct{} // the socket closed
 
-	PLIs       atomic.Int64 // PLIs/FIRs the student received
-	closing    atomic.Bool  // close has begun: negotiation errors are expected
-	opts       Options
-	ready      chan struct{} // closed once pc is set
-	ICEServers []ICEServer   // what joined handed this client
-	forceKey   atomic.Bool   // a PLI came: the next frame is a keyframe
+	PLIs atomic.Int64 // PLIs/FIRs the student received
+	// TalkbackSent counts the talk-back packets a proctor has sent
+	// (PublishTalkback).
+	TalkbackSent atomic.Int64
+	closing      atomic.Bool // close has begun: negotiation errors are expected
+	opts         Options
+	ready        chan struct{} // closed once pc is set
+	ICEServers   []ICEServer   // what joined handed this client
+	forceKey     atomic.Bool   // a PLI came: the next frame is a keyframe
 	// StopVideo, while true, sends no video (a camera that froze); audio
 	// goes on.
 	StopVideo atomic.Bool
@@ -162,8 +165,12 @@ type Client struct {
 	sent      *webrtc.SessionDescription
 	sentExtra map[string]any
 	mids      int
+	// syncs are the Sync calls waiting for their pong, by ref; syncN
+	// numbers them. Both guarded by holdMu.
+	syncs map[string]chan struct{}
+	syncN int
 	// holdMu guards holding and held: the server's offers a test keeps
-	// unanswered (HoldOffers).
+	// unanswered (HoldOffers), and syncs.
 	holdMu  sync.Mutex
 	holding bool
 	held    []string
@@ -265,14 +272,24 @@ func (c *Client) setupPC(t testing.TB, config webrtc.Configuration) {
 	close(c.ready)
 }
 
-// join connects a Client and waits for joined. Students start publishing.
+// Join connects a Client with a token signed with secret and waits for
+// joined. Students start publishing.
 func Join(t testing.TB, url, secret, roomName, identity string, role room.Role) *Client {
 	t.Helper()
-	return JoinWith(t, url, secret, roomName, identity, role, Options{})
+	return JoinWith(t, url, Options{Secret: secret, Room: roomName, Identity: identity, Role: role})
 }
 
-// Options vary how a test client publishes.
+// Options say who joins (a token from Secret for Room, Identity and
+// Role, or a Token the test signed itself) and how the client publishes.
 type Options struct {
+	// Secret signs a one-minute token for Room, Identity and Role
+	// (MintWith), unless Token is set.
+	Secret, Room string
+	// Identity and Role are who joins; with Token, they must be its own.
+	Identity string
+	Role     room.Role
+	// Token is a token the test signed itself (extra claims).
+	Token string
 	// Simulcast publishes two VP8 layers, q (low) and h (high).
 	Simulcast bool
 	// DropInbound is the share of incoming RTP packets the client's
@@ -342,19 +359,18 @@ func (c *lossyConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	}
 }
 
-// JoinWith is Join with options.
-func JoinWith(t testing.TB, url, secret, roomName, identity string, role room.Role, opts Options) *Client {
+// JoinWith connects a Client as opts say and waits for joined. Students
+// start publishing.
+func JoinWith(t testing.TB, url string, opts Options) *Client {
 	t.Helper()
-	var extra map[string]any
-	if opts.Record {
-		extra = map[string]any{"record": true}
+	identity, role, token := opts.Identity, opts.Role, opts.Token
+	if token == "" {
+		var extra map[string]any
+		if opts.Record {
+			extra = map[string]any{"record": true}
+		}
+		token = MintWith(t, opts.Secret, opts.Room, identity, role, extra)
 	}
-	return JoinToken(t, url, MintWith(t, secret, roomName, identity, role, extra), identity, role, opts)
-}
-
-// JoinToken is JoinWith with a token the test signed itself (extra claims).
-func JoinToken(t testing.TB, url, token, identity string, role room.Role, opts Options) *Client {
-	t.Helper()
 	c := &Client{
 		t: t, role: role,
 		ws:          Dial(t, url),
@@ -455,6 +471,11 @@ func (c *Client) readLoop() {
 			if m.Candidate != nil {
 				_ = c.pc.AddICECandidate(*m.Candidate)
 			}
+		case "pong":
+			if c.synced(m.Ref) {
+				continue
+			}
+			c.event(m)
 		case "error":
 			if m.Code == "glare" {
 				// Our offer crossed the server's, which came first on
@@ -527,6 +548,41 @@ func (c *Client) applyAnswer(sdp string) {
 	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
 		c.fail("apply answer", err)
 	}
+}
+
+// Sync returns once the server has handled every message this client
+// sent before it: the server reads a connection's messages in order, so
+// the pong to a ping sent now comes after them (a view, a focus, a
+// talkback has taken effect by then).
+func (c *Client) Sync() {
+	c.t.Helper()
+	c.holdMu.Lock()
+	c.syncN++
+	ref := "sync-" + strconv.Itoa(c.syncN)
+	done := make(chan struct{})
+	if c.syncs == nil {
+		c.syncs = map[string]chan struct{}{}
+	}
+	c.syncs[ref] = done
+	c.holdMu.Unlock()
+	c.Send(map[string]any{"v": 1, "type": "ping", "id": ref})
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		c.t.Fatalf("no pong to %s within 5 s", ref)
+	}
+}
+
+// synced tells the Sync waiting for ref, if any.
+func (c *Client) synced(ref string) bool {
+	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
+	done, ok := c.syncs[ref]
+	if ok {
+		delete(c.syncs, ref)
+		close(done)
+	}
+	return ok
 }
 
 // HoldOffers keeps the server's offers unanswered until ReleaseOffers,
