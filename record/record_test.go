@@ -533,7 +533,7 @@ func TestLayerSwitchKeepsOneFramePerInstant(t *testing.T) {
 			t.Fatalf("blocks %d and %d are %.3f s apart: one instant written twice", i-1, i, times[i]-times[i-1])
 		}
 	}
-	if errs, err := exec.Command("ffmpeg", "-v", "error", "-i", path, "-fps_mode", "passthrough", "-f", "null", "-").CombinedOutput(); err != nil || len(errs) > 0 {
+	if errs, err := exec.Command("ffmpeg", "-v", "error", "-i", path, "-fps_mode", "passthrough", "-enc_time_base", "-1", "-f", "null", "-").CombinedOutput(); err != nil || len(errs) > 0 {
 		t.Errorf("decoding at the frame rate: %v\n%s", err, errs)
 	}
 }
