@@ -391,6 +391,7 @@ func TestDiskFullStopsRecording(t *testing.T) {
 	r, ev := newRecorder(t, dir, time.Hour)
 	cam := newSource(sfu.KindVideo, "video/VP8", "camera")
 	r.Record("exam-4", "dave", cam)
+	testMedia(t) // made before the clock starts: encoding it takes seconds
 	start := time.Now()
 	feed(t, cam, nil, 10, 0) // ~625 KB of video into 300 KiB
 	if took := time.Since(start); took > 5*time.Second {
