@@ -107,8 +107,10 @@ func (s *source) write(t *testing.T, p *rtp.Packet) {
 
 // feed plays the VP8 and Opus files into the sources as RTP, in
 // timestamp order and faster than real time (the recorder times frames
-// by their RTP timestamps), dropping a share of video packets.
-func feed(t *testing.T, cam, mic *source, seconds float64, dropVideo float64) {
+// by their RTP timestamps), dropping a share of video packets. pace runs
+// after each video frame: keepUp(r) holds the feed while r's writer is
+// behind, so the only losses are the ones the test makes.
+func feed(t *testing.T, cam, mic *source, seconds float64, dropVideo float64, pace func()) {
 	t.Helper()
 	ivfPath, oggPath := testMedia(t)
 	vf, _ := os.Open(ivfPath)
@@ -159,7 +161,23 @@ func feed(t *testing.T, cam, mic *source, seconds float64, dropVideo float64) {
 			cam.write(t, p)
 		}
 		videoAt += 1.0 / 30
-		time.Sleep(time.Millisecond) // let the writer keep up: the queue is bounded
+		pace()
+	}
+}
+
+// keepUp returns a pace for feed that waits while r's writers hold more
+// than a quarter of their bounded queue: faster than real time, a feed
+// on a loaded machine otherwise overruns the queue, and the packets it
+// drops (keyframes among them) are losses the test did not make.
+func keepUp(t *testing.T, r *Recorder) func() {
+	return func() {
+		deadline := time.Now().Add(sessionEndBound)
+		for r.Stats().Queued > queuePackets/4 {
+			if time.Now().After(deadline) {
+				t.Fatalf("the writer did not drain its queue within %s", sessionEndBound)
+			}
+			time.Sleep(time.Millisecond) // polling the queue's depth
+		}
 	}
 }
 
@@ -279,7 +297,7 @@ func TestRecordsPlayableWebM(t *testing.T) {
 	mic := newSource(sfu.KindAudio, "audio/opus", "microphone")
 	r.Record("exam-1", "alice", mic)
 	r.Record("exam-1", "alice", cam)
-	feed(t, cam, mic, 10, 0)
+	feed(t, cam, mic, 10, 0, keepUp(t, r))
 	close(cam.done)
 	close(mic.done)
 	m := waitManifest(t, r, ev, "exam-1")
@@ -321,7 +339,7 @@ func TestRecordingSurvivesLoss(t *testing.T) {
 	r, ev := newRecorder(t, t.TempDir(), 4*time.Second)
 	cam := newSource(sfu.KindVideo, "video/VP8", "camera")
 	r.Record("exam-2", "bob", cam)
-	feed(t, cam, nil, 10, 0.05)
+	feed(t, cam, nil, 10, 0.05, keepUp(t, r))
 	close(cam.done)
 	m := waitManifest(t, r, ev, "exam-2")
 
@@ -356,7 +374,7 @@ func TestVerifyFindsAlterations(t *testing.T) {
 	r, ev := newRecorder(t, t.TempDir(), time.Hour)
 	cam := newSource(sfu.KindVideo, "video/VP8", "camera")
 	r.Record("exam-3", "carol", cam)
-	feed(t, cam, nil, 3, 0)
+	feed(t, cam, nil, 3, 0, keepUp(t, r))
 	close(cam.done)
 	m := waitManifest(t, r, ev, "exam-3")
 	if err := Verify(m, testKey, m.Dir); err != nil {
@@ -393,7 +411,9 @@ func TestDiskFullStopsRecording(t *testing.T) {
 	r.Record("exam-4", "dave", cam)
 	testMedia(t) // made before the clock starts: encoding it takes seconds
 	start := time.Now()
-	feed(t, cam, nil, 10, 0) // ~625 KB of video into 300 KiB
+	// ~625 KB of video into 300 KiB, at a fixed pace that does not wait
+	// for the writer: the tap must not block whatever the writer does.
+	feed(t, cam, nil, 10, 0, func() { time.Sleep(time.Millisecond) })
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("feeding took %v: the tap blocked on a full disk", took)
 	}
@@ -424,7 +444,7 @@ func TestPruneDeletesExpired(t *testing.T) {
 	r, ev := newRecorder(t, t.TempDir(), time.Hour)
 	cam := newSource(sfu.KindVideo, "video/VP8", "camera")
 	r.Record("exam-5", "erin", cam)
-	feed(t, cam, nil, 2, 0)
+	feed(t, cam, nil, 2, 0, keepUp(t, r))
 	close(cam.done)
 	m := waitManifest(t, r, ev, "exam-5")
 	if n, err := r.Prune(time.Now(), 24*time.Hour); n != 0 || err != nil {
@@ -509,7 +529,7 @@ func TestLayerSwitchKeepsOneFramePerInstant(t *testing.T) {
 				cam.write(t, p)
 			}
 		}
-		time.Sleep(time.Millisecond)
+		keepUp(t, r)()
 	}
 	close(cam.done)
 	m := waitManifest(t, r, ev, "exam-1")

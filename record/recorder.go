@@ -76,6 +76,7 @@ type Stats struct {
 	Bytes    uint64 // bytes written to recording files
 	Failures uint64 // student recordings stopped by an error
 	Dropped  uint64 // packets dropped because a writer fell behind
+	Queued   int    // packets waiting for the writers now
 }
 
 // Recorder records students' tracks. It is safe for concurrent use.
@@ -158,9 +159,12 @@ func (r *Recorder) Record(room, identity string, src Source) {
 // Stats returns the counters.
 func (r *Recorder) Stats() Stats {
 	r.mu.Lock()
-	active := len(r.students)
+	active, queued := len(r.students), 0
+	for _, st := range r.students {
+		queued += len(st.queue)
+	}
 	r.mu.Unlock()
-	return Stats{Active: active, Bytes: r.bytes.Load(), Failures: r.failures.Load(), Dropped: r.dropped.Load()}
+	return Stats{Active: active, Bytes: r.bytes.Load(), Failures: r.failures.Load(), Dropped: r.dropped.Load(), Queued: queued}
 }
 
 // Close stops every recording, finishing files and manifests.
