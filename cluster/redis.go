@@ -69,8 +69,11 @@ func NewRedis(url, prefix string) (*Redis, error) {
 	return &Redis{rdb: redis.NewClient(opt), prefix: prefix}, nil
 }
 
-// Client is the underlying go-redis client (the event store shares it).
+// Client is the underlying go-redis client (the audit store shares it).
 func (r *Redis) Client() *redis.Client { return r.rdb }
+
+// Prefix starts every key of this cluster's (the audit store's too).
+func (r *Redis) Prefix() string { return r.prefix }
 
 func unavailable(err error) error {
 	if err == nil {

@@ -4,68 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/invigil/invigil/internal/testclient"
-	"net"
-	"os/exec"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/invigil/invigil/room"
+	"github.com/invigil/invigil/internal/testclient"
+	"github.com/invigil/invigil/internal/testredis"
 )
-
-// redisServer is a redis-server this test started, on a loopback port.
-type redisServer struct {
-	port int
-	cmd  *exec.Cmd
-}
-
-// startRedis starts redis-server on 127.0.0.1 (a free port unless port
-// is given) without persistence, and stops it by PID at cleanup.
-func startRedis(t testing.TB, port int) *redisServer {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Fatal("redis-server missing: scripts/install-test-deps.sh installs it")
-	}
-	if port == 0 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port = l.Addr().(*net.TCPAddr).Port
-		l.Close()
-	}
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--daemonize", "no")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &redisServer{port: port, cmd: cmd}
-	t.Cleanup(s.stop)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c, err := net.Dial("tcp", s.addr())
-		if err == nil {
-			c.Close()
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server on %d did not start", port)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (s *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
-func (s *redisServer) url() string  { return "redis://" + s.addr() }
-
-func (s *redisServer) stop() {
-	if s.cmd.Process != nil && s.cmd.ProcessState == nil {
-		s.cmd.Process.Kill()
-		s.cmd.Wait()
-	}
-}
 
 func newRedis(t testing.TB, url string) *Redis {
 	t.Helper()
@@ -91,14 +36,14 @@ func heartbeatNodes(t testing.TB, r *Redis, n, free int) {
 // TestPlacementIsAtomic: 50 concurrent placements of one room all get
 // the same node.
 func TestPlacementIsAtomic(t *testing.T) {
-	rs := startRedis(t, 0)
+	rs := testredis.Start(t, 0)
 	ctx := context.Background()
-	heartbeatNodes(t, newRedisShared(t, rs.url(), "atomic:"), 3, 100)
+	heartbeatNodes(t, newRedisShared(t, rs.URL(), "atomic:"), 3, 100)
 	var owners sync.Map
 	var wg sync.WaitGroup
 	for range 50 {
 		wg.Go(func() {
-			r := newRedisShared(t, rs.url(), "atomic:")
+			r := newRedisShared(t, rs.URL(), "atomic:")
 			p, err := r.Place(ctx, "exam-1", 26)
 			if err != nil {
 				t.Error(err)
@@ -130,8 +75,8 @@ func newRedisShared(t testing.TB, url, prefix string) *Redis {
 // heartbeat shows them, spread over three nodes with no node above 45% of
 // the students: the reservations count.
 func TestPlacementSpreads(t *testing.T) {
-	rs := startRedis(t, 0)
-	r := newRedis(t, rs.url())
+	rs := testredis.Start(t, 0)
+	r := newRedis(t, rs.URL())
 	heartbeatNodes(t, r, 3, 200)
 	per := map[string]int{}
 	for i := range 30 {
@@ -155,8 +100,8 @@ func TestPlacementSpreads(t *testing.T) {
 // room for the expected seats get no new rooms; with none left, placement
 // says so.
 func TestPlacementSkipsDrainingAndFull(t *testing.T) {
-	rs := startRedis(t, 0)
-	r := newRedis(t, rs.url())
+	rs := testredis.Start(t, 0)
+	r := newRedis(t, rs.URL())
 	ctx := context.Background()
 	r.Heartbeat(ctx, Node{ID: "busy", URL: "http://busy", Capacity: 100, FreeSeats: 10})
 	r.Heartbeat(ctx, Node{ID: "leaving", URL: "http://leaving", Capacity: 100, FreeSeats: 100, Draining: true})
@@ -186,8 +131,8 @@ func TestPlacementSkipsDrainingAndFull(t *testing.T) {
 // TestDeadOwnerLosesRooms: when the owner's heartbeat lapses, the next
 // placement moves its room, and a join reaching another node claims it.
 func TestDeadOwnerLosesRooms(t *testing.T) {
-	rs := startRedis(t, 0)
-	r := newRedis(t, rs.url())
+	rs := testredis.Start(t, 0)
+	r := newRedis(t, rs.URL())
 	ctx := context.Background()
 	heartbeatNodes(t, r, 2, 100)
 	p, _ := r.Place(ctx, "exam-1", 5)
@@ -219,12 +164,12 @@ func other(id string) string {
 // TestRedisRestart: with Redis gone calls fail fast with ErrUnavailable;
 // once it is back, heartbeats and lease renewal restore placement.
 func TestRedisRestart(t *testing.T) {
-	rs := startRedis(t, 0)
-	r := newRedis(t, rs.url())
+	rs := testredis.Start(t, 0)
+	r := newRedis(t, rs.URL())
 	ctx := context.Background()
 	heartbeatNodes(t, r, 2, 100)
 	p, _ := r.Place(ctx, "exam-1", 5)
-	rs.stop()
+	rs.Stop()
 	start := time.Now()
 	if _, err := r.Place(ctx, "exam-1", 5); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("placement with Redis down: %v, want ErrUnavailable", err)
@@ -232,7 +177,7 @@ func TestRedisRestart(t *testing.T) {
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("a failed placement took %v", took)
 	}
-	startRedis(t, rs.port) // empty: no persistence
+	testredis.Start(t, rs.Port) // empty: no persistence
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if err := r.Heartbeat(ctx, Node{ID: p.NodeID, URL: "http://" + p.NodeID, Capacity: 100, FreeSeats: 100}); err == nil {
@@ -259,8 +204,8 @@ func TestRedisRestart(t *testing.T) {
 // BenchmarkPlace measures placements through one client: the figure in
 // docs/benchmarks.md ("Placement").
 func BenchmarkPlace(b *testing.B) {
-	rs := startRedis(b, 0)
-	r := newRedis(b, rs.url())
+	rs := testredis.Start(b, 0)
+	r := newRedis(b, rs.URL())
 	heartbeatNodes(b, r, 3, 1<<30)
 	ctx := context.Background()
 	b.ResetTimer()
@@ -276,51 +221,15 @@ func BenchmarkPlace(b *testing.B) {
 	})
 }
 
-// TestRedisEventsSequence: concurrent appends to one room get gap-free,
-// unique sequence numbers; List pages by seq.
-func TestRedisEventsSequence(t *testing.T) {
-	rs := startRedis(t, 0)
-	ev := NewRedisEvents(newRedis(t, rs.url()))
-	ctx := context.Background()
-	var wg sync.WaitGroup
-	seen := make(chan int64, 100)
-	for i := range 100 {
-		wg.Go(func() {
-			e, err := ev.Append(ctx, "exam-1", room.Event{Time: time.Now().UTC(), Kind: "note", Actor: "p", Details: map[string]any{"i": i}})
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			seen <- e.Seq
-		})
-	}
-	wg.Wait()
-	close(seen)
-	got := map[int64]bool{}
-	for s := range seen {
-		if got[s] || s < 1 || s > 100 {
-			t.Errorf("seq %d repeated or out of 1..100", s)
-		}
-		got[s] = true
-	}
-	page, err := ev.List(ctx, "exam-1", 50, 10)
-	if err != nil || len(page) != 10 || page[0].Seq != 51 || page[9].Seq != 60 || page[0].Kind != "note" {
-		t.Fatalf("List(after 50, 10): %+v, %v", page, err)
-	}
-	if other, _ := ev.List(ctx, "exam-2", 0, 10); len(other) != 0 {
-		t.Errorf("another room has %d events", len(other))
-	}
-}
-
 // TestRestartSettles: when Redis comes back empty, a node that knew the
 // store before does not take a room nobody holds yet (its owner has not
 // renewed): it answers ErrUnavailable until the owner re-claims it or
 // SettleTime passes. A node that never saw the old store is not held
 // back, and a room's owner may always re-claim its own room.
 func TestRestartSettles(t *testing.T) {
-	rs := startRedis(t, 0)
+	rs := testredis.Start(t, 0)
 	const prefix = "settle:"
-	a, b := newRedisShared(t, rs.url(), prefix), newRedisShared(t, rs.url(), prefix)
+	a, b := newRedisShared(t, rs.URL(), prefix), newRedisShared(t, rs.URL(), prefix)
 	ctx := context.Background()
 	for _, n := range []struct {
 		r  *Redis
@@ -338,8 +247,8 @@ func TestRestartSettles(t *testing.T) {
 	}
 
 	// Redis restarts empty.
-	rs.stop()
-	startRedis(t, rs.port)
+	rs.Stop()
+	testredis.Start(t, rs.Port)
 	waitUp := func(r *Redis) {
 		t.Helper()
 		testclient.Eventually(t, 5*time.Second, "Redis back", func() bool {
@@ -355,7 +264,7 @@ func TestRestartSettles(t *testing.T) {
 		t.Fatalf("placing exam-1 right after the restart: %+v %v, want ErrUnavailable (settling)", p, err)
 	}
 	// A process that never saw the old store is not held back.
-	fresh := newRedisShared(t, rs.url(), prefix)
+	fresh := newRedisShared(t, rs.URL(), prefix)
 	if err := fresh.Heartbeat(ctx, Node{ID: "c", URL: "http://c", Capacity: 100, FreeSeats: 100}); err != nil {
 		t.Fatal(err)
 	}

@@ -40,6 +40,12 @@ const (
 //go:embed js/simulcast_state.js
 var simulcastStateJS string
 
+// steadyBandwidthJS keeps the browsers' bandwidth estimators out of the
+// focus test (see the script).
+//
+//go:embed js/steady_bandwidth.js
+var steadyBandwidthJS string
+
 // threeLayersJS publishes a 1280×720 camera through the SDK; TOKEN is
 // replaced by a JSON string.
 //
@@ -223,7 +229,9 @@ func (sc *simScenario) click(identity string) focusResult {
 }
 
 // TestBrowserSimulcastFocus runs two students and a proctor in one headless
-// Chromium against a real `invigil serve`. Students publish q (320×180) and
+// Chromium against a real `invigil serve`, with the browsers' bandwidth
+// estimators held steady (js/steady_bandwidth.js): this is a test of
+// layer switching, and a starved machine's estimates are not a network's. Students publish q (320×180) and
 // h (640×360); the server has them pause h while nobody watches it. The
 // proctor's grid tiles decode the low layer; clicking a tile switches that
 // student to the high layer within 3 s while the other stays low; clicking
@@ -243,9 +251,9 @@ func TestBrowserSimulcastFocus(t *testing.T) {
 	sc := &simScenario{t: t, ctx: ctx, students: make(map[string]webPage)}
 	for _, id := range ids {
 		tok := srv.token(t, ctx, room, id, "student", strings.ToUpper(id[:1])+id[1:])
-		sc.students[id] = br.openTab(t, "student-"+id, srv.url("/student#token="+tok))
+		sc.students[id] = br.openTabWithInit(t, "student-"+id, srv.url("/student#token="+tok), steadyBandwidthJS)
 	}
-	proctor := br.openTab(t, "proctor", srv.url("/proctor#token="+srv.token(t, ctx, room, "pat", "proctor", "Pat")))
+	proctor := br.openTabWithInit(t, "proctor", srv.url("/proctor#token="+srv.token(t, ctx, room, "pat", "proctor", "Pat")), steadyBandwidthJS)
 	sc.proctor = proctor
 
 	// Grid: both tiles decode, at the low layer, and both students were told

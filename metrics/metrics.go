@@ -3,6 +3,7 @@ package metrics
 import (
 	"net/http"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,11 +53,20 @@ type WebhookStats struct {
 	Delivered, Failed, Dropped uint64
 }
 
-// Config says where the scrape-time figures come from. Nil functions
-// report zeros (e.g. TURN when it is disabled).
+// Config sets up the registry.
 type Config struct {
-	Version   string
-	Revision  string
+	Version  string
+	Revision string
+	// MessageTypes are the client message types (signaling's
+	// ClientMessageTypes): the values of the messages' type label
+	// besides "invalid", so its cardinality stays bounded.
+	MessageTypes []string
+}
+
+// Sources say where the scrape-time figures come from, once the
+// components that keep them exist. Nil functions report zeros (e.g.
+// TURN when it is disabled).
+type Sources struct {
 	Rooms     func() RoomStats
 	Media     func() MediaStats
 	TURN      func() TURNStats
@@ -87,11 +97,6 @@ var refusalReasons = []string{
 	"sdp_too_large", "too_large", "join_timeout", "slow_consumer", "draining", "other",
 }
 
-// messageTypes are the values of invigil_signaling_messages_total's type
-// label: the client message types and "invalid".
-var messageTypes = []string{"join", "offer", "answer", "candidate", "ping", "leave", "focus", "view",
-	"message", "message_ack", "flag", "note", "end", "violation", "talkback", "device_link", "invalid"}
-
 // candidateTypes are the values of the candidate_type label.
 var candidateTypes = []string{"host", "srflx", "prflx", "relay", "unknown"}
 
@@ -112,7 +117,7 @@ func New(cfg Config) *Metrics {
 		Namespace: namespace, Name: "signaling_messages_total",
 		Help: "Signaling messages received from clients, by type and result (ok or error).",
 	}, []string{"type", "result"})
-	for _, t := range messageTypes {
+	for _, t := range append(slices.Clone(cfg.MessageTypes), "invalid") {
 		m.messages[t] = [2]prometheus.Counter{msgs.WithLabelValues(t, "error"), msgs.WithLabelValues(t, "ok")}
 	}
 	m.websockets = prometheus.NewGauge(prometheus.GaugeOpts{
@@ -155,11 +160,16 @@ func New(cfg Config) *Metrics {
 
 	reg.MustRegister(
 		msgs, refusals, m.websockets, m.joinToMedia, m.ice, m.rtt, m.jitter, m.redisErrors, buildInfo,
-		newSnapshotCollector(cfg),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
+}
+
+// AddSources adds the scrape-time figures of s to the registry. A node
+// calls it once, when its components exist and before it serves.
+func (m *Metrics) AddSources(s Sources) {
+	m.reg.MustRegister(newSnapshotCollector(s))
 }
 
 // Handler serves the exposition format on GET /metrics.

@@ -6,10 +6,10 @@ import "github.com/prometheus/client_golang/prometheus"
 // invigil_turn_refusals_total, always all present.
 var turnRefusalReasons = []string{"bad_credentials", "expired", "forbidden_peer", "quota", "bandwidth"}
 
-// snapshotCollector turns the scrape-time snapshots of Config into
+// snapshotCollector turns the scrape-time snapshots of Sources into
 // metrics, so nothing on the forwarding path touches Prometheus.
 type snapshotCollector struct {
-	cfg Config
+	cfg Sources
 
 	rooms, participants, tracks      *prometheus.Desc
 	packets, bytes, lost             *prometheus.Desc
@@ -21,7 +21,7 @@ type snapshotCollector struct {
 	webhooks                         *prometheus.Desc
 }
 
-func newSnapshotCollector(cfg Config) *snapshotCollector {
+func newSnapshotCollector(cfg Sources) *snapshotCollector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(namespace+"_"+name, help, labels, nil)
 	}

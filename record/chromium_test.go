@@ -55,7 +55,7 @@ const playbackJS = `(() => { const v = document.querySelector('video'); return {
 // and Opus decoded; and it seeks (the review page seeks to events).
 func TestMP4PlaysInChromium(t *testing.T) {
 	requireChromium(t)
-	r, _ := newRecorder(t, t.TempDir(), time.Hour)
+	r, ev := newRecorder(t, t.TempDir(), time.Hour)
 	cam := newSource(sfu.KindVideo, "video/H264", "camera")
 	mic := newSource(sfu.KindAudio, "audio/opus", "microphone")
 	r.Record("exam-c", "jo", mic)
@@ -63,7 +63,7 @@ func TestMP4PlaysInChromium(t *testing.T) {
 	feedH264(t, cam, mic, 10, 0)
 	close(cam.done)
 	close(mic.done)
-	m := waitManifest(t, r, "exam-c")
+	m := waitManifest(t, r, ev, "exam-c")
 	name := m.Files[0].Name
 
 	mux := http.NewServeMux()

@@ -23,6 +23,9 @@
 //
 // The package knows nothing of rooms or signaling: it is given a room
 // name, an identity and a Source for each track, and reports audit
-// events through an EventSink. It imports sfu (the tap types), pion's
-// RTP packages, ebml-go and minio-go; no other package of the project.
+// events through an EventSink. RegisterAPI serves the manifests
+// (GET /v1/rooms/{room}/recordings) through internal/httpapi. record
+// imports sfu (its Kind, Codec and RTPWriter), internal/httpapi,
+// pion/rtp and pion/webrtc's media helpers (samplebuilder), ebml-go and
+// minio-go; it must not import room, signaling or cmd.
 package record

@@ -82,7 +82,7 @@ func h264Frames(t *testing.T) func() []byte {
 // Opus file into the sources.
 func feedH264(t *testing.T, cam, mic *source, seconds, dropVideo float64) {
 	t.Helper()
-	feedVideo(t, cam, mic, seconds, dropVideo, h264Frames(t), &codecs.H264Payloader{})
+	feedVideo(t, cam, mic, seconds, dropVideo, h264Frames(t), &codecs.H264Payloader{}, func() {})
 }
 
 // probeMP4 is what ffprobe says of a recorded MP4.
@@ -130,7 +130,7 @@ func TestRecordsPlayableMP4(t *testing.T) {
 	feedH264(t, cam, mic, 10, 0)
 	close(cam.done)
 	close(mic.done)
-	m := waitManifest(t, r, "exam-h1")
+	m := waitManifest(t, r, ev, "exam-h1")
 
 	if len(m.Files) != 1 || m.StopReason != "tracks_ended" {
 		t.Fatalf("manifest %+v", m)
@@ -169,7 +169,7 @@ func TestMP4SegmentsAndLoss(t *testing.T) {
 	r.Record("exam-h2", "ian", cam)
 	feedH264(t, cam, nil, 10, 0.05)
 	close(cam.done)
-	m := waitManifest(t, r, "exam-h2")
+	m := waitManifest(t, r, ev, "exam-h2")
 
 	if len(m.Files) < 2 {
 		t.Fatalf("%d files with 4 s segments over 10 s", len(m.Files))

@@ -27,7 +27,7 @@ import (
 // without a word from ffmpeg.
 func TestPionStudentH264(t *testing.T) {
 	const seconds = 6
-	r, _ := newRecorder(t, t.TempDir(), time.Hour)
+	r, ev := newRecorder(t, t.TempDir(), time.Hour)
 	api := testclient.NewPionAPI(t)
 	pub, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
@@ -170,7 +170,7 @@ func TestPionStudentH264(t *testing.T) {
 	time.Sleep(200 * time.Millisecond) // the last packets' way over loopback
 	pub.Close()
 	sub.Close() // ends the remote tracks: the recording finishes
-	m := waitManifest(t, r, "exam-p")
+	m := waitManifest(t, r, ev, "exam-p")
 
 	if len(m.Files) != 1 || !strings.HasSuffix(m.Files[0].Name, ".mp4") {
 		t.Fatalf("manifest %+v", m)

@@ -76,6 +76,7 @@ type Config struct {
 	// NodeID goes into manifests.
 	NodeID string
 	Events EventSink
+	// Logger receives the package's lines; nil discards them.
 	Logger *slog.Logger
 }
 
@@ -90,6 +91,7 @@ type Stats struct {
 	UploadedBytes  uint64
 	UploadFailures uint64 // failed attempts (each is retried)
 	UploadPending  int    // files waiting for the store
+	Queued         int    // packets waiting for the writers now
 }
 
 // Recorder records students' tracks. It is safe for concurrent use.
@@ -122,7 +124,7 @@ func New(cfg Config) (*Recorder, error) {
 		cfg.Segment = DefaultSegment
 	}
 	if cfg.Logger == nil {
-		return nil, errors.New("record: Config.Logger is required")
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Events == nil {
 		cfg.Events = func(string, string, string, map[string]any) int64 { return 0 }
@@ -182,9 +184,12 @@ func (r *Recorder) Record(room, identity string, src Source) {
 // Stats returns the counters.
 func (r *Recorder) Stats() Stats {
 	r.mu.Lock()
-	active := len(r.students)
+	active, queued := len(r.students), 0
+	for _, st := range r.students {
+		queued += len(st.queue)
+	}
 	r.mu.Unlock()
-	s := Stats{Active: active, Bytes: r.bytes.Load(), Failures: r.failures.Load(), Dropped: r.dropped.Load()}
+	s := Stats{Active: active, Bytes: r.bytes.Load(), Failures: r.failures.Load(), Dropped: r.dropped.Load(), Queued: queued}
 	if r.up != nil {
 		s.Uploaded, s.UploadedBytes = r.up.uploaded.Load(), r.up.uploadedBytes.Load()
 		s.UploadFailures, s.UploadPending = r.up.failures.Load(), r.up.pending()

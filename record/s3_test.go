@@ -380,7 +380,7 @@ func TestS3UploadRetries(t *testing.T) {
 	r, ev := newRecorderWith(t, Config{Dir: local, Segment: time.Hour, Store: w.store(t, ""), UploadDrain: 200 * time.Millisecond})
 	cam := newSource(sfu.KindVideo, "video/VP8", "camera")
 	r.Record("exam-r", "lee", cam)
-	feed(t, cam, nil, 3, 0)
+	feed(t, cam, nil, 3, 0, keepUp(t, r))
 	close(cam.done)
 	deadline := time.Now().Add(30 * time.Second)
 	for !slicesContains(ev.kinds(), EventUploadFailed) {
@@ -422,7 +422,7 @@ func TestDiskStore(t *testing.T) {
 	r, _ := newRecorderWith(t, Config{Dir: local, Segment: time.Hour, Store: &DiskStore{Root: remote}})
 	cam := newSource(sfu.KindVideo, "video/VP8", "camera")
 	r.Record("exam-d", "max", cam)
-	feed(t, cam, nil, 3, 0)
+	feed(t, cam, nil, 3, 0, keepUp(t, r))
 	close(cam.done)
 	waitUploaded(t, r, 2)
 	paths, _ := filepath.Glob(filepath.Join(remote, "exam-d", "max", "*"+ManifestSuffix))

@@ -186,12 +186,27 @@ func (s *student) control(c control) {
 			c.add.src.RequestKeyframe(s.r.cfg.Quality)
 		}
 	case c.ended != nil:
+		// The tap was stopped before it said it ended: what it queued
+		// before that is all in the queue now, and goes in first.
+		s.drainQueue()
 		if tr := s.tracks[c.ended]; tr != nil {
 			s.flushHeld(tr)
 		}
 		delete(s.tracks, c.ended)
 		if len(s.tracks) == 0 && s.stopped == "" {
 			s.stopped = "tracks_ended"
+		}
+	}
+}
+
+// drainQueue handles every packet queued now.
+func (s *student) drainQueue() {
+	for s.stopped == "" {
+		select {
+		case p := <-s.queue:
+			s.handle(p)
+		default:
+			return
 		}
 	}
 }

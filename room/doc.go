@@ -4,7 +4,10 @@
 // receives every student of its room; a student receives nothing of any
 // other student, not their media, not their presence.
 //
-// room imports sfu for its Track type only and talks to a participant's
-// PeerConnection and client through the two small interfaces Media and
-// Notifier. It must not import signaling, cluster, metrics or cmd.
+// room declares what it needs of the media engine (Track, Media) and of
+// a participant's client (Notifier), and records its audit trail through
+// an EventSink (package audit's stores); signaling and cmd plug those
+// in. It imports sfu for its value types only (Kind, the qualities,
+// ErrNotSubscribed) and no pion package; it must not import signaling,
+// audit, cluster, metrics or cmd.
 package room

@@ -38,12 +38,11 @@ type Event struct {
 	Details map[string]any `json:"details"`
 }
 
-// EventStore keeps rooms' audit trails. Append returns once the event is
-// durable (for a file store: written and fsynced), with its Seq.
-type EventStore interface {
+// EventSink is where a room's audit events go (package audit's stores).
+// Append returns once the event is durable (for a file store: written
+// and fsynced), with the Seq the sink gave it.
+type EventSink interface {
 	Append(ctx context.Context, room string, e Event) (Event, error)
-	// List returns up to limit events with Seq > after, oldest first.
-	List(ctx context.Context, room string, after int64, limit int) ([]Event, error)
 }
 
 // recordTimeout bounds how long recording an event may hold up the

@@ -7,11 +7,31 @@ import (
 	"github.com/invigil/invigil/sfu"
 )
 
-// Media is what a room needs of a participant's PeerConnection.
+// Track is a published track as a room sees it. *sfu.Track is one;
+// signaling hands them over. The room reads what it announces and what
+// the media watchdog needs, nothing of the packet path.
+type Track interface {
+	ID() string
+	// StreamID is the publisher's stream id: its participant's SID.
+	StreamID() string
+	Kind() sfu.Kind
+	// Source says what the track carries: camera, microphone, screen or
+	// talkback.
+	Source() string
+	// LastPacket is when the track's last packet arrived (zero before
+	// the first); BytesReceived counts its bytes so far.
+	LastPacket() time.Time
+	BytesReceived() uint64
+}
+
+// Media is what a room needs of a participant's PeerConnection. With
+// Track, it is the seam between rooms and the media engine: signaling
+// adapts the engine to it, and a new engine replaces the one behind it
+// without the room changing.
 type Media interface {
 	// Subscribe starts sending t at a quality (sfu.QualityLow, …).
-	Subscribe(t *sfu.Track, quality int) error
-	Unsubscribe(t *sfu.Track) error
+	Subscribe(t Track, quality int) error
+	Unsubscribe(t Track) error
 	// SetQuality changes the quality of a subscribed track.
 	SetQuality(trackID string, quality int) error
 }
@@ -27,11 +47,41 @@ type Notifier interface {
 	Evict(reason string)
 	// Event passes one audit event of the room to a proctor, live.
 	Event(e Event)
-	// Intervention passes a proctor's action to a student: kind is
-	// "message" (details: message_id, text, from), "ended" (details:
-	// reason, from) or IntervenTalkback.
-	Intervention(kind string, details map[string]any)
+	// Intervene passes a proctor's action to a student.
+	Intervene(i Intervention)
 }
+
+// Intervention is a proctor's action as its student's client receives
+// it: a ProctorMessage, a SessionEnd or a TalkbackChange.
+type Intervention interface{ intervention() }
+
+// ProctorMessage is a proctor's message to a student. ID is the seq of
+// its message event: the student acknowledges it by that.
+type ProctorMessage struct {
+	ID   int64
+	From string // the proctor's display name
+	Text string
+}
+
+// SessionEnd tells a student a proctor ended its session, and why; the
+// eviction follows.
+type SessionEnd struct {
+	From   string
+	Reason string
+}
+
+// TalkbackChange tells a student a proctor started (Talking) or stopped
+// talking to it; StreamID is the stream id the proctor's audio arrives
+// with.
+type TalkbackChange struct {
+	Talking  bool
+	From     string
+	StreamID string
+}
+
+func (ProctorMessage) intervention() {}
+func (SessionEnd) intervention()     {}
+func (TalkbackChange) intervention() {}
 
 // Reasons a participant leaves, as announced to others.
 const (
@@ -65,7 +115,7 @@ type Participant struct {
 
 	// Guarded by the room's mu: what the participant publishes now and,
 	// for a proctor, how it looks at students.
-	tracks []*sfu.Track
+	tracks []Track
 	// A student whose connection was lost stays for the resume window:
 	// lostAt is when, resume ends the wait (nil when connected).
 	lostAt    time.Time
@@ -93,7 +143,7 @@ const HighTileHeight = 270
 
 // trackQualityLocked is the quality proctor w should receive of track t
 // of student p: audio always flows; video as qualityLocked says.
-func (w *Participant) trackQualityLocked(p *Participant, t *sfu.Track) int {
+func (w *Participant) trackQualityLocked(p *Participant, t Track) int {
 	if t.Kind() != sfu.KindVideo {
 		return sfu.QualityLow
 	}
@@ -135,7 +185,7 @@ type TrackInfo struct {
 	Source   string `json:"source"`
 }
 
-func trackInfo(t *sfu.Track) TrackInfo {
+func trackInfo(t Track) TrackInfo {
 	return TrackInfo{TrackID: t.ID(), StreamID: t.StreamID(), Kind: t.Kind().String(), Source: t.Source()}
 }
 

@@ -30,7 +30,7 @@ func (rm *Room) Leave(p *Participant, reason string) { rm.rooms.leave(rm, p, rea
 
 // Publish records that p sends t and subscribes everyone allowed to see
 // p. Only roles that may publish get here; signaling checks first.
-func (rm *Room) Publish(p *Participant, t *sfu.Track) error {
+func (rm *Room) Publish(p *Participant, t Track) error {
 	rm.mu.Lock()
 	if rm.participants[p.SID] != p {
 		rm.mu.Unlock()
@@ -59,8 +59,10 @@ func (rm *Room) Publish(p *Participant, t *sfu.Track) error {
 	if admitted {
 		rm.rooms.record(rm.name, EventAdmitted, p.Identity, p.Identity, withDevice(p.Device, map[string]any{"required": p.Require, "sid": p.SID}))
 	}
-	if f := rm.rooms.cfg.OnPublish; f != nil && p.Role == RoleStudent {
-		f(rm.name, p, t)
+	if p.Role == RoleStudent {
+		for _, h := range rm.rooms.publishHooks() {
+			h(rm.name, p, t)
+		}
 	}
 	for i, w := range watchers {
 		if err := w.Media.Subscribe(t, qualities[i]); err != nil {
@@ -92,7 +94,7 @@ func (rm *Room) Publish(p *Participant, t *sfu.Track) error {
 
 // Unpublish forgets t and unsubscribes everyone who received it. A track
 // of a participant who already left was unpublished by Leave.
-func (rm *Room) Unpublish(p *Participant, t *sfu.Track) {
+func (rm *Room) Unpublish(p *Participant, t Track) {
 	rm.mu.Lock()
 	i := slices.Index(p.tracks, t)
 	if rm.participants[p.SID] != p || i < 0 {
@@ -121,7 +123,7 @@ func (p *Participant) admitLocked() bool {
 		return false
 	}
 	for _, src := range p.Require {
-		if !slices.ContainsFunc(p.tracks, func(t *sfu.Track) bool { return t.Source() == src }) {
+		if !slices.ContainsFunc(p.tracks, func(t Track) bool { return t.Source() == src }) {
 			return false
 		}
 	}
@@ -129,7 +131,7 @@ func (p *Participant) admitLocked() bool {
 	return true
 }
 
-func unpublish(watchers []*Participant, info ParticipantInfo, t *sfu.Track) {
+func unpublish(watchers []*Participant, info ParticipantInfo, t Track) {
 	ti := trackInfo(t)
 	for _, w := range watchers {
 		if err := w.Media.Unsubscribe(t); err != nil && !errors.Is(err, sfu.ErrNotSubscribed) {
@@ -174,7 +176,7 @@ func (rm *Room) admitLocked(p *Participant) (view []ParticipantInfo, tracks []su
 
 // subscription is a track to subscribe to at a quality.
 type subscription struct {
-	track   *sfu.Track
+	track   Track
 	quality int
 }
 
@@ -238,7 +240,7 @@ func (rm *Room) relayout(w *Participant, change func()) error {
 type removal struct {
 	info     ParticipantInfo
 	reason   string
-	tracks   []*sfu.Track
+	tracks   []Track
 	watchers []*Participant
 	require  []string // the sources the participant had to publish
 	talks    []talk   // talk-backs the participant took part in

@@ -33,17 +33,15 @@ type Config struct {
 	MaxRooms     int           // rooms on this node
 	EmptyTimeout time.Duration // how long an empty room lives
 	// Events, if set, receives every room's audit trail.
-	Events EventStore
+	Events EventSink
 	// NodeID names this node in audit events.
 	NodeID string
-	// OnPublish, if set, is called when a student's track is published
-	// (after the room's own bookkeeping): the recorder's hook.
-	OnPublish func(room string, p *Participant, t *sfu.Track)
 	// ResumeWindow is how long a student whose connection was lost stays
 	// in the room, to come back as the same participant; 0 means
 	// DefaultResumeWindow, negative turns it off.
 	ResumeWindow time.Duration
-	Logger       *slog.Logger
+	// Logger receives the package's lines; nil discards them.
+	Logger *slog.Logger
 }
 
 // Validate checks the limits.
@@ -60,13 +58,33 @@ type Rooms struct {
 	cfg Config
 	log *slog.Logger
 
-	// mu guards rooms, total, draining and closed. Lock order: Rooms.mu,
-	// then Room.mu.
+	// mu guards rooms, total, draining, closed and hooks. Lock order:
+	// Rooms.mu, then Room.mu.
 	mu       sync.Mutex
 	rooms    map[string]*Room
 	total    int
 	draining bool
 	closed   bool
+	hooks    []PublishHook
+}
+
+// PublishHook is told of each track a student publishes, after the
+// room's own bookkeeping, on the track's goroutine; it must not block.
+type PublishHook func(room string, p *Participant, t Track)
+
+// OnPublish adds a hook told of every student track published from now
+// on (the recorder's). The node adds its hooks before it serves.
+func (r *Rooms) OnPublish(h PublishHook) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hooks = append(r.hooks, h)
+}
+
+// publishHooks returns the hooks to call for one publish.
+func (r *Rooms) publishHooks() []PublishHook {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.hooks
 }
 
 // Stats is a snapshot of the registry's occupancy.
@@ -94,7 +112,7 @@ func New(cfg Config) (*Rooms, error) {
 		cfg.EmptyTimeout = DefaultEmptyTimeout
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Rooms{cfg: cfg, log: cfg.Logger, rooms: make(map[string]*Room)}, nil
 }
@@ -190,7 +208,7 @@ func (r *Rooms) Join(name string, p *Participant) (*Room, []ParticipantInfo, err
 				p.Log.Warn("talk-back subscribe failed", "track", t.ID(), "err", err)
 			}
 		}
-		p.Notify.Intervention(IntervenTalkback, talkDetails(tk.proctor, true))
+		p.Notify.Intervene(talkChange(tk.proctor, true))
 	}
 	return rm, view, nil
 }

@@ -18,14 +18,14 @@ import (
 type recorder struct {
 	mu      sync.Mutex
 	events  []string
-	subs    map[*sfu.Track]bool
+	subs    map[Track]bool
 	quality map[string]int // track id → quality
 	evicted string
 }
 
 func (r *recorder) add(e string) { r.mu.Lock(); r.events = append(r.events, e); r.mu.Unlock() }
 
-func (r *recorder) Subscribe(t *sfu.Track, q int) error {
+func (r *recorder) Subscribe(t Track, q int) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.subs[t] = true
@@ -40,7 +40,7 @@ func (r *recorder) SetQuality(id string, q int) error {
 	return nil
 }
 
-func (r *recorder) Unsubscribe(t *sfu.Track) error {
+func (r *recorder) Unsubscribe(t Track) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.subs[t] {
@@ -58,9 +58,9 @@ func (r *recorder) TrackPublished(p ParticipantInfo, _ TrackInfo) { r.add("publi
 func (r *recorder) TrackUnpublished(p ParticipantInfo, _ TrackInfo) {
 	r.add("unpublished " + p.Identity)
 }
-func (r *recorder) Evict(reason string)                 { r.mu.Lock(); r.evicted = reason; r.mu.Unlock() }
-func (r *recorder) Intervention(string, map[string]any) {}
-func (r *recorder) Event(e Event)                       { r.add("event " + e.Kind) }
+func (r *recorder) Evict(reason string)    { r.mu.Lock(); r.evicted = reason; r.mu.Unlock() }
+func (r *recorder) Intervene(Intervention) {}
+func (r *recorder) Event(e Event)          { r.add("event " + e.Kind) }
 
 func (r *recorder) log() []string {
 	r.mu.Lock()
@@ -71,7 +71,7 @@ func (r *recorder) log() []string {
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func newParticipant(identity string, role Role) (*Participant, *recorder) {
-	rec := &recorder{subs: map[*sfu.Track]bool{}, quality: map[string]int{}}
+	rec := &recorder{subs: map[Track]bool{}, quality: map[string]int{}}
 	return &Participant{SID: "PA_" + identity, Identity: identity, Name: identity, Role: role, Media: rec, Notify: rec, Log: quiet}, rec
 }
 

@@ -16,11 +16,6 @@ import (
 // SourceTalkback labels a proctor's microphone track.
 const SourceTalkback = "talkback"
 
-// IntervenTalkback is the Notifier.Intervention kind that tells a student
-// a proctor started (details: talking true, from, stream_id) or stopped
-// (talking false) talking to them.
-const IntervenTalkback = "talkback"
-
 // Talk-back events.
 const (
 	EventTalkbackStarted = "talkback_started"
@@ -37,7 +32,7 @@ const (
 // TalkTo makes proctor w's microphone reach the student with identity,
 // and only them; "" stops talking. Turning to another student stops the
 // first. Each start and stop is an audit event, and the student is told
-// (Notifier.Intervention "talkback") so its page can play the audio and
+// (a TalkbackChange) so its page can play the audio and
 // say who speaks. The caller checks that w is a proctor.
 func (rm *Room) TalkTo(w *Participant, identity string) error {
 	rm.mu.Lock()
@@ -72,45 +67,45 @@ func (rm *Room) TalkTo(w *Participant, identity string) error {
 
 // startTalk subscribes student to proctor w's talk-back tracks, tells
 // the student, and records the start.
-func (rm *Room) startTalk(w, student *Participant, mics []*sfu.Track) {
+func (rm *Room) startTalk(w, student *Participant, mics []Track) {
 	for _, t := range mics {
 		if err := student.Media.Subscribe(t, sfu.QualityLow); err != nil {
 			student.Log.Warn("talk-back subscribe failed", "track", t.ID(), "err", err)
 		}
 	}
-	student.Notify.Intervention(IntervenTalkback, talkDetails(w, true))
+	student.Notify.Intervene(talkChange(w, true))
 	w.Log.Info("talk-back started", "student", student.Identity)
 	rm.Record(EventTalkbackStarted, w.Identity, student.Identity, map[string]any{"sid": w.SID})
 }
 
 // stopTalk is startTalk undone; reason says why it stopped.
-func (rm *Room) stopTalk(w, student *Participant, mics []*sfu.Track, reason string) {
+func (rm *Room) stopTalk(w, student *Participant, mics []Track, reason string) {
 	for _, t := range mics {
 		if err := student.Media.Unsubscribe(t); err != nil && !errors.Is(err, sfu.ErrNotSubscribed) {
 			student.Log.Debug("talk-back unsubscribe", "track", t.ID(), "err", err)
 		}
 	}
 	if reason != talkStudentLeft {
-		student.Notify.Intervention(IntervenTalkback, talkDetails(w, false))
+		student.Notify.Intervene(talkChange(w, false))
 	}
 	w.Log.Info("talk-back stopped", "student", student.Identity, "reason", reason)
 	rm.Record(EventTalkbackStopped, w.Identity, student.Identity, map[string]any{"sid": w.SID, "reason": reason})
 }
 
-// talkDetails is what the student is told: who speaks, and the stream id
+// talkChange is what the student is told: who speaks, and the stream id
 // their audio arrives with.
-func talkDetails(w *Participant, talking bool) map[string]any {
-	return map[string]any{"talking": talking, "from": w.Name, "stream_id": w.SID}
+func talkChange(w *Participant, talking bool) TalkbackChange {
+	return TalkbackChange{Talking: talking, From: w.Name, StreamID: w.SID}
 }
 
 // isTalkback reports whether t is a proctor's talk-back microphone.
-func isTalkback(t *sfu.Track) bool {
+func isTalkback(t Track) bool {
 	return t.Kind() == sfu.KindAudio && t.Source() == SourceTalkback
 }
 
 // talkbackTracks picks a proctor's talk-back tracks out of its tracks.
-func talkbackTracks(tracks []*sfu.Track) []*sfu.Track {
-	var out []*sfu.Track
+func talkbackTracks(tracks []Track) []Track {
+	var out []Track
 	for _, t := range tracks {
 		if isTalkback(t) {
 			out = append(out, t)
@@ -137,7 +132,7 @@ func (rm *Room) studentLocked(identity string) *Participant {
 // talk is a talk-back cut short by a participant leaving.
 type talk struct {
 	proctor, student *Participant
-	mics             []*sfu.Track
+	mics             []Track
 	reason           string
 }
 

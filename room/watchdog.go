@@ -46,10 +46,10 @@ func (r *Rooms) Watch(ctx context.Context, stallAfter time.Duration) {
 	type camera struct {
 		rm *Room
 		p  *Participant
-		t  *sfu.Track
+		t  Track
 	}
-	silentSince := map[*sfu.Track]time.Time{} // stalled tracks: their last packet before the silence
-	rates := map[*sfu.Track]*rateWatch{}      // every camera's bitrate over the last window
+	silentSince := map[Track]time.Time{} // stalled tracks: their last packet before the silence
+	rates := map[Track]*rateWatch{}      // every camera's bitrate over the last window
 	for {
 		select {
 		case <-ctx.Done():
@@ -75,7 +75,7 @@ func (r *Rooms) Watch(ctx context.Context, stallAfter time.Duration) {
 		r.mu.Unlock()
 
 		now := time.Now()
-		live := make(map[*sfu.Track]bool, len(cams))
+		live := make(map[Track]bool, len(cams))
 		for _, c := range cams {
 			live[c.t] = true
 			last := c.t.LastPacket()
@@ -125,7 +125,7 @@ type rateWatch struct {
 // records media_stalled (cause bitrate) when the camera, healthy before,
 // sent under CollapseBitrate through it; media_resumed once it is back
 // at resumeBitrate.
-func (r *Rooms) watchBitrate(rm *Room, p *Participant, t *sfu.Track, rates map[*sfu.Track]*rateWatch, now time.Time, window time.Duration) {
+func (r *Rooms) watchBitrate(rm *Room, p *Participant, t Track, rates map[Track]*rateWatch, now time.Time, window time.Duration) {
 	w := rates[t]
 	if w == nil {
 		rates[t] = &rateWatch{from: now, bytes: t.BytesReceived()}

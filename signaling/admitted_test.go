@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/invigil/invigil/cluster"
+	"github.com/invigil/invigil/audit"
 	"github.com/invigil/invigil/internal/testclient"
 	"github.com/invigil/invigil/room"
 )
@@ -29,7 +29,7 @@ func mintRequire(t *testing.T, identity string, require []string) string {
 // screen it does not share is not; a bad require claim is refused; losing
 // a required track is marked required on the trail.
 func TestAdmitted(t *testing.T) {
-	store, err := cluster.NewFileEvents(t.TempDir(), nil)
+	store, err := audit.NewFileStore(t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,12 +41,12 @@ func TestAdmitted(t *testing.T) {
 	if a := nextKind(t, proctor, room.EventAdmitted); a.Subject != "alice" {
 		t.Errorf("admitted %+v", a)
 	}
-	bob := testclient.JoinToken(t, srv.url, mintRequire(t, "bob", []string{"camera", "microphone"}), "bob", room.RoleStudent, testclient.Options{})
+	bob := testclient.JoinWith(t, srv.url, testclient.Options{Token: mintRequire(t, "bob", []string{"camera", "microphone"}), Identity: "bob", Role: room.RoleStudent})
 	a := nextKind(t, proctor, room.EventAdmitted)
 	if a.Subject != "bob" || len(a.Details["required"].([]any)) != 2 {
 		t.Errorf("admitted %+v", a)
 	}
-	testclient.JoinToken(t, srv.url, mintRequire(t, "carol", []string{"camera", "screen"}), "carol", room.RoleStudent, testclient.Options{})
+	testclient.JoinWith(t, srv.url, testclient.Options{Token: mintRequire(t, "carol", []string{"camera", "screen"}), Identity: "carol", Role: room.RoleStudent})
 	deadline := time.After(2 * time.Second)
 	for done := false; !done; {
 		select {

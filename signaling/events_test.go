@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/invigil/invigil/cluster"
+	"github.com/invigil/invigil/audit"
+	"github.com/invigil/invigil/internal/httpapi"
 	"github.com/invigil/invigil/internal/testclient"
 	"github.com/invigil/invigil/room"
 )
@@ -16,7 +17,7 @@ import (
 // student's forbidden request among them, and the events endpoint gives
 // them to an admin or the room's proctor only.
 func TestAuditTrail(t *testing.T) {
-	store, err := cluster.NewFileEvents(t.TempDir(), nil)
+	store, err := audit.NewFileStore(t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,11 +56,9 @@ func TestAuditTrail(t *testing.T) {
 		t.Fatal("no participant_left")
 	}
 
-	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mux := http.NewServeMux()
-		mux.Handle("GET /v1/rooms/{room}/events", EventsHandler([]byte(testSecret), store))
-		mux.ServeHTTP(w, r)
-	}))
+	routes := httpapi.NewRoutes(BearerVerifier([]byte(testSecret)))
+	audit.RegisterAPI(routes, store)
+	api := httptest.NewServer(routes)
 	defer api.Close()
 	get := func(token, query string) (int, []room.Event) {
 		req, _ := http.NewRequest(http.MethodGet, api.URL+"/v1/rooms/exam-1/events"+query, nil)

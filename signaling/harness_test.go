@@ -46,7 +46,7 @@ func newTestServer(t *testing.T, rc room.Config, opts ...func(*Config)) *testSer
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Rooms: rooms, Engine: engine, Secret: []byte(testSecret), Version: "test", Logger: log}
+	cfg := Config{Rooms: rooms, Engine: SFU(engine), Secret: []byte(testSecret), Version: "test", Logger: log}
 	for _, o := range opts {
 		o(&cfg)
 	}

@@ -104,8 +104,9 @@ type TrackSource struct {
 // validSources are the labels a client may give its tracks.
 var validSources = map[string]bool{"camera": true, "microphone": true, "screen": true, room.SourceTalkback: true}
 
-// DecodeInbound parses and checks one client frame. The returned error is
-// a *ProtocolError with the code to send back.
+// DecodeInbound parses and checks one client frame: the envelope, then
+// the fields its type needs (clientMessages). The returned error is a
+// *ProtocolError with the code to send back.
 func DecodeInbound(b []byte) (*Inbound, error) {
 	var m Inbound
 	if err := json.Unmarshal(b, &m); err != nil {
@@ -117,57 +118,17 @@ func DecodeInbound(b []byte) (*Inbound, error) {
 	if m.V != nil && *m.V != ProtocolVersion {
 		return &m, protoErr(CodeUnsupportedVersion, "protocol version %d is not supported; use %d", *m.V, ProtocolVersion)
 	}
-	switch m.Type {
-	case TypeJoin, TypeCandidate, TypePing, TypeLeave, TypeDeviceLink:
-	case TypeFocus:
-		if m.Identity == nil {
-			return &m, protoErr(CodeMalformed, "focus needs identity (\"\" for the grid)")
-		}
-	case TypeTalkback:
-		if m.Identity == nil {
-			return &m, protoErr(CodeMalformed, "talkback needs identity (\"\" to stop)")
-		}
-	case TypeMessage, TypeFlag, TypeNote, TypeEnd:
-		if m.Identity == nil || *m.Identity == "" {
-			return &m, protoErr(CodeMalformed, "%s needs the student's identity", m.Type)
-		}
-		if len(m.Text) > maxTextBytes {
-			return &m, protoErr(CodeMalformed, "text is %d bytes; the limit is %d", len(m.Text), maxTextBytes)
-		}
-		if m.Type == TypeMessage && m.Text == "" {
-			return &m, protoErr(CodeMalformed, "message needs text")
-		}
-	case TypeMessageAck:
-		if m.MessageID <= 0 {
-			return &m, protoErr(CodeMalformed, "message_ack needs the message_id it acknowledges")
-		}
-	case TypeViolation:
-		if !validKind(m.Kind) {
-			return &m, protoErr(CodeMalformed, "violation kind must be 1–%d of a-z, 0-9 and _", maxViolationKind)
-		}
-		if b, _ := json.Marshal(m.Details); len(b) > maxDetailsBytes {
-			return &m, protoErr(CodeMalformed, "violation details are %d bytes; the limit is %d", len(b), maxDetailsBytes)
-		}
-	case TypeView:
-		if m.Tiles != nil && len(*m.Tiles) > maxTiles {
-			return &m, protoErr(CodeMalformed, "view lists %d tiles; the limit is %d", len(*m.Tiles), maxTiles)
-		}
-	case TypeOffer, TypeAnswer:
-		if m.SDP == "" {
-			return &m, protoErr(CodeMalformed, "%s without sdp", m.Type)
-		}
-		if len(m.SDP) > MaxSDPBytes {
-			return &m, protoErr(CodeSDPTooLarge, "sdp is %d bytes; the limit is %d", len(m.SDP), MaxSDPBytes)
-		}
-		for _, t := range m.Tracks {
-			if !validSources[t.Source] {
-				return &m, protoErr(CodeMalformed, "track source %q is not camera, microphone, screen or talkback", truncate(t.Source, 32))
-			}
-		}
-	case "":
+	if m.Type == "" {
 		return &m, protoErr(CodeUnknownType, "message has no type")
-	default:
+	}
+	cm, ok := clientMessages[m.Type]
+	if !ok {
 		return &m, protoErr(CodeUnknownType, "unknown message type %q", truncate(m.Type, 32))
+	}
+	if cm.check != nil {
+		if err := cm.check(&m); err != nil {
+			return &m, err
+		}
 	}
 	return &m, nil
 }

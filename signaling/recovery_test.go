@@ -13,10 +13,14 @@ import (
 // and what is still missing afterwards stays under 0.5%.
 func TestLossRecoveredByRetransmission(t *testing.T) {
 	srv := newTestServer(t, room.Config{})
-	proctor := testclient.JoinWith(t, srv.url, testSecret, "exam-1", "proctor-1", room.RoleProctor, testclient.Options{DropInbound: 0.05})
+	proctor := testclient.JoinWith(t, srv.url, testclient.Options{Secret: testSecret, Room: "exam-1", Identity: "proctor-1", Role: room.RoleProctor, DropInbound: 0.05})
 	alice := srv.join(t, "exam-1", "alice", room.RoleStudent)
 	testclient.Eventually(t, 10*time.Second, "media at the proctor", func() bool { return proctor.VideoFrom(alice.Me.SID).Packets > 0 })
-	time.Sleep(8 * time.Second)
+	// Eight seconds of video at 30 packets a second, counted on the wire.
+	testclient.Eventually(t, 30*time.Second, "240 of alice's video packets sent to the proctor", func() bool {
+		v := proctor.VideoFrom(alice.Me.SID)
+		return int(v.Highest-v.First)+1 >= 240
+	})
 	v := proctor.VideoFrom(alice.Me.SID)
 	stats := srv.engine.Stats()
 	t.Logf("video: %d distinct of %d sent, loss after recovery %.3f%%; server NACKs %d, retransmits %d",
@@ -36,7 +40,7 @@ func TestLossRecoveredByRetransmission(t *testing.T) {
 func TestCongestionDropsFocusLayer(t *testing.T) {
 	srv := newTestServer(t, room.Config{})
 	proctor := srv.join(t, "exam-1", "proctor-1", room.RoleProctor)
-	alice := testclient.JoinWith(t, srv.url, testSecret, "exam-1", "alice", room.RoleStudent, testclient.Options{Simulcast: true})
+	alice := testclient.JoinWith(t, srv.url, testclient.Options{Secret: testSecret, Room: "exam-1", Identity: "alice", Role: room.RoleStudent, Simulcast: true})
 	proctor.Send(map[string]any{"v": 1, "type": "focus", "identity": "alice"})
 	testclient.Eventually(t, 10*time.Second, "the focused high layer", func() bool { return proctor.VideoFrom(alice.Me.SID).LastTag == 'h' })
 

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/invigil/invigil/cluster"
+	"github.com/invigil/invigil/audit"
 	"github.com/invigil/invigil/internal/testclient"
 	"github.com/invigil/invigil/room"
 )
@@ -14,14 +14,14 @@ import (
 // disconnect and then reconnect with the gap, and the proctor receives
 // the student's media again.
 func TestMediaPathCut(t *testing.T) {
-	store, err := cluster.NewFileEvents(t.TempDir(), nil)
+	store, err := audit.NewFileStore(t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
 	srv := newTestServer(t, room.Config{Events: store})
 	proctor := srv.join(t, "exam-1", "proctor-1", room.RoleProctor)
-	alice := testclient.JoinWith(t, srv.url, testSecret, "exam-1", "alice", room.RoleStudent, testclient.Options{Cuttable: true})
+	alice := testclient.JoinWith(t, srv.url, testclient.Options{Secret: testSecret, Room: "exam-1", Identity: "alice", Role: room.RoleStudent, Cuttable: true})
 	testclient.Eventually(t, 10*time.Second, "media", func() bool { return proctor.PacketsFrom(alice.Me.SID) > 5 })
 
 	nextKind(t, proctor, room.EventTrackPublished)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/invigil/invigil/room"
-	"github.com/invigil/invigil/sfu"
 )
 
 // Timing limits of docs/protocol.md.
@@ -33,8 +32,10 @@ const (
 
 // Config wires a signaling Server.
 type Config struct {
-	Rooms  *room.Rooms
-	Engine *sfu.Engine
+	Rooms *room.Rooms
+	// Engine makes each session's PeerConnection: SFU(the node's
+	// *sfu.Engine).
+	Engine Engine
 	// Secret verifies join tokens (HS256).
 	Secret []byte
 	// ICEServers returns what a client should use besides the SFU's own
@@ -61,6 +62,7 @@ type Config struct {
 	// Owners, if set, says which node owns a room (cluster mode): a join
 	// for a room another node owns is answered with a redirect.
 	Owners Owners
+	// Logger receives the package's lines; nil discards them.
 	Logger *slog.Logger
 }
 
@@ -122,7 +124,7 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, errors.New("signaling: Config.Secret is required")
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	obs := cfg.Observer
 	if obs == nil {

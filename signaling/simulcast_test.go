@@ -16,8 +16,8 @@ import (
 func TestSimulcastFocus(t *testing.T) {
 	srv := newTestServer(t, room.Config{})
 	proctor := srv.join(t, "exam-1", "proctor-1", room.RoleProctor)
-	alice := testclient.JoinWith(t, srv.url, testSecret, "exam-1", "alice", room.RoleStudent, testclient.Options{Simulcast: true})
-	bob := testclient.JoinWith(t, srv.url, testSecret, "exam-1", "bob", room.RoleStudent, testclient.Options{Simulcast: true})
+	alice := testclient.JoinWith(t, srv.url, testclient.Options{Secret: testSecret, Room: "exam-1", Identity: "alice", Role: room.RoleStudent, Simulcast: true})
+	bob := testclient.JoinWith(t, srv.url, testclient.Options{Secret: testSecret, Room: "exam-1", Identity: "bob", Role: room.RoleStudent, Simulcast: true})
 
 	layers := func(c *testclient.Client, want string) {
 		t.Helper()
@@ -71,10 +71,14 @@ func TestSimulcastFocus(t *testing.T) {
 	}
 
 	// Hide bob's tile: his video stops, his audio does not.
+	// Once the server has applied the view (Sync) and what was in flight
+	// has landed (alice's next packets), bob's count is watched while
+	// alice sends about a second more.
 	proctor.Send(map[string]any{"v": 1, "type": "view", "tiles": []map[string]any{{"identity": "alice", "height": 180}}})
-	time.Sleep(300 * time.Millisecond)
+	proctor.Sync()
+	aliceFlows(t, proctor, alice, 10)
 	videoBefore, allBefore := proctor.VideoFrom(bob.Me.SID).Packets, proctor.PacketsFrom(bob.Me.SID)
-	time.Sleep(time.Second)
+	aliceFlows(t, proctor, alice, 30)
 	videoAfter, allAfter := proctor.VideoFrom(bob.Me.SID).Packets, proctor.PacketsFrom(bob.Me.SID)
 	if videoAfter != videoBefore {
 		t.Errorf("hidden tile still got %d video packets", videoAfter-videoBefore)
@@ -114,7 +118,7 @@ func TestLayerPerSubscriber(t *testing.T) {
 	srv := newTestServer(t, room.Config{})
 	focuser := srv.join(t, "exam-1", "proctor-1", room.RoleProctor)
 	gridder := srv.join(t, "exam-1", "proctor-2", room.RoleProctor)
-	alice := testclient.JoinWith(t, srv.url, testSecret, "exam-1", "alice", room.RoleStudent, testclient.Options{Simulcast: true})
+	alice := testclient.JoinWith(t, srv.url, testclient.Options{Secret: testSecret, Room: "exam-1", Identity: "alice", Role: room.RoleStudent, Simulcast: true})
 	layers := func(want string) {
 		t.Helper()
 		deadline := time.After(5 * time.Second)
@@ -142,9 +146,10 @@ func TestLayerPerSubscriber(t *testing.T) {
 	layers("q,h")
 	testclient.Eventually(t, 5*time.Second, "proctor-1 on the high layer", on(focuser, 'h'))
 	// Proctor-2 never asked: it stays on the low layer, high packets never
-	// reach it while proctor-1 gets them.
+	// reach it while proctor-1 gets 30 of them.
 	before := gridder.VideoFrom(alice.Me.SID)
-	time.Sleep(time.Second)
+	highAt := focuser.VideoFrom(alice.Me.SID).Tags['h']
+	testclient.Eventually(t, 5*time.Second, "30 high-layer packets at proctor-1", func() bool { return focuser.VideoFrom(alice.Me.SID).Tags['h'] >= highAt+30 })
 	after := gridder.VideoFrom(alice.Me.SID)
 	if after.Tags['h'] != 0 || after.LastTag != 'q' || after.Tags['q'] <= before.Tags['q'] {
 		t.Fatalf("proctor-2 (grid) got %d high-layer packets, last layer %c; want only the low layer, flowing", after.Tags['h'], after.LastTag)
@@ -156,7 +161,8 @@ func TestLayerPerSubscriber(t *testing.T) {
 	testclient.Eventually(t, 5*time.Second, "proctor-2 on the high layer", on(gridder, 'h'))
 	focuser.Send(map[string]any{"v": 1, "type": "focus", "identity": ""})
 	testclient.Eventually(t, 5*time.Second, "proctor-1 back on the low layer", on(focuser, 'q'))
-	time.Sleep(500 * time.Millisecond)
+	lowAt := focuser.VideoFrom(alice.Me.SID).Tags['q']
+	testclient.Eventually(t, 5*time.Second, "15 more low-layer packets at proctor-1", func() bool { return focuser.VideoFrom(alice.Me.SID).Tags['q'] >= lowAt+15 })
 	if v := gridder.VideoFrom(alice.Me.SID); v.LastTag != 'h' {
 		t.Fatalf("proctor-2 lost the high layer when proctor-1 left it (last layer %c)", v.LastTag)
 	}
@@ -177,7 +183,7 @@ func TestLayerPerSubscriber(t *testing.T) {
 func TestH264Forwarded(t *testing.T) {
 	srv := newTestServer(t, room.Config{})
 	first := srv.join(t, "exam-1", "proctor-1", room.RoleProctor)
-	alice := testclient.JoinWith(t, srv.url, testSecret, "exam-1", "alice", room.RoleStudent, testclient.Options{H264: true})
+	alice := testclient.JoinWith(t, srv.url, testclient.Options{Secret: testSecret, Room: "exam-1", Identity: "alice", Role: room.RoleStudent, H264: true})
 	testclient.Eventually(t, 10*time.Second, "alice's H.264 at the proctor", func() bool { return first.VideoFrom(alice.Me.SID).Packets > 30 })
 	if got := first.VideoCodec(alice.Me.SID); !strings.EqualFold(got, "video/H264") {
 		t.Fatalf("the proctor receives alice's camera as %q, want video/H264", got)
@@ -188,4 +194,12 @@ func TestH264Forwarded(t *testing.T) {
 	if alice.PLIs.Load() == plis {
 		t.Error("no keyframe request reached alice for the late proctor")
 	}
+}
+
+// aliceFlows waits until n more of alice's packets have reached proctor:
+// a test's clock that runs on media, not on the wall.
+func aliceFlows(t *testing.T, proctor, alice *testclient.Client, n int64) {
+	t.Helper()
+	at := proctor.PacketsFrom(alice.Me.SID)
+	testclient.Eventually(t, 10*time.Second, "alice's media at the proctor", func() bool { return proctor.PacketsFrom(alice.Me.SID) >= at+n })
 }

@@ -5,9 +5,11 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/invigil/invigil/internal/httpapi"
 	"github.com/invigil/invigil/room"
 )
 
@@ -194,4 +196,18 @@ func randomID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])[:12]
+}
+
+// BearerVerifier checks the bearer tokens of the node's HTTP APIs by the
+// rules of join tokens (VerifyToken); a refusal is a 401 with the
+// token's code.
+func BearerVerifier(secret []byte) httpapi.Verifier {
+	return func(token string) (httpapi.Grant, error) {
+		g, err := VerifyToken(secret, token)
+		if err != nil {
+			code, msg := wireError(err)
+			return httpapi.Grant{}, &httpapi.Error{Status: http.StatusUnauthorized, Code: code, Message: msg}
+		}
+		return httpapi.Grant{Identity: g.Identity, Room: g.Room, Role: g.Role}, nil
+	}
 }

@@ -2,10 +2,13 @@ package turn
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/pion/logging"
 )
 
 const (
@@ -97,8 +100,12 @@ type Config struct {
 	// unlimited.
 	MaxBitsPerSecond int
 
-	// Logger receives the server's lines; nil means slog.Default().
+	// Logger receives the server's lines; nil discards them.
 	Logger *slog.Logger
+	// PionLogs receives pion/turn's own lines (cmd passes an
+	// internal/pionlog factory with its Relay levels: pion/turn logs per
+	// datagram at Debug and Info); nil discards them.
+	PionLogs logging.LoggerFactory
 }
 
 // Validate reports the first problem with c, without opening anything.
@@ -156,7 +163,10 @@ func (c Config) withDefaults() Config {
 		c.RelayBindIP = c.RelayIP
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.PionLogs == nil {
+		c.PionLogs = &logging.DefaultLoggerFactory{Writer: io.Discard, DefaultLogLevel: logging.LogLevelDisabled, ScopeLevels: map[string]logging.LogLevel{}}
 	}
 	return c
 }

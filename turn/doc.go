@@ -17,8 +17,8 @@
 //   - codes.go: the RFC 8656 error codes pion/turn does not send itself.
 //   - listener.go, tlscert.go: the client-facing sockets, TLS and
 //     certificate reload.
-//   - stats.go, logging.go: counters, rate-limited refusal lines, and
-//     pion's logger bridged to slog.
+//   - stats.go: counters and rate-limited refusal lines. pion/turn's own
+//     lines go to Config.PionLogs (cmd bridges them to slog).
 //
 // turn imports pion (turn, stun, transport, logging) and the standard
 // library only. It must not import any other Invigil package, and knows

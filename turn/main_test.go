@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/invigil/invigil/internal/logbuf"
+	"github.com/invigil/invigil/internal/pionlog"
+	"github.com/invigil/invigil/internal/testpeer"
 	"go.uber.org/goleak"
 )
 
@@ -75,12 +77,14 @@ func newTestServer(t *testing.T, mod func(*Config)) *testServer {
 	t.Helper()
 	udp, tcp, port := listenUDPAndTCP(t)
 	logs := &logbuf.Buffer{}
+	log := slog.New(slog.NewTextHandler(teeWriter{t: t, buf: logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg := Config{
-		UDP:     udp,
-		TCP:     tcp,
-		Secret:  []byte(testSecret),
-		RelayIP: net.IPv4(127, 0, 0, 1),
-		Logger:  slog.New(slog.NewTextHandler(teeWriter{t: t, buf: logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		UDP:      udp,
+		TCP:      tcp,
+		Secret:   []byte(testSecret),
+		RelayIP:  net.IPv4(127, 0, 0, 1),
+		Logger:   log,
+		PionLogs: pionlog.New(log, pionlog.Relay, time.Second),
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -116,55 +120,11 @@ func requireTool(t *testing.T, name, pkg string) string {
 	return path
 }
 
-// freeUDPPort returns a 127.0.0.1 UDP port that was free a moment ago.
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	return pc.LocalAddr().(*net.UDPAddr).Port
-}
-
 // startPeer starts coturn's turnutils_peer, a UDP echo peer, on a
-// 127.0.0.1 port in a temporary directory, waits until it echoes, and
-// kills it by PID when the test ends.
+// 127.0.0.1 port and waits until it echoes.
 func startPeer(t *testing.T) int {
 	t.Helper()
-	bin := requireTool(t, "turnutils_peer", "coturn")
-	port := freeUDPPort(t)
-	cmd := exec.Command(bin, "-L", "127.0.0.1", "-p", strconv.Itoa(port))
-	cmd.Dir = t.TempDir()
-	var out logbuf.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := cmd.Process.Pid
-	t.Cleanup(func() {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("turnutils_peer output:\n%s", out.String())
-		}
-	})
-	c, err := net.Dial("udp4", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	buf := make([]byte, 64)
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		_, _ = c.Write([]byte("ping"))
-		_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-		if n, err := c.Read(buf); err == nil && string(buf[:n]) == "ping" {
-			return port
-		}
-	}
-	t.Fatalf("turnutils_peer on port %d did not echo within 5s", port)
-	return 0
+	return testpeer.Start(t, requireTool(t, "turnutils_peer", "coturn"))
 }
 
 // runTool runs an external program to completion in a temporary

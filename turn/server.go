@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	pionturn "github.com/pion/turn/v5"
@@ -75,7 +74,7 @@ func New(cfg Config) (*Server, error) {
 		Realm:         cfg.Realm,
 		AuthHandler:   s.authenticate,
 		QuotaHandler:  s.quota,
-		LoggerFactory: loggerFactory{log: cfg.Logger, next: new(atomic.Int64)},
+		LoggerFactory: cfg.PionLogs,
 		EventHandler: pionturn.EventHandler{
 			OnAuth:              s.onAuth,
 			OnAllocationCreated: s.onAllocationCreated,

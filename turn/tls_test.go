@@ -10,10 +10,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/invigil/invigil/internal/pionlog"
 	"github.com/invigil/invigil/internal/testcert"
 	pionturn "github.com/pion/turn/v5"
 )
@@ -91,7 +91,7 @@ func newPionClient(t *testing.T, conn net.PacketConn, server, identity string) *
 	client, err := pionturn.NewClient(&pionturn.ClientConfig{
 		STUNServerAddr: server, TURNServerAddr: server, Conn: conn,
 		Username: u, Password: p, Realm: DefaultRealm,
-		LoggerFactory: loggerFactory{log: slog.New(slog.NewTextHandler(t.Output(), nil)), next: new(atomic.Int64)},
+		LoggerFactory: pionlog.New(slog.New(slog.NewTextHandler(t.Output(), nil)), pionlog.Relay, time.Second),
 	})
 	if err != nil {
 		t.Fatal(err)

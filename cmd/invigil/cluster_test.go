@@ -6,13 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,54 +20,10 @@ import (
 	"github.com/coder/websocket"
 	"github.com/invigil/invigil/internal/logbuf"
 	"github.com/invigil/invigil/internal/testclient"
+	"github.com/invigil/invigil/internal/testredis"
 	"github.com/invigil/invigil/room"
 	"github.com/invigil/invigil/signaling"
 )
-
-// redisProc is a redis-server this test started on a loopback port.
-type redisProc struct {
-	port int
-	cmd  *exec.Cmd
-}
-
-func startRedisProc(t testing.TB, port int, extra ...string) *redisProc {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Fatal("redis-server missing: scripts/install-test-deps.sh installs it")
-	}
-	if port == 0 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port = l.Addr().(*net.TCPAddr).Port
-		l.Close()
-	}
-	cmd := exec.Command("redis-server", append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--daemonize", "no"}, extra...)...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r := &redisProc{port: port, cmd: cmd}
-	t.Cleanup(r.kill)
-	testclient.Eventually(t, 5*time.Second, "redis-server listening", func() bool {
-		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return r
-}
-
-func (r *redisProc) url() string { return "redis://127.0.0.1:" + strconv.Itoa(r.port) }
-
-func (r *redisProc) kill() {
-	if r.cmd.ProcessState == nil {
-		r.cmd.Process.Kill()
-		r.cmd.Wait()
-	}
-}
 
 func adminToken(t testing.TB) string {
 	t.Helper()
@@ -131,9 +85,9 @@ func joinReply(t *testing.T, base, roomName, identity string, role room.Role) ma
 // is joined through the other: the join is answered with a redirect to
 // the owner's URL, and joining there, media flows.
 func TestClusterRedirect(t *testing.T) {
-	rs := startRedisProc(t, 0)
-	a := startServe(t, "--api-secret", secret, "--redis-url", rs.url(), "--node-id", "a")
-	b := startServe(t, "--api-secret", secret, "--redis-url", rs.url(), "--node-id", "b")
+	rs := testredis.Start(t, 0)
+	a := startServe(t, "--api-secret", secret, "--redis-url", rs.URL(), "--node-id", "a")
+	b := startServe(t, "--api-secret", secret, "--redis-url", rs.URL(), "--node-id", "b")
 	nodes := map[string]string{"a": a.base, "b": b.base}
 	var p placement
 	testclient.Eventually(t, 5*time.Second, "placement through node a", func() bool {
@@ -177,14 +131,14 @@ func TestClusterRedirect(t *testing.T) {
 // not touch its media or /readyz; placement answers 503 meanwhile and
 // finds the room on its node again once Redis is back.
 func TestClusterRedisRestart(t *testing.T) {
-	rs := startRedisProc(t, 0)
-	a := startServe(t, "--api-secret", secret, "--redis-url", rs.url(), "--node-id", "a")
+	rs := testredis.Start(t, 0)
+	a := startServe(t, "--api-secret", secret, "--redis-url", rs.URL(), "--node-id", "a")
 	testclient.Eventually(t, 5*time.Second, "placement", func() bool { code, _ := place(t, a.base, "exam-1", 2); return code == http.StatusOK })
 	proctor := testclient.Join(t, wsURL(a.base), secret, "exam-1", "proctor-1", room.RoleProctor)
 	alice := testclient.Join(t, wsURL(a.base), secret, "exam-1", "alice", room.RoleStudent)
 	testclient.Eventually(t, 10*time.Second, "media", func() bool { return proctor.PacketsFrom(alice.Me.SID) > 30 })
 
-	rs.kill()
+	rs.Stop()
 	if code, p := place(t, a.base, "exam-1", 2); code != http.StatusServiceUnavailable || p.Code != "unavailable" {
 		t.Errorf("placement with Redis down: HTTP %d %+v, want 503 unavailable", code, p)
 	}
@@ -202,7 +156,7 @@ func TestClusterRedisRestart(t *testing.T) {
 	testclient.Eventually(t, 5*time.Second, "the node noticing the outage", func() bool {
 		return strings.Contains(a.stderr.String(), "cluster store unreachable")
 	})
-	startRedisProc(t, rs.port) // empty: it kept nothing
+	testredis.Start(t, rs.Port) // empty: it kept nothing
 	testclient.Eventually(t, 10*time.Second, "the room placed on its node again", func() bool {
 		code, p := place(t, a.base, "exam-1", 2)
 		return code == http.StatusOK && p.NodeID == "a"
@@ -215,15 +169,15 @@ func TestClusterRedisRestart(t *testing.T) {
 	}
 }
 
-// node is `invigil serve` in a child process (this test binary re-run as
+// nodeProc is `invigil serve` in a child process (this test binary re-run as
 // the command), so that it can be SIGKILLed.
-type node struct {
+type nodeProc struct {
 	base string
 	cmd  *exec.Cmd
 	logs *logbuf.Buffer // its stderr
 }
 
-func startNodeProc(t *testing.T, args ...string) *node {
+func startNodeProc(t *testing.T, args ...string) *nodeProc {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -239,7 +193,7 @@ func startNodeProc(t *testing.T, args ...string) *node {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	n := &node{cmd: cmd, logs: &logbuf.Buffer{}}
+	n := &nodeProc{cmd: cmd, logs: &logbuf.Buffer{}}
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			cmd.Process.Kill()
@@ -274,9 +228,9 @@ func startNodeProc(t *testing.T, args ...string) *node {
 // placement moves the room to a live node, and clients that re-run
 // placement and rejoin there get media again.
 func TestClusterNodeLoss(t *testing.T) {
-	rs := startRedisProc(t, 0)
-	a := startNodeProc(t, "--redis-url", rs.url(), "--node-id", "a", "--log-level", "info")
-	b := startNodeProc(t, "--redis-url", rs.url(), "--node-id", "b", "--log-level", "info")
+	rs := testredis.Start(t, 0)
+	a := startNodeProc(t, "--redis-url", rs.URL(), "--node-id", "a", "--log-level", "info")
+	b := startNodeProc(t, "--redis-url", rs.URL(), "--node-id", "b", "--log-level", "info")
 	var p placement
 	testclient.Eventually(t, 5*time.Second, "both nodes heartbeating", func() bool {
 		code, got := place(t, b.base, "exam-lost", 2)
@@ -311,8 +265,8 @@ func TestClusterNodeLoss(t *testing.T) {
 // a new room every 4th request. It reports requests/s and p95 latency
 // (docs/benchmarks.md, "Placement").
 func BenchmarkPlacementHTTP(b *testing.B) {
-	rs := startRedisProc(b, 0)
-	srv := startServe(b, "--api-secret", secret, "--redis-url", rs.url(), "--node-id", "a", "--max-participants-per-node", "100000000").base
+	rs := testredis.Start(b, 0)
+	srv := startServe(b, "--api-secret", secret, "--redis-url", rs.URL(), "--node-id", "a", "--max-participants-per-node", "100000000").base
 	tok := adminToken(b)
 	testclient.Eventually(b, 5*time.Second, "placement", func() bool {
 		code, _ := place(b, srv, "warm", 1)
@@ -363,10 +317,10 @@ func BenchmarkPlacementHTTP(b *testing.B) {
 // more than 45% of them, and every join lands on its room's node (none
 // is redirected).
 func TestClusterSpreadsStudents(t *testing.T) {
-	rs := startRedisProc(t, 0)
+	rs := testredis.Start(t, 0)
 	var nodes []*served
 	for _, id := range []string{"a", "b", "c"} {
-		nodes = append(nodes, startServe(t, "--api-secret", secret, "--redis-url", rs.url(), "--node-id", id))
+		nodes = append(nodes, startServe(t, "--api-secret", secret, "--redis-url", rs.URL(), "--node-id", id))
 	}
 	testclient.Eventually(t, 5*time.Second, "three nodes heartbeating", func() bool {
 		resp, err := http.Get(nodes[0].base + "/readyz")

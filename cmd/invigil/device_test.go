@@ -48,7 +48,7 @@ func TestSecondDevice(t *testing.T) {
 		t.Fatalf("the QR code does not decode as a PNG of at least 200 px: %v", err)
 	}
 
-	phone := testclient.JoinToken(t, url, tok, "alice", room.RoleStudent, testclient.Options{})
+	phone := testclient.JoinWith(t, url, testclient.Options{Token: tok, Identity: "alice", Role: room.RoleStudent})
 	if phone.Me.Device != signaling.DevicePhone {
 		t.Errorf("the phone joined as %+v; want device phone", phone.Me)
 	}
@@ -76,7 +76,7 @@ func TestSecondDevice(t *testing.T) {
 	}
 
 	// The same link opened on another phone replaces the first phone only.
-	phone2 := testclient.JoinToken(t, url, tok, "alice", room.RoleStudent, testclient.Options{})
+	phone2 := testclient.JoinWith(t, url, testclient.Options{Token: tok, Identity: "alice", Role: room.RoleStudent})
 	if l := next(t, phone, "leave", nil); l.Reason != room.ReasonReplaced {
 		t.Errorf("the first phone was told %+v", l)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/invigil/invigil/internal/testclient"
+	"github.com/invigil/invigil/internal/testredis"
 	"github.com/invigil/invigil/room"
 )
 
@@ -24,8 +25,8 @@ func TestAuditSurvivesCrash(t *testing.T) {
 		crashAndCheck(t, []string{"--data-dir", dir})
 	})
 	t.Run("redis", func(t *testing.T) {
-		rs := startRedisProc(t, 0, "--appendonly", "yes", "--appendfsync", "always", "--dir", t.TempDir())
-		crashAndCheck(t, []string{"--redis-url", rs.url()})
+		rs := testredis.Start(t, 0, "--appendonly", "yes", "--appendfsync", "always", "--dir", t.TempDir())
+		crashAndCheck(t, []string{"--redis-url", rs.URL()})
 	})
 }
 

@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/invigil/invigil/internal/testclient"
-	"github.com/invigil/invigil/metrics"
 	"github.com/invigil/invigil/room"
 	"github.com/invigil/invigil/signaling"
 )
@@ -27,7 +26,7 @@ func TestMetricsUnderTraffic(t *testing.T) {
 	srv := startServe(t, "--api-secret", secret)
 	ws := "ws" + strings.TrimPrefix(srv.base, "http") + "/v1/rtc"
 	proctor := testclient.Join(t, ws, secret, "exam-1", "proctor-1", room.RoleProctor)
-	alice := testclient.JoinWith(t, ws, secret, "exam-1", "alice", room.RoleStudent, testclient.Options{Simulcast: true})
+	alice := testclient.JoinWith(t, ws, testclient.Options{Secret: secret, Room: "exam-1", Identity: "alice", Role: room.RoleStudent, Simulcast: true})
 	bob := testclient.Join(t, ws, secret, "exam-1", "bob", room.RoleStudent)
 	testclient.Eventually(t, 10*time.Second, "media at the proctor", func() bool {
 		return proctor.PacketsFrom(alice.Me.SID) > 20 && proctor.PacketsFrom(bob.Me.SID) > 20
@@ -154,9 +153,9 @@ func promtool(t *testing.T, text []byte) {
 
 // TestMessageTypesLabelled: every client message type signaling knows has
 // its own value of invigil_signaling_messages_total's type label, so none
-// is counted as an invalid frame.
+// is counted as an invalid frame by the node's registry.
 func TestMessageTypesLabelled(t *testing.T) {
-	m := metrics.New(metrics.Config{})
+	m := newTestNode(t).metrics
 	types := signaling.ClientMessageTypes()
 	for _, typ := range types {
 		m.Message(typ, true)

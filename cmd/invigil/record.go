@@ -1,14 +1,11 @@
 package main
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"time"
@@ -16,7 +13,6 @@ import (
 	"github.com/invigil/invigil/record"
 	"github.com/invigil/invigil/room"
 	"github.com/invigil/invigil/sfu"
-	"github.com/invigil/invigil/signaling"
 )
 
 // recordFlags are serve's recording settings (docs/recording.md).
@@ -77,16 +73,9 @@ func (f *recordFlags) validate(dev bool) error {
 	return nil
 }
 
-// manifestKey is --recording-key, or a key derived from the API secret
-// so that manifests are signed out of the box but never with the token
-// key itself. Version-1 manifests were signed with it.
-func (f *recordFlags) manifestKey(apiSecret string) []byte {
-	if f.key != "" {
-		return []byte(f.key)
-	}
-	return derivedManifestKey(apiSecret)
-}
-
+// derivedManifestKey is the HMAC key version-1 manifests were signed with
+// when no --recording-key was set: derived from the API secret, so that
+// it could never mint tokens.
 func derivedManifestKey(apiSecret string) []byte {
 	h := hmac.New(sha256.New, []byte(apiSecret))
 	h.Write([]byte("invigil recording manifests v1"))
@@ -117,14 +106,15 @@ func (f *recordFlags) recordingStore(recordings string) (record.Store, error) {
 	return &record.DiskStore{Root: want}, nil
 }
 
-// startRecorder makes the recorder and, with a retention, its pruning
-// loop. rooms is read when an event is recorded, so it may be set after.
-func startRecorder(ctx context.Context, cfg serveConfig, rooms **room.Rooms, log *slog.Logger) (*record.Recorder, error) {
+// newRecorder makes the recorder: its manifest signer (a key in the data
+// dir, or --recording-signing-key) and store. Its events go through
+// rooms, so the room's proctors see them live.
+func newRecorder(cfg serveConfig, rooms *room.Rooms, log *slog.Logger) (*record.Recorder, error) {
 	signer, err := record.OpenSigner(record.SignerConfig{
 		Dir:     filepath.Join(cfg.dataDir, "recording-keys"),
 		KeyFile: cfg.rec.signingKey,
 		Rotate:  cfg.rec.rotateKey,
-		Logger:  log.With("component", "record"),
+		Logger:  log,
 	})
 	if err != nil {
 		return nil, err
@@ -134,7 +124,7 @@ func startRecorder(ctx context.Context, cfg serveConfig, rooms **room.Rooms, log
 	if err != nil {
 		return nil, err
 	}
-	rec, err := record.New(record.Config{
+	return record.New(record.Config{
 		Dir:     dir,
 		Segment: cfg.rec.segment,
 		Signer:  signer,
@@ -142,48 +132,28 @@ func startRecorder(ctx context.Context, cfg serveConfig, rooms **room.Rooms, log
 		Quality: sfu.QualityHigh,
 		NodeID:  cfg.nodeID,
 		Events: func(roomName, kind, subject string, details map[string]any) int64 {
-			return (*rooms).Record(roomName, kind, "", subject, details)
+			return rooms.Record(roomName, kind, "", subject, details)
 		},
 		Logger: log,
 	})
-	if err != nil {
-		return nil, err
-	}
-	if cfg.rec.retentionDays > 0 {
-		go rec.KeepFor(ctx, time.Duration(cfg.rec.retentionDays)*24*time.Hour, time.Hour)
-	}
-	return rec, nil
 }
 
-// onPublish records a student's track when the node records every room
-// or the student's token asked for it.
-func onPublish(all bool, rec *record.Recorder) func(string, *room.Participant, *sfu.Track) {
-	return func(roomName string, p *room.Participant, t *sfu.Track) {
-		if all || p.Record {
-			// A second device is recorded on its own, as identity@device.
-			name := p.Identity
-			if p.Device != "" {
-				name += "@" + p.Device
-			}
-			rec.Record(roomName, name, t)
-		}
-	}
-}
-
-// recordingsHandler serves GET /v1/rooms/{room}/recordings to admins:
-// the room's manifests, oldest first.
-func recordingsHandler(secret []byte, rec *record.Recorder) http.Handler {
-	return signaling.RequireAdmin(secret, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ms, err := rec.List(r.Context(), r.PathValue("room"))
-		w.Header().Set("Content-Type", "application/json")
-		if err != nil {
-			w.WriteHeader(http.StatusBadRequest)
-			json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": "bad_request", "message": err.Error()}})
+// recordPolicy records a student's track when the node records every
+// room or the student's token asked for it. Every track a room is given
+// is the media engine's, which can be tapped.
+func recordPolicy(all bool, rec *record.Recorder) room.PublishHook {
+	return func(roomName string, p *room.Participant, t room.Track) {
+		src, ok := t.(record.Source)
+		if !ok || !(all || p.Record) {
 			return
 		}
-		if ms == nil {
-			ms = []*record.Manifest{}
+		// A second device is recorded on its own, as identity@device.
+		name := p.Identity
+		if p.Device != "" {
+			name += "@" + p.Device
 		}
-		json.NewEncoder(w).Encode(map[string]any{"recordings": ms})
-	}))
+		rec.Record(roomName, name, src)
+	}
 }
+
+var _ record.Source = (*sfu.Track)(nil)

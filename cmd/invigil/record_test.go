@@ -23,7 +23,7 @@ func TestRecordClaim(t *testing.T) {
 	srv := startServe(t, "--api-secret", secret, "--data-dir", dataDir)
 	ws := "ws" + srv.base[len("http"):] + "/v1/rtc"
 	proctor := testclient.Join(t, ws, secret, "exam-r", "proctor-1", room.RoleProctor)
-	alice := testclient.JoinWith(t, ws, secret, "exam-r", "alice", room.RoleStudent, testclient.Options{Record: true})
+	alice := testclient.JoinWith(t, ws, testclient.Options{Secret: secret, Room: "exam-r", Identity: "alice", Role: room.RoleStudent, Record: true})
 	bob := testclient.Join(t, ws, secret, "exam-r", "bob", room.RoleStudent)
 	testclient.Eventually(t, 10*time.Second, "media from both students", func() bool {
 		return proctor.PacketsFrom(alice.Me.SID) > 60 && proctor.PacketsFrom(bob.Me.SID) > 60

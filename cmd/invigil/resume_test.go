@@ -28,7 +28,7 @@ func TestResumeAfterConnectionLoss(t *testing.T) {
 	if d.Event.Subject != "alice" {
 		t.Fatalf("disconnect event %+v", d.Event)
 	}
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // away for a second: the gap the reconnect must show
 	back := testclient.Join(t, wsURL(srv.base), secret, "exam-r", "alice", room.RoleStudent)
 	r := next(t, proctor, "event", func(m testclient.Msg) bool { return m.Event.Kind == room.EventReconnect })
 	gap, _ := r.Event.Details["gap_ms"].(float64)

@@ -15,18 +15,11 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/invigil/invigil/cluster"
-	"github.com/invigil/invigil/internal/pionlog"
-	"github.com/invigil/invigil/metrics"
-	"github.com/invigil/invigil/record"
 	"github.com/invigil/invigil/room"
-	"github.com/invigil/invigil/sfu"
 	"github.com/invigil/invigil/signaling"
-	"github.com/invigil/invigil/web"
 )
 
 const (
@@ -238,9 +231,9 @@ func newLogger(c serveConfig, w io.Writer) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, opts)), nil
 }
 
-// serve runs a node until ctx is cancelled (SIGINT/SIGTERM), then shuts
-// down gracefully: not ready, clients told, sessions and PeerConnections
-// closed, exit 0.
+// serve is `invigil serve`: the flags, then a node that runs until ctx
+// is cancelled (SIGINT/SIGTERM) and shuts down gracefully: not ready,
+// clients told, sessions and PeerConnections closed, exit 0.
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := parseServe(args, stderr)
 	if err != nil {
@@ -250,297 +243,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-
-	// The registry exists before the components that report into it; its
-	// scrape-time sources are set once those exist.
-	var rooms *room.Rooms
-	var engine *sfu.Engine
-	var rec *record.Recorder
-	var hook *cluster.Webhook
-	turnStats := func() metrics.TURNStats { return metrics.TURNStats{} }
-	mtr := metrics.New(metrics.Config{
-		Version:  version,
-		Revision: revision(),
-		Rooms: func() metrics.RoomStats {
-			s := rooms.Stats()
-			return metrics.RoomStats{Rooms: s.Rooms, Students: s.Students, Proctors: s.Proctors}
-		},
-		Media: func() metrics.MediaStats { return mediaStats(engine.Stats()) },
-		TURN:  func() metrics.TURNStats { return turnStats() },
-		Webhook: func() metrics.WebhookStats {
-			if hook == nil {
-				return metrics.WebhookStats{}
-			}
-			s := hook.Stats()
-			return metrics.WebhookStats{Delivered: s.Delivered, Failed: s.Failed, Dropped: s.Dropped}
-		},
-		Recording: func() metrics.RecordingStats {
-			if rec == nil {
-				return metrics.RecordingStats{}
-			}
-			s := rec.Stats()
-			return metrics.RecordingStats{Active: s.Active, Bytes: s.Bytes, Failures: s.Failures, Dropped: s.Dropped}
-		},
-	})
-
-	bindIP, advertise := mediaAddresses(cfg.nodeIP)
-	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: bindIP, Port: cfg.rtcUDPPort})
-	if err != nil {
-		return fmt.Errorf("rtc udp port: %w", err)
-	}
-	setUDPBuffers(udp, cfg.udpBuffer, log)
-	var tcp net.Listener
-	if cfg.rtcTCPPort >= 0 {
-		if tcp, err = net.ListenTCP("tcp", &net.TCPAddr{IP: bindIP, Port: cfg.rtcTCPPort}); err != nil {
-			udp.Close()
-			return fmt.Errorf("rtc tcp port: %w", err)
-		}
-	}
-	engine, err = sfu.New(sfu.Config{
-		UDP:             udp,
-		TCP:             tcp,
-		AdvertiseIPs:    advertise,
-		IncludeLoopback: bindIP != nil && bindIP.IsLoopback(),
-		Observer:        mtr,
-		Logger:          log.With("component", "sfu"),
-		PionLogs:        pionlog.New(log.With("component", "sfu"), pionlog.Media, 0),
-	})
+	n, err := newNode(cfg, log)
 	if err != nil {
 		return err
 	}
-	defer engine.Close()
-
-	redisClu, err := openRedis(cfg, log)
-	if err != nil {
-		return err
-	}
-	if redisClu != nil {
-		defer redisClu.Close() // last: the recorder and rooms record events until they close
-	}
-	events, closeEvents, err := openEvents(cfg, redisClu, log)
-	if err != nil {
-		return err
-	}
-	defer closeEvents()
-	if cfg.webhookURL != "" {
-		hook = cluster.NewWebhook(events, cfg.webhookURL, []byte(cfg.webhookSecret), log.With("component", "webhook"))
-		defer hook.Close()
-		events = hook
-	}
-	rec, err = startRecorder(ctx, cfg, &rooms, log)
-	if err != nil {
-		return err
-	}
-	defer rec.Close() // before events.Close: it records recording_stopped
-	rooms, err = room.New(room.Config{
-		Events:       events,
-		OnPublish:    onPublish(cfg.rec.all, rec),
-		ResumeWindow: resumeWindow(cfg.resumeWindow),
-		NodeID:       cfg.nodeID,
-		MaxPerRoom:   cfg.maxPerRoom,
-		MaxPerNode:   cfg.maxPerNode,
-		MaxRooms:     cfg.maxRooms,
-		EmptyTimeout: cfg.emptyTimeout,
-		Logger:       log.With("component", "room"),
-	})
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", cfg.httpAddr)
-	if err != nil {
-		return fmt.Errorf("http listener: %w", err)
-	}
-	defer ln.Close()
-	public := cfg.publicURL
-	if public == "" {
-		public = "http://" + reachable(ln.Addr().String())
-	}
-	// TURN may relay to the SFU's media ports, never to the node's other
-	// listeners.
-	mediaIP := net.ParseIP(cfg.nodeIP)
-	if mediaIP == nil {
-		mediaIP = hostIP()
-	}
-	media := []netip.AddrPort{netip.AddrPortFrom(netipAddr(mediaIP), uint16(udp.LocalAddr().(*net.UDPAddr).Port))}
-	if tcp != nil {
-		media = append(media, netip.AddrPortFrom(netipAddr(mediaIP), uint16(tcp.Addr().(*net.TCPAddr).Port)))
-	}
-	// The agent-check and admin listeners open now, so the ports TURN
-	// refuses are the ones they got (a configured :0 included).
-	var agentLn, adminLn net.Listener
-	if cfg.agentAddr != "" {
-		if agentLn, err = net.Listen("tcp", cfg.agentAddr); err != nil {
-			return fmt.Errorf("agent listener: %w", err)
-		}
-		defer agentLn.Close()
-	}
-	if cfg.adminAddr != "" {
-		if adminLn, err = listenAdmin(cfg.adminAddr); err != nil {
-			return err
-		}
-		defer adminLn.Close()
-	}
-	deny := []netip.AddrPort{addrPort(ln.Addr())}
-	for _, l := range []net.Listener{agentLn, adminLn} {
-		if l != nil {
-			deny = append(deny, addrPort(l.Addr()))
-		}
-	}
-	turnSrv, err := startTURN(ctx, cfg, bindIP, media, deny, public, log)
-	if err != nil {
-		return err
-	}
-	defer turnSrv.Close()
-	turnStats = turnSrv.stats
-
-	clu := newCluster(cfg, redisClu, public)
-	var own signaling.Owners
-	if cfg.redisURL != "" {
-		own = owners{c: clu, node: cfg.nodeID, mtr: mtr}
-	}
-
-	sig, err := signaling.NewServer(signaling.Config{
-		Owners:         own,
-		ICEServers:     turnSrv.iceServers,
-		Rooms:          rooms,
-		Engine:         engine,
-		Secret:         []byte(cfg.apiSecret),
-		AllowedOrigins: splitList(cfg.allowedOrigins),
-		PublicURL:      public,
-		Limits: signaling.Limits{MaxConnsPerIP: cfg.maxConnsPerIP, ConnRatePerIP: cfg.connRatePerIP,
-			ConnBurstPerIP: cfg.connBurstPerIP, MsgRate: cfg.messageRate,
-			MsgRatePerIP: cfg.messageRateIP, MsgBurstPerIP: int(3 * cfg.messageRateIP)},
-		JoinTimeout: cfg.joinTimeout,
-		Version:     version,
-		Observer:    mtr,
-		Logger:      log.With("component", "signaling"),
-	})
-	if err != nil {
-		return err
-	}
-	health := &metrics.Health{Full: func() bool {
-		s := rooms.Stats()
-		return s.Students+s.Proctors >= cfg.maxPerNode
-	}}
-
-	mux := http.NewServeMux()
-	mux.Handle("GET /v1/rtc", sig)
-	mux.HandleFunc("GET /healthz", health.Healthz)
-	mux.HandleFunc("GET /readyz", health.Readyz)
-	capacity := func() metrics.Capacity {
-		st := rooms.Stats()
-		return metrics.Capacity{
-			NodeID: cfg.nodeID, Version: version, Draining: health.Draining(),
-			Rooms: st.Rooms, Students: st.Students, Proctors: st.Proctors,
-			MaxParticipants: cfg.maxPerNode, MaxRooms: cfg.maxRooms,
-		}.Compute()
-	}
-	mux.Handle("GET /capacity", metrics.CapacityHandler(capacity))
-	// drainedSince is when the node began to drain (unix nanos; 0: not
-	// draining): a SIGTERM after `invigil drain` waits only what is left
-	// of --drain-timeout.
-	var drainedSince atomic.Int64
-	setDrain := func(on bool, via string) {
-		health.SetDraining(on)
-		rooms.SetDraining(on)
-		if !on {
-			drainedSince.Store(0)
-		} else {
-			drainedSince.CompareAndSwap(0, time.Now().UnixNano())
-		}
-		log.Info("drain set", "draining", on, "via", via)
-	}
-	drain := func(on bool) http.Handler {
-		return signaling.RequireAdmin([]byte(cfg.apiSecret), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			setDrain(on, "http")
-			metrics.CapacityHandler(capacity).ServeHTTP(w, r)
-		}))
-	}
-	mux.Handle("POST /v1/node/drain", drain(true))
-	mux.Handle("DELETE /v1/node/drain", drain(false))
-	mux.Handle("GET /metrics", mtr.Handler())
-	mux.Handle("GET /v1/rooms/{room}/events", signaling.EventsHandler([]byte(cfg.apiSecret), events))
-	mux.Handle("GET /v1/rooms/{room}/recordings", recordingsHandler([]byte(cfg.apiSecret), rec))
-	mux.Handle("GET /v1/placement", placementHandler([]byte(cfg.apiSecret), clu, mtr))
-	loopCtx, stopLoops := context.WithCancel(context.Background())
-	loopsDone := make(chan struct{})
-	watchDone := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		rooms.Watch(loopCtx, cfg.stallAfter)
-	}()
-	go func() {
-		defer close(loopsDone)
-		clusterLoops(loopCtx, clu, cfg.nodeID, public, capacity, engine.Stats, rooms, mtr, log.With("component", "cluster"))
-	}()
-	defer func() { stopLoops(); <-loopsDone; <-watchDone }()
-	var webOpts web.Options
-	if cfg.redisURL != "" {
-		// A page follows a redirect to the node holding its room.
-		webOpts.ConnectSources = []string{"wss:", "ws:"}
-	}
-	pages := web.HandlerWith(webOpts)
-	mux.Handle("GET /student", pages)
-	mux.Handle("GET /proctor", pages)
-	mux.Handle("GET /sdk/", pages)
-	mux.Handle("GET /static/", pages)
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "Invigil media server. Pages: /student and /proctor, with #token=… in the URL.")
-	})
-
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-
-	attrs := []any{"http_addr", ln.Addr().String(), "rtc_udp_addr", udp.LocalAddr().String(), "public_url", public, "version", version}
-	if tcp != nil {
-		attrs = append(attrs, "rtc_tcp_addr", tcp.Addr().String())
-	}
-	if turnSrv.udpAddr != "" {
-		attrs = append(attrs, "turn_addr", turnSrv.udpAddr)
-	}
-	if agentLn != nil {
-		agent := metrics.ServeAgent(agentLn, capacity, log.With("component", "agent"))
-		defer agent.Close(context.Background())
-		attrs = append(attrs, "agent_addr", agent.Addr().String())
-	}
-	if adminLn != nil {
-		admin := serveAdmin(adminLn, adminDrainHandler(func() { setDrain(true, "admin listener") }, capacity))
-		defer admin.Close() // its connections too
-		attrs = append(attrs, "admin_addr", adminLn.Addr().String())
-	}
-	log.Info("invigil serving", attrs...)
-	if cfg.dev {
-		printDevLinks(stdout, public, cfg.apiSecret)
-	}
-
-	select {
-	case <-ctx.Done():
-	case err := <-served:
-		return fmt.Errorf("http server: %w", err)
-	}
-
-	health.SetDraining(true)
-	rooms.SetDraining(true)
-	drainedSince.CompareAndSwap(0, time.Now().UnixNano())
-	if left := cfg.drainTimeout - time.Since(time.Unix(0, drainedSince.Load())); cfg.drainTimeout > 0 && left > 0 {
-		drainRooms(rooms, left, log)
-	}
-	log.Info("shutting down", "timeout", cfg.shutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
-	defer cancel()
-	// Shutdown does not wait for hijacked (WebSocket) connections: close
-	// them ourselves with GoingAway and wait for their sessions.
-	rooms.Close(room.ReasonShutdown)
-	if err := sig.Shutdown(sctx); err != nil {
-		log.Warn("sessions still open at shutdown timeout", "open", sig.Sessions(), "err", err)
-	}
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("http shutdown", "err", err)
-	}
-	log.Info("stopped")
-	return nil
+	defer n.close()
+	return n.Run(ctx, stdout)
 }
 
 // mediaAddresses decides where the media sockets bind and what address
@@ -613,18 +321,6 @@ func printDevLinks(w io.Writer, public, secret string) {
 func netipAddr(ip net.IP) netip.Addr {
 	a, _ := netip.AddrFromSlice(ip)
 	return a.Unmap()
-}
-
-// mediaStats converts the sfu's snapshot for the metrics package, which
-// imports neither.
-func mediaStats(s sfu.Stats) metrics.MediaStats {
-	return metrics.MediaStats{
-		PacketsIn: s.PacketsIn, BytesIn: s.BytesIn, PacketsOut: s.PacketsOut, BytesOut: s.BytesOut,
-		PacketsLost: s.PacketsLost, NACKs: s.NACKs, Retransmits: s.Retransmits, PLIs: s.PLIsSent,
-		LayerSwitches: s.LayerSwitches,
-		AudioTracksIn: s.AudioTracksIn, VideoTracksIn: s.VideoTracksIn,
-		AudioTracksOut: s.AudioTracksOut, VideoTracksOut: s.VideoTracksOut,
-	}
 }
 
 // listenAdmin opens the admin listener; a bare port binds loopback.

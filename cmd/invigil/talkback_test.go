@@ -41,8 +41,10 @@ func TestTalkback(t *testing.T) {
 	mic := proctor.Me.SID // the stream id of the proctor's tracks
 	heard := func(c *testclient.Client) int64 { return c.PacketsFrom(mic) }
 
-	// Published, but spoken to nobody yet: nobody receives it.
-	time.Sleep(500 * time.Millisecond)
+	// Published, but spoken to nobody yet: nobody receives it while the
+	// proctor sends half a second of it.
+	sent := proctor.TalkbackSent.Load()
+	testclient.Eventually(t, 10*time.Second, "half a second of talk-back sent", func() bool { return proctor.TalkbackSent.Load() >= sent+25 })
 	for _, s := range students {
 		if n := heard(s); n != 0 {
 			t.Fatalf("%s received %d talk-back packets before anyone was spoken to", s.Me.Identity, n)
@@ -67,10 +69,14 @@ func TestTalkback(t *testing.T) {
 		t.Errorf("bob was told %+v; want talking", m)
 	}
 	testclient.Eventually(t, 10*time.Second, "bob hearing the proctor", func() bool { return heard(bob) > 25 })
-	// Alice's down-track is gone: her count stops (packets in flight aside).
-	time.Sleep(300 * time.Millisecond)
+	// Alice's down-track is gone (the server removed it before it gave
+	// bob his): her count stops, once what was in flight has landed,
+	// while bob hears 35 more packets (0.7 s).
+	bobAt := heard(bob)
+	testclient.Eventually(t, 10*time.Second, "bob hearing 10 more packets", func() bool { return heard(bob) >= bobAt+10 })
 	before := heard(alice)
-	time.Sleep(700 * time.Millisecond)
+	bobAt = heard(bob)
+	testclient.Eventually(t, 10*time.Second, "bob hearing 35 more packets", func() bool { return heard(bob) >= bobAt+35 })
 	if after := heard(alice); after != before {
 		t.Errorf("alice still receives the proctor after the turn to bob: %d → %d packets", before, after)
 	}

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/invigil/invigil/internal/pionlog"
 	"github.com/invigil/invigil/metrics"
 	"github.com/invigil/invigil/signaling"
 	"github.com/invigil/invigil/turn"
@@ -29,7 +30,7 @@ type turnNode struct {
 
 // startTURN starts the embedded STUN/TURN server (unless --turn-udp-port
 // is 0) and works out the iceServers every client is handed.
-func startTURN(ctx context.Context, cfg serveConfig, bindIP net.IP, media []netip.AddrPort, deny []netip.AddrPort, public string, log *slog.Logger) (*turnNode, error) {
+func startTURN(cfg serveConfig, bindIP net.IP, media []netip.AddrPort, deny []netip.AddrPort, public string, log *slog.Logger) (*turnNode, error) {
 	n := &turnNode{secret: []byte(cfg.turnSecret), urls: splitList(cfg.turnURLs)}
 	if cfg.turnUDPPort == 0 {
 		return n, nil
@@ -78,6 +79,7 @@ func startTURN(ctx context.Context, cfg serveConfig, bindIP net.IP, media []neti
 		MaxAllocationsPerUser: cfg.turnQuota,
 		MaxBitsPerSecond:      cfg.turnBitrate,
 		Logger:                log.With("component", "turn"),
+		PionLogs:              pionlog.New(log.With("component", "turn"), pionlog.Relay, time.Second),
 	})
 	if err != nil {
 		return nil, err
@@ -90,27 +92,30 @@ func startTURN(ctx context.Context, cfg serveConfig, bindIP net.IP, media []neti
 		}
 		n.urls = turn.URLs(h, udp.LocalAddr().(*net.UDPAddr).Port, tlsPort)
 	}
-	// Registered before serve says it is serving: a SIGHUP from then on
-	// reloads, never kills (SIGHUP's default action).
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go n.reloadOnHUP(ctx, hup, log)
 	return n, nil
 }
 
-// reloadOnHUP re-reads the TURNS certificate on each signal from hup
-// until ctx ends.
-func (n *turnNode) reloadOnHUP(ctx context.Context, hup chan os.Signal, log *slog.Logger) {
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			if err := n.srv.Reload(); err != nil {
-				log.Error("turn certificate reload failed; the old one stays in use", "err", err)
-			} else {
-				log.Info("turn certificate reloaded")
+// watchHUP registers for SIGHUP and returns the loop that reloads the
+// TURNS certificate on each one until its context ends; nil when the
+// embedded server is off.
+func (n *turnNode) watchHUP(log *slog.Logger) func(ctx context.Context) {
+	if n.srv == nil {
+		return nil
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	return func(ctx context.Context) {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := n.srv.Reload(); err != nil {
+					log.Error("turn certificate reload failed; the old one stays in use", "err", err)
+				} else {
+					log.Info("turn certificate reloaded")
+				}
 			}
 		}
 	}

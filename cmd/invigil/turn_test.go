@@ -8,12 +8,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/invigil/invigil/internal/logbuf"
 	"github.com/invigil/invigil/internal/testclient"
+	"github.com/invigil/invigil/internal/testpeer"
 	"github.com/invigil/invigil/room"
 	"github.com/invigil/invigil/turn"
 )
@@ -29,7 +29,7 @@ func TestTURNRelayOnly(t *testing.T) {
 	}
 	ws := "ws" + strings.TrimPrefix(srv.base, "http") + "/v1/rtc"
 	proctor := testclient.Join(t, ws, secret, "exam-1", "proctor-1", room.RoleProctor)
-	alice := testclient.JoinWith(t, ws, secret, "exam-1", "alice", room.RoleStudent, testclient.Options{RelayOnly: true})
+	alice := testclient.JoinWith(t, ws, testclient.Options{Secret: secret, Room: "exam-1", Identity: "alice", Role: room.RoleStudent, RelayOnly: true})
 
 	if len(alice.ICEServers) != 1 {
 		t.Fatalf("joined handed %d ice servers", len(alice.ICEServers))
@@ -53,7 +53,7 @@ func TestTURNRelayOnly(t *testing.T) {
 	}
 	// A client with the same TURN servers and no relay-only policy still
 	// reaches the SFU directly: the server's own candidates come first.
-	bob := testclient.JoinWith(t, ws, secret, "exam-1", "bob", room.RoleStudent, testclient.Options{UseICEServers: true})
+	bob := testclient.JoinWith(t, ws, testclient.Options{Secret: secret, Room: "exam-1", Identity: "bob", Role: room.RoleStudent, UseICEServers: true})
 
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -114,22 +114,7 @@ func TestTURNPeerFlags(t *testing.T) {
 	httpPort := srv.base[strings.LastIndex(srv.base, ":")+1:]
 
 	// An echoing UDP peer on loopback.
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	peerPort := strconv.Itoa(pc.LocalAddr().(*net.UDPAddr).Port)
-	pc.Close()
-	peer := exec.Command(peerBin, "-L", "127.0.0.1", "-p", peerPort)
-	peer.Dir = t.TempDir()
-	if err := peer.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = syscall.Kill(peer.Process.Pid, syscall.SIGKILL)
-		_ = peer.Wait()
-	})
-	time.Sleep(200 * time.Millisecond)
+	peerPort := strconv.Itoa(testpeer.Start(t, peerBin))
 
 	relay := func(peerPort string, messages int) string {
 		t.Helper()

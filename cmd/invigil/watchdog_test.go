@@ -43,7 +43,7 @@ func TestMediaWatchdog(t *testing.T) {
 	if d["source"] != "camera" || d["cause"] != "silence" {
 		t.Errorf("media_stalled details %v, want source camera, cause silence", d)
 	}
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // the camera stays dead a while past the stall
 	alice.StopVideo.Store(false)
 	d = waitEvent(room.EventMediaResumed, 3*time.Second)
 	if ms, _ := d["stalled_ms"].(float64); ms < float64(stallAfter.Milliseconds()) {

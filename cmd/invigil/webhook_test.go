@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/invigil/invigil/cluster"
+	"github.com/invigil/invigil/audit"
 	"github.com/invigil/invigil/internal/testclient"
 	"github.com/invigil/invigil/room"
 )
@@ -32,7 +32,7 @@ func TestWebhookDelivery(t *testing.T) {
 			w.WriteHeader(http.StatusInternalServerError)
 			return
 		}
-		if err := cluster.VerifyWebhook([]byte(hookSecret), body, r.Header.Get(cluster.HeaderSignature)); err != nil {
+		if err := audit.VerifyWebhook([]byte(hookSecret), body, r.Header.Get(audit.HeaderSignature)); err != nil {
 			t.Error(err)
 		}
 		var ev struct {
@@ -40,7 +40,7 @@ func TestWebhookDelivery(t *testing.T) {
 			Event room.Event `json:"event"`
 		}
 		json.Unmarshal(body, &ev)
-		got[r.Header.Get(cluster.HeaderIdempotency)] = ev.Event.Kind
+		got[r.Header.Get(audit.HeaderIdempotency)] = ev.Event.Kind
 	}))
 	defer recv.Close()
 	srv := startServe(t, "--api-secret", secret, "--webhook-url", recv.URL, "--webhook-secret", hookSecret)

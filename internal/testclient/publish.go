@@ -1,6 +1,7 @@
 package testclient
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/pion/rtcp"
@@ -138,6 +139,9 @@ func (c *Client) PublishTalkback() {
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	c.negMu.Lock()
+	c.nameMidLocked(tr)
+	c.negMu.Unlock()
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -150,25 +154,63 @@ func (c *Client) PublishTalkback() {
 	c.offer(map[string]any{"id": "talkback", "tracks": []map[string]string{{"mid": tr.Mid(), "source": "talkback"}}})
 	payload := make([]byte, 60)
 	c.every(20*time.Millisecond, func(i uint32) {
-		_ = mic.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(i), Timestamp: i * 960}, Payload: payload})
+		if mic.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(i), Timestamp: i * 960}, Payload: payload}) == nil {
+			c.TalkbackSent.Add(1)
+		}
 	})
 }
 
 // offer sends an offer of the client's PeerConnection as it is now, with
 // extra fields (id, tracks) in the message.
 func (c *Client) offer(extra map[string]any) {
+	c.negMu.Lock()
+	defer c.negMu.Unlock()
+	c.offerLocked(extra)
+}
+
+// offerLocked is offer with negMu held. A first offer is applied at
+// once (ICE gathers from it). A renegotiation offer is only sent, and
+// applied when its answer comes (applyAnswer): if a server offer comes
+// first, the two crossed and this one is dropped (see answer), with no
+// rollback needed. Transceivers added after the first negotiation get
+// mids of the client's own ("c1", …): pion numbers new mids after the
+// highest it has seen, as the server's pion does, so a transceiver of a
+// crossed offer would otherwise take the mid of the m-line the server's
+// offer adds.
+func (c *Client) offerLocked(extra map[string]any) {
+	renegotiation := c.pc.RemoteDescription() != nil
+	if renegotiation {
+		for _, tr := range c.pc.GetTransceivers() {
+			c.nameMidLocked(tr)
+		}
+	}
 	o, err := c.pc.CreateOffer(nil)
 	if err != nil {
-		c.t.Fatal(err)
+		c.fail("create offer", err)
+		return
 	}
-	if err := c.pc.SetLocalDescription(o); err != nil {
-		c.t.Fatal(err)
+	if renegotiation {
+		c.sent, c.sentExtra = &o, extra
+	} else if err := c.pc.SetLocalDescription(o); err != nil {
+		c.fail("set offer", err)
+		return
 	}
 	msg := map[string]any{"v": 1, "type": "offer", "sdp": o.SDP}
 	for k, v := range extra {
 		msg[k] = v
 	}
 	c.Send(msg)
+}
+
+// nameMidLocked gives tr a mid of the client's own if it has none yet.
+func (c *Client) nameMidLocked(tr *webrtc.RTPTransceiver) {
+	if tr.Mid() != "" {
+		return
+	}
+	c.mids++
+	if err := tr.SetMid("c" + strconv.Itoa(c.mids)); err != nil {
+		c.fail("name a mid", err)
+	}
 }
 
 // every calls send with 0, 1, 2, … once an interval, on a goroutine the

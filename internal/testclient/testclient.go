@@ -130,12 +130,15 @@ type Client struct {
 	Events chan Msg      // announcements, errors, leave
 	closed chan struct{} // the socket closed
 
-	PLIs       atomic.Int64 // PLIs/FIRs the student received
-	closing    atomic.Bool  // close has begun: negotiation errors are expected
-	opts       Options
-	ready      chan struct{} // closed once pc is set
-	ICEServers []ICEServer   // what joined handed this client
-	forceKey   atomic.Bool   // a PLI came: the next frame is a keyframe
+	PLIs atomic.Int64 // PLIs/FIRs the student received
+	// TalkbackSent counts the talk-back packets a proctor has sent
+	// (PublishTalkback).
+	TalkbackSent atomic.Int64
+	closing      atomic.Bool // close has begun: negotiation errors are expected
+	opts         Options
+	ready        chan struct{} // closed once pc is set
+	ICEServers   []ICEServer   // what joined handed this client
+	forceKey     atomic.Bool   // a PLI came: the next frame is a keyframe
 	// StopVideo, while true, sends no video (a camera that froze); audio
 	// goes on.
 	StopVideo atomic.Bool
@@ -152,6 +155,25 @@ type Client struct {
 	videoCodecs map[string]string // stream id → the video codec received
 	sendStop    chan struct{}
 	wg          sync.WaitGroup
+
+	// negMu serialises negotiation on pc (the reader applies the
+	// server's offers and answers, a test's goroutine makes offers) and
+	// guards sent, sentExtra and mids: a renegotiation offer of this
+	// client sent and not yet applied (see offerLocked), the extra fields
+	// it went with, and how many mids the client has named.
+	negMu     sync.Mutex
+	sent      *webrtc.SessionDescription
+	sentExtra map[string]any
+	mids      int
+	// syncs are the Sync calls waiting for their pong, by ref; syncN
+	// numbers them. Both guarded by holdMu.
+	syncs map[string]chan struct{}
+	syncN int
+	// holdMu guards holding and held: the server's offers a test keeps
+	// unanswered (HoldOffers), and syncs.
+	holdMu  sync.Mutex
+	holding bool
+	held    []string
 }
 
 func NewPionAPI(t testing.TB) *webrtc.API {
@@ -250,14 +272,24 @@ func (c *Client) setupPC(t testing.TB, config webrtc.Configuration) {
 	close(c.ready)
 }
 
-// join connects a Client and waits for joined. Students start publishing.
+// Join connects a Client with a token signed with secret and waits for
+// joined. Students start publishing.
 func Join(t testing.TB, url, secret, roomName, identity string, role room.Role) *Client {
 	t.Helper()
-	return JoinWith(t, url, secret, roomName, identity, role, Options{})
+	return JoinWith(t, url, Options{Secret: secret, Room: roomName, Identity: identity, Role: role})
 }
 
-// Options vary how a test client publishes.
+// Options say who joins (a token from Secret for Room, Identity and
+// Role, or a Token the test signed itself) and how the client publishes.
 type Options struct {
+	// Secret signs a one-minute token for Room, Identity and Role
+	// (MintWith), unless Token is set.
+	Secret, Room string
+	// Identity and Role are who joins; with Token, they must be its own.
+	Identity string
+	Role     room.Role
+	// Token is a token the test signed itself (extra claims).
+	Token string
 	// Simulcast publishes two VP8 layers, q (low) and h (high).
 	Simulcast bool
 	// DropInbound is the share of incoming RTP packets the client's
@@ -327,19 +359,18 @@ func (c *lossyConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	}
 }
 
-// JoinWith is Join with options.
-func JoinWith(t testing.TB, url, secret, roomName, identity string, role room.Role, opts Options) *Client {
+// JoinWith connects a Client as opts say and waits for joined. Students
+// start publishing.
+func JoinWith(t testing.TB, url string, opts Options) *Client {
 	t.Helper()
-	var extra map[string]any
-	if opts.Record {
-		extra = map[string]any{"record": true}
+	identity, role, token := opts.Identity, opts.Role, opts.Token
+	if token == "" {
+		var extra map[string]any
+		if opts.Record {
+			extra = map[string]any{"record": true}
+		}
+		token = MintWith(t, opts.Secret, opts.Room, identity, role, extra)
 	}
-	return JoinToken(t, url, MintWith(t, secret, roomName, identity, role, extra), identity, role, opts)
-}
-
-// JoinToken is JoinWith with a token the test signed itself (extra claims).
-func JoinToken(t testing.TB, url, token, identity string, role room.Role, opts Options) *Client {
-	t.Helper()
 	c := &Client{
 		t: t, role: role,
 		ws:          Dial(t, url),
@@ -419,11 +450,12 @@ func (c *Client) readLoop() {
 		case "joined":
 			c.joined <- m
 		case "offer":
+			if c.holdOffer(m.SDP) {
+				continue
+			}
 			c.answer(m.SDP)
 		case "answer":
-			if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m.SDP}); err != nil {
-				c.t.Errorf("apply answer: %v", err)
-			}
+			c.applyAnswer(m.SDP)
 		case "layers":
 			c.mu.Lock()
 			c.active = map[string]bool{}
@@ -439,20 +471,49 @@ func (c *Client) readLoop() {
 			if m.Candidate != nil {
 				_ = c.pc.AddICECandidate(*m.Candidate)
 			}
-		default:
-			select {
-			case c.Events <- m:
-			default:
-				c.t.Errorf("event queue full, dropped %s", m.Type)
+		case "pong":
+			if c.synced(m.Ref) {
+				continue
 			}
+			c.event(m)
+		case "error":
+			if m.Code == "glare" {
+				// Our offer crossed the server's, which came first on
+				// the socket and has been answered (answer), with our
+				// offer made again: nothing is left to do.
+				continue
+			}
+			c.event(m)
+		default:
+			c.event(m)
 		}
 	}
 }
 
+// event queues an announcement, error or leave for the test.
+func (c *Client) event(m Msg) {
+	select {
+	case c.Events <- m:
+	default:
+		c.t.Errorf("event queue full, dropped %s", m.Type)
+	}
+}
+
+// answer answers a server offer. The client is the polite peer of
+// perfect negotiation (docs/protocol.md, "Flow"). pion cannot roll an
+// offer back (v4.2 refuses have-local-offer → rollback), so the client
+// applies a renegotiation offer of its own only once the server answers
+// it (offerLocked): a server offer that comes first crossed it, and the
+// server has refused it (glare) or will. The client answers the
+// server's and offers again.
 func (c *Client) answer(sdp string) {
 	if c.closing.Load() {
 		return
 	}
+	c.negMu.Lock()
+	defer c.negMu.Unlock()
+	crossed := c.sent != nil
+	c.sent = nil
 	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
 		c.fail("apply offer", err)
 		return
@@ -467,6 +528,98 @@ func (c *Client) answer(sdp string) {
 		return
 	}
 	c.Send(map[string]any{"v": 1, "type": "answer", "sdp": ans.SDP})
+	if crossed {
+		c.offerLocked(c.sentExtra)
+	}
+}
+
+// applyAnswer applies the server's answer to this client's offer, and
+// first the offer itself when it was a renegotiation (offerLocked).
+func (c *Client) applyAnswer(sdp string) {
+	c.negMu.Lock()
+	defer c.negMu.Unlock()
+	if c.sent != nil {
+		if err := c.pc.SetLocalDescription(*c.sent); err != nil {
+			c.fail("set offer", err)
+			return
+		}
+		c.sent = nil
+	}
+	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
+		c.fail("apply answer", err)
+	}
+}
+
+// Sync returns once the server has handled every message this client
+// sent before it: the server reads a connection's messages in order, so
+// the pong to a ping sent now comes after them (a view, a focus, a
+// talkback has taken effect by then).
+func (c *Client) Sync() {
+	c.t.Helper()
+	c.holdMu.Lock()
+	c.syncN++
+	ref := "sync-" + strconv.Itoa(c.syncN)
+	done := make(chan struct{})
+	if c.syncs == nil {
+		c.syncs = map[string]chan struct{}{}
+	}
+	c.syncs[ref] = done
+	c.holdMu.Unlock()
+	c.Send(map[string]any{"v": 1, "type": "ping", "id": ref})
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		c.t.Fatalf("no pong to %s within 5 s", ref)
+	}
+}
+
+// synced tells the Sync waiting for ref, if any.
+func (c *Client) synced(ref string) bool {
+	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
+	done, ok := c.syncs[ref]
+	if ok {
+		delete(c.syncs, ref)
+		close(done)
+	}
+	return ok
+}
+
+// HoldOffers keeps the server's offers unanswered until ReleaseOffers,
+// so that a test can cross an offer of the client's with one of the
+// server's (glare) at will.
+func (c *Client) HoldOffers() {
+	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
+	c.holding = true
+}
+
+// HeldOffers counts the server's offers held so far.
+func (c *Client) HeldOffers() int {
+	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
+	return len(c.held)
+}
+
+// ReleaseOffers answers the held offers, in order, and stops holding.
+func (c *Client) ReleaseOffers() {
+	c.holdMu.Lock()
+	held := c.held
+	c.holding, c.held = false, nil
+	c.holdMu.Unlock()
+	for _, sdp := range held {
+		c.answer(sdp)
+	}
+}
+
+// holdOffer keeps sdp if the client holds offers.
+func (c *Client) holdOffer(sdp string) bool {
+	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
+	if c.holding {
+		c.held = append(c.held, sdp)
+	}
+	return c.holding
 }
 
 // Video is what a receiver saw of one video track.

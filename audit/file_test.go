@@ -1,4 +1,4 @@
-package cluster
+package audit
 
 import (
 	"context"
@@ -14,9 +14,9 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func TestFileEventsAppendList(t *testing.T) {
+func TestFileStoreAppendList(t *testing.T) {
 	dir := t.TempDir()
-	s, err := NewFileEvents(dir, nil)
+	s, err := NewFileStore(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestFileEventsAppendList(t *testing.T) {
 	}
 	f.WriteString(`{"seq":51,"kind":"jo`)
 	f.Close()
-	s2, err := NewFileEvents(dir, nil)
+	s2, err := NewFileStore(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

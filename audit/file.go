@@ -1,4 +1,4 @@
-package cluster
+package audit
 
 import (
 	"bufio"
@@ -17,19 +17,16 @@ import (
 	"github.com/invigil/invigil/room"
 )
 
-// ErrClosed is returned by a store that has been closed.
-var ErrClosed = errors.New("cluster: store closed")
-
 // maxEventLine bounds one event's JSON line when reading a log back; an
 // event is a few hundred bytes, details included.
 const maxEventLine = 64 << 10
 
-// FileEvents is the audit trail on local disk: one append-only JSON-lines
+// FileStore is the audit trail on local disk: one append-only JSON-lines
 // file per room. An Append returns once its line is written and the file
 // fsynced. Appends that arrive while an fsync runs are written together
 // and share the next one (group commit): under load, batches grow by
 // themselves and each event waits for at most one fsync behind its own.
-type FileEvents struct {
+type FileStore struct {
 	dir  string
 	log  *slog.Logger
 	reqs chan appendReq
@@ -59,24 +56,25 @@ type appendResp struct {
 	err error
 }
 
-var _ room.EventStore = (*FileEvents)(nil)
+var _ Store = (*FileStore)(nil)
 
-// NewFileEvents opens (and makes) dir for event logs.
-func NewFileEvents(dir string, log *slog.Logger) (*FileEvents, error) {
+// NewFileStore opens (and makes) dir for event logs; log receives
+// their failures (nil discards them).
+func NewFileStore(dir string, log *slog.Logger) (*FileStore, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("cluster: events dir: %w", err)
+		return nil, fmt.Errorf("audit: events dir: %w", err)
 	}
 	if log == nil {
-		log = slog.Default()
+		log = slog.New(slog.DiscardHandler)
 	}
-	s := &FileEvents{dir: dir, log: log, reqs: make(chan appendReq, 1024), done: make(chan struct{}), rooms: make(map[string]*roomLog)}
+	s := &FileStore{dir: dir, log: log, reqs: make(chan appendReq, 1024), done: make(chan struct{}), rooms: make(map[string]*roomLog)}
 	s.wg.Add(1)
 	go s.writer()
 	return s, nil
 }
 
 // Append writes e to room's log with the next sequence number.
-func (s *FileEvents) Append(ctx context.Context, roomName string, e room.Event) (room.Event, error) {
+func (s *FileStore) Append(ctx context.Context, roomName string, e room.Event) (room.Event, error) {
 	req := appendReq{room: roomName, e: e, resp: make(chan appendResp, 1)}
 	select {
 	case s.reqs <- req:
@@ -105,7 +103,7 @@ func (s *FileEvents) Append(ctx context.Context, roomName string, e room.Event) 
 
 // writer owns all writes: it takes every request queued, writes them,
 // fsyncs each file touched once, then answers them all.
-func (s *FileEvents) writer() {
+func (s *FileStore) writer() {
 	defer s.wg.Done()
 	for {
 		var batch []appendReq
@@ -134,7 +132,7 @@ func (s *FileEvents) writer() {
 	}
 }
 
-func (s *FileEvents) commit(batch []appendReq) {
+func (s *FileStore) commit(batch []appendReq) {
 	results := make([]appendResp, len(batch))
 	touched := map[*roomLog][]int{}
 	s.mu.Lock()
@@ -151,7 +149,7 @@ func (s *FileEvents) commit(batch []appendReq) {
 			_, err = rl.f.Write(append(line, '\n'))
 		}
 		if err != nil {
-			results[i].err = fmt.Errorf("cluster: write event: %w", err)
+			results[i].err = fmt.Errorf("audit: write event: %w", err)
 			continue
 		}
 		rl.seq = e.Seq
@@ -162,7 +160,7 @@ func (s *FileEvents) commit(batch []appendReq) {
 	for rl, idx := range touched {
 		if err := rl.f.Sync(); err != nil {
 			for _, i := range idx {
-				results[i].err = fmt.Errorf("cluster: fsync %s: %w", rl.path, err)
+				results[i].err = fmt.Errorf("audit: fsync %s: %w", rl.path, err)
 			}
 		}
 	}
@@ -174,14 +172,14 @@ func (s *FileEvents) commit(batch []appendReq) {
 // openLocked returns room's log, opening it and recovering its last
 // sequence number on first use. A torn last line (a crash mid-write,
 // never acknowledged) is cut off.
-func (s *FileEvents) openLocked(roomName string) (*roomLog, error) {
+func (s *FileStore) openLocked(roomName string) (*roomLog, error) {
 	if rl := s.rooms[roomName]; rl != nil {
 		return rl, nil
 	}
 	path := s.path(roomName)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: open events: %w", err)
+		return nil, fmt.Errorf("audit: open events: %w", err)
 	}
 	seq, good, err := scanLog(f)
 	if err == nil {
@@ -192,7 +190,7 @@ func (s *FileEvents) openLocked(roomName string) (*roomLog, error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("cluster: recover %s: %w", path, err)
+		return nil, fmt.Errorf("audit: recover %s: %w", path, err)
 	}
 	rl := &roomLog{f: f, seq: seq, path: path}
 	s.rooms[roomName] = rl
@@ -227,18 +225,18 @@ func scanLog(r io.ReadSeeker) (seq int64, good int64, err error) {
 
 // path is room's log file; the name is escaped so any room name is a
 // single safe file name.
-func (s *FileEvents) path(roomName string) string {
+func (s *FileStore) path(roomName string) string {
 	return filepath.Join(s.dir, url.PathEscape(roomName)+".jsonl")
 }
 
 // List reads room's events after seq, oldest first.
-func (s *FileEvents) List(ctx context.Context, roomName string, after int64, limit int) ([]room.Event, error) {
+func (s *FileStore) List(ctx context.Context, roomName string, after int64, limit int) ([]room.Event, error) {
 	f, err := os.Open(s.path(roomName))
 	if errors.Is(err, os.ErrNotExist) {
 		return []room.Event{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cluster: read events: %w", err)
+		return nil, fmt.Errorf("audit: read events: %w", err)
 	}
 	defer f.Close()
 	out := []room.Event{}
@@ -260,7 +258,7 @@ func (s *FileEvents) List(ctx context.Context, roomName string, after int64, lim
 }
 
 // Close stops the writer and closes the files. Appends in flight finish.
-func (s *FileEvents) Close() error {
+func (s *FileStore) Close() error {
 	close(s.done)
 	s.wg.Wait()
 	s.mu.Lock()

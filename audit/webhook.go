@@ -1,4 +1,4 @@
-package cluster
+package audit
 
 import (
 	"bytes"
@@ -45,11 +45,11 @@ type WebhookStats struct {
 	Queued                     int
 }
 
-// Webhook is an EventStore that stores through another and then POSTs
+// Webhook is a Store that stores through another and then POSTs
 // each stored event to a URL, at least once, in the background: a slow
 // or dead endpoint never holds up the session that caused the event.
 type Webhook struct {
-	room.EventStore
+	Store
 	url    string
 	secret []byte
 	client *http.Client
@@ -73,8 +73,8 @@ type webhookEvent struct {
 // NewWebhook wraps store. secret signs each body (HMAC-SHA256). Close
 // stops delivery; events still queued then are not delivered (they are
 // in the store, readable with GET /v1/rooms/{room}/events).
-func NewWebhook(store room.EventStore, url string, secret []byte, log *slog.Logger) *Webhook {
-	w := &Webhook{EventStore: store, url: url, secret: secret, log: log,
+func NewWebhook(store Store, url string, secret []byte, log *slog.Logger) *Webhook {
+	w := &Webhook{Store: store, url: url, secret: secret, log: log,
 		client: &http.Client{Timeout: webhookTimeout},
 		queue:  make(chan webhookEvent, webhookQueue), stop: make(chan struct{})}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
@@ -85,7 +85,7 @@ func NewWebhook(store room.EventStore, url string, secret []byte, log *slog.Logg
 
 // Append stores e, then queues it for delivery without waiting.
 func (w *Webhook) Append(ctx context.Context, roomName string, e room.Event) (room.Event, error) {
-	e, err := w.EventStore.Append(ctx, roomName, e)
+	e, err := w.Store.Append(ctx, roomName, e)
 	if err != nil {
 		return e, err
 	}
@@ -176,7 +176,7 @@ func VerifyWebhook(secret, body []byte, signature string) error {
 	mac := hmac.New(sha256.New, secret)
 	mac.Write(body)
 	if !hmac.Equal([]byte(signature), []byte("sha256="+hex.EncodeToString(mac.Sum(nil)))) {
-		return fmt.Errorf("cluster: webhook signature does not match")
+		return fmt.Errorf("audit: webhook signature does not match")
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package cluster
+package audit
 
 import (
 	"context"
@@ -13,22 +13,17 @@ import (
 	"github.com/invigil/invigil/room"
 )
 
-// memStore is a minimal in-memory EventStore for the webhook's own test;
-// the stores themselves are tested against files and Redis.
-type memStore struct {
-	mu  sync.Mutex
-	seq map[string]int64
+// newFileStore is a FileStore in the test's temporary directory, closed
+// when the test ends.
+func newFileStore(t testing.TB) *FileStore {
+	t.Helper()
+	s, err := NewFileStore(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
-
-func (m *memStore) Append(_ context.Context, r string, e room.Event) (room.Event, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.seq[r]++
-	e.Seq = m.seq[r]
-	return e, nil
-}
-
-func (m *memStore) List(context.Context, string, int64, int) ([]room.Event, error) { return nil, nil }
 
 // TestWebhookAtLeastOnce: a receiver on loopback that answers 500 to
 // every third request still sees every event, signed, by its idempotency
@@ -54,7 +49,7 @@ func TestWebhookAtLeastOnce(t *testing.T) {
 	}))
 	defer srv.Close()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	w := NewWebhook(&memStore{seq: map[string]int64{}}, srv.URL, secret, quiet)
+	w := NewWebhook(newFileStore(t), srv.URL, secret, quiet)
 	defer w.Close()
 	for i := range 30 {
 		if _, err := w.Append(context.Background(), []string{"exam-1", "exam-2"}[i%2], room.Event{Kind: "note"}); err != nil {
@@ -75,20 +70,36 @@ func TestWebhookAtLeastOnce(t *testing.T) {
 	}
 }
 
-// TestWebhookNeverBlocks: with a receiver that never answers, Append
-// returns at once.
+// TestWebhookNeverBlocks: while the receiver holds a delivery and never
+// answers, Append still returns, a hundred times.
 func TestWebhookNeverBlocks(t *testing.T) {
 	hang := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-hang }))
+	arrived := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		<-hang
+	}))
 	defer srv.Close()
 	defer close(hang)
-	w := NewWebhook(&memStore{seq: map[string]int64{}}, srv.URL, []byte("s"), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w := NewWebhook(newFileStore(t), srv.URL, []byte("s"), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	defer w.Close()
-	start := time.Now()
-	for range 100 {
-		w.Append(context.Background(), "exam-1", room.Event{Kind: "note"})
+	if _, err := w.Append(context.Background(), "exam-1", room.Event{Kind: "note"}); err != nil {
+		t.Fatal(err)
 	}
-	if took := time.Since(start); took > 100*time.Millisecond {
-		t.Errorf("100 appends took %v against a hanging receiver", took)
+	select {
+	case <-arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the receiver never got the first delivery")
+	}
+	for range 100 {
+		if _, err := w.Append(context.Background(), "exam-1", room.Event{Kind: "note"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := w.Stats(); s.Delivered != 0 || s.Queued == 0 {
+		t.Errorf("stats %+v: want nothing delivered and the rest queued behind the hung receiver", s)
 	}
 }

@@ -1,0 +1,139 @@
+package cluster
+
+import (
+	"context"
+	"log/slog"
+	"runtime"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Status is what a node reports of itself on each heartbeat; the member
+// adds the rates (forwarded bitrate, CPU) over the last heartbeat.
+type Status struct {
+	Rooms, Students, Proctors int
+	// Capacity is the node's participant limit; FreeSeats what is left of it.
+	Capacity, FreeSeats int
+	Draining            bool
+	// Tracks are the media tracks published on the node now.
+	Tracks int
+	// BytesOut are the media bytes forwarded since the node started.
+	BytesOut uint64
+}
+
+// MemberConfig sets up a Member.
+type MemberConfig struct {
+	Store   Cluster
+	NodeID  string
+	URL     string // this node's public base URL
+	Version string
+	// Status is read on every heartbeat.
+	Status func() Status
+	// Rooms lists the rooms this node holds, read on every lease renewal.
+	Rooms func() []string
+	// OnStoreError, if set, is called on each failure to reach the store
+	// (a metric).
+	OnStoreError func()
+	// Logger receives the store's outages and recoveries; nil discards them.
+	Logger *slog.Logger
+}
+
+// Member is this node's part in the cluster: it publishes the node's
+// occupancy every HeartbeatInterval, renews its rooms' leases every
+// LeaseRenew, and answers signaling's question of who holds a room.
+type Member struct {
+	cfg  MemberConfig
+	log  *slog.Logger
+	down atomic.Bool // the store failed last time; logged once per outage
+}
+
+// NewMember returns a Member; Run starts its loops.
+func NewMember(cfg MemberConfig) *Member {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.OnStoreError == nil {
+		cfg.OnStoreError = func() {}
+	}
+	return &Member{cfg: cfg, log: cfg.Logger}
+}
+
+// Owner implements signaling's Owners: the URL of the node that holds
+// room, claiming it for this node when nobody does.
+func (m *Member) Owner(ctx context.Context, room string) (url string, local bool, err error) {
+	p, err := m.cfg.Store.Claim(ctx, room, m.cfg.NodeID)
+	if err != nil {
+		m.cfg.OnStoreError()
+		return "", false, err
+	}
+	return p.URL, p.NodeID == m.cfg.NodeID, nil
+}
+
+// Run heartbeats and renews leases until ctx ends. Store errors are
+// counted, and logged when the store goes away and when it comes back:
+// media never depends on it, and /readyz does not change.
+func (m *Member) Run(ctx context.Context) {
+	// Forwarded bitrate and CPU are rates over the last heartbeat.
+	lastAt, lastBytes, lastCPU := time.Now(), m.cfg.Status().BytesOut, processCPU()
+	heartbeat := func() {
+		st, cpu, now := m.cfg.Status(), processCPU(), time.Now()
+		dt := now.Sub(lastAt).Seconds()
+		var bps uint64
+		var cpuShare float64
+		if dt > 0 {
+			bps = uint64(float64(st.BytesOut-lastBytes) * 8 / dt)
+			cpuShare = (cpu - lastCPU).Seconds() / dt / float64(runtime.NumCPU())
+		}
+		lastAt, lastBytes, lastCPU = now, st.BytesOut, cpu
+		hctx, cancel := context.WithTimeout(ctx, HeartbeatInterval)
+		defer cancel()
+		m.report("heartbeat", m.cfg.Store.Heartbeat(hctx, Node{ID: m.cfg.NodeID, URL: m.cfg.URL, Rooms: st.Rooms,
+			Students: st.Students, Proctors: st.Proctors, Capacity: st.Capacity,
+			Tracks: st.Tracks, BitrateBps: bps, CPU: cpuShare,
+			FreeSeats: st.FreeSeats, Draining: st.Draining, Version: m.cfg.Version}))
+	}
+	renew := func() {
+		rctx, cancel := context.WithTimeout(ctx, LeaseRenew)
+		defer cancel()
+		m.report("lease renewal", m.cfg.Store.Renew(rctx, m.cfg.NodeID, m.cfg.Rooms()))
+	}
+	heartbeat()
+	beat := time.NewTicker(HeartbeatInterval)
+	defer beat.Stop()
+	lease := time.NewTicker(LeaseRenew)
+	defer lease.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-beat.C:
+			heartbeat()
+		case <-lease.C:
+			renew()
+		}
+	}
+}
+
+// report counts and logs a store failure, once per outage.
+func (m *Member) report(what string, err error) {
+	if err != nil {
+		m.cfg.OnStoreError()
+		if m.down.CompareAndSwap(false, true) {
+			m.log.Error("cluster store unreachable: rooms here keep their media; placement and joins of rooms held elsewhere fail until it is back", "during", what, "err", err)
+		}
+		return
+	}
+	if m.down.CompareAndSwap(true, false) {
+		m.log.Info("cluster store reachable again", "during", what)
+	}
+}
+
+// processCPU is the CPU time this process has used (user + system).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
