@@ -20,8 +20,8 @@ const maxOutExtensions = 4
 // continuous stream.
 type DownTrack struct {
 	src *Track
-	sub *Peer     // the subscriber; nil for a tap
-	w   RTPWriter // a tap's writer
+	sub *Peer // the subscriber; nil for a tap
+	out sink  // where packets go: sub, or a tap's writer
 	// binding is what negotiation fixed (SSRC, payload types); nil until
 	// the subscriber's description accepts the track. Read per packet.
 	binding atomic.Pointer[binding]
@@ -46,6 +46,10 @@ type DownTrack struct {
 	// written by the source's reader only.
 	sentPackets atomic.Uint32
 	sentOctets  atomic.Uint32
+	// rate is the bitrate sent over the last report interval, set by the
+	// clock (which owns rateOctets).
+	rate       atomic.Uint64
+	rateOctets uint32
 
 	// Owned by the subscriber's reader, to answer NACKs and read its
 	// reports: scratch space, and when each recent sequence number was
@@ -100,8 +104,25 @@ type munger struct {
 	waitKey bool
 }
 
+// sink is where a down-track's packets go: a subscriber's session (which
+// encrypts and queues them), or a tap's writer.
+type sink interface {
+	writeRTP(s *sender, h *rtp.Header, payload []byte, class sendClass) bool
+}
+
+// tapSink adapts a recorder's writer.
+type tapSink struct{ w RTPWriter }
+
+func (t tapSink) writeRTP(_ *sender, h *rtp.Header, payload []byte, _ sendClass) bool {
+	_, err := t.w.WriteRTP(h, payload)
+	return err == nil
+}
+
 func newDownTrack(src *Track, sub *Peer, quality int) *DownTrack {
 	d := &DownTrack{src: src, sub: sub, stats: src.stats}
+	if sub != nil {
+		d.out = sub
+	}
 	d.m.layer = QualityOff
 	d.target.Store(int32(quality))
 	d.limit.Store(QualityHigh)
@@ -111,7 +132,7 @@ func newDownTrack(src *Track, sub *Peer, quality int) *DownTrack {
 
 // bind starts forwarding on what the subscriber's description accepted.
 // A new binding asks for a keyframe: the subscriber decodes nothing before
-// one.
+// one. The caller holds p.mu.
 func (d *DownTrack) bind(b *binding, p *Peer) {
 	old := d.binding.Swap(b)
 	if old == nil {
@@ -119,16 +140,17 @@ func (d *DownTrack) bind(b *binding, p *Peer) {
 		d.src.RequestKeyframe(d.want())
 	}
 	if old == nil || *old != *b {
-		p.indexSends()
+		p.indexSendsLocked()
 	}
 }
 
-// unbind stops forwarding to the subscriber.
+// unbind stops forwarding to the subscriber. The caller holds the
+// subscriber's mu.
 func (d *DownTrack) unbind() {
 	if d.binding.Swap(nil) != nil {
 		d.stats.tracksOut[kindIndex(d.src.kind)].Add(-1)
 		if d.sub != nil {
-			d.sub.indexSends()
+			d.sub.indexSendsLocked()
 		}
 	}
 }
@@ -209,18 +231,11 @@ func (d *DownTrack) forward(s *sender, l *layer, pkt *rtp.Packet, info *packetIn
 		v, _ := d.src.vp8Fields(pkt.Payload, info)
 		payload = rewriteVP8(v, pkt.Payload, l.payload[:], pic, tl0)
 	}
-	var sent bool
-	if d.tap {
-		_, err := d.w.WriteRTP(out, payload)
-		sent = err == nil
-	} else {
-		class := classAudio
-		if d.src.kind == KindVideo {
-			class = classVideo
-		}
-		sent = d.sub.writeRTP(s, out, payload, class)
+	class := classAudio
+	if d.src.kind == KindVideo {
+		class = classVideo
 	}
-	if !sent {
+	if !d.out.writeRTP(s, out, payload, class) {
 		if d.src.kind == KindVideo {
 			d.waitForKeyframe(l)
 		}
@@ -361,7 +376,7 @@ func rewriteVP8(v vp8Descriptor, payload, scratch []byte, pic, tl0 int32) []byte
 // scratch fields, and queues on s.
 func (d *DownTrack) resend(s *sender, seq uint16, now int64) bool {
 	b := d.binding.Load()
-	if b == nil || d.sub == nil {
+	if b == nil || d.tap {
 		return false
 	}
 	r := &d.resentAt[seq%resendMemory]
@@ -414,7 +429,7 @@ func (d *DownTrack) resend(s *sender, seq uint16, now int64) bool {
 		h.SSRC, h.PayloadType, h.SequenceNumber = b.rtxSSRC, b.rtxPT, rtxSeq
 		payload = rtx
 	}
-	if !d.sub.writeRTP(s, h, payload, classVideo) {
+	if !d.out.writeRTP(s, h, payload, classVideo) {
 		return false
 	}
 	r.seq, r.at = seq, now

@@ -123,6 +123,12 @@ type Peer struct {
 	// streams, replaced whole after each exchange.
 	rxcfg atomic.Pointer[rxConfig]
 
+	// sends maps the node's outgoing SSRCs to down-tracks, for the
+	// client's RTCP; rebuilt under mu when a binding changes.
+	sends atomic.Pointer[sendIndex]
+	// gone is set by Close: the readers drop the session's packets.
+	gone atomic.Bool
+
 	// remb is the subscriber's latest receiver-estimated maximum bitrate
 	// (bits/s), 0 until one arrives.
 	remb atomic.Uint64
@@ -450,6 +456,7 @@ func (p *Peer) Close() error {
 		return nil
 	}
 	p.closed = true
+	p.gone.Store(true)
 	close(p.done)
 	for id, s := range p.subs {
 		s.down.src.removeSubscriber(s.down)

@@ -60,6 +60,11 @@ type inStream struct {
 	rtx   bool // a repair stream (RFC 4588) of layer
 	stats rxStats
 	nack  *nackList // the layer's missing packets; nil for audio and RTX
+	// rate and fraction are the last report interval's bitrate (bits/s)
+	// and loss, set with each receiver report.
+	rate      uint64
+	fraction  float64
+	rateBytes uint64 // the layer's bytes at the last report
 }
 
 // rxState is what the node keeps of the client's streams. Guarded by the
@@ -93,20 +98,27 @@ func (p *Peer) rtpIn(s *sender, b []byte, at int64) {
 		p.e.counter.drops[dropNotConnected].Add(1)
 		return // before the handshake's end nothing can be decrypted
 	}
-	pkt := &rx.pkt
-	out, err := rx.keys.rx.DecryptRTP(b[:0], b, &pkt.Header)
+	out, err := rx.keys.rx.DecryptRTP(b[:0], b, &rx.pkt.Header)
 	if err != nil {
 		p.rxMu.Unlock()
 		p.e.counter.srtpErrors.Add(1)
 		return
 	}
+	p.rtpPlain(s, out, at)
+	p.rxMu.Unlock()
+}
+
+// rtpPlain handles one decrypted RTP packet whose header is parsed into
+// rx.pkt. The caller holds rxMu.
+func (p *Peer) rtpPlain(s *sender, out []byte, at int64) {
+	rx := &p.rx
+	pkt := &rx.pkt
 	hlen := rtpHeaderLen(out)
 	end := len(out)
 	if pkt.Header.Padding && end > hlen {
 		end -= int(out[end-1])
 	}
 	if end < hlen {
-		p.rxMu.Unlock()
 		p.e.counter.malformed.Add(1)
 		return
 	}
@@ -114,7 +126,6 @@ func (p *Peer) rtpIn(s *sender, b []byte, at int64) {
 	st := rx.find(pkt.Header.SSRC)
 	if st == nil {
 		if st = rx.identify(&pkt.Header); st == nil {
-			p.rxMu.Unlock()
 			return
 		}
 	}
@@ -127,12 +138,10 @@ func (p *Peer) rtpIn(s *sender, b []byte, at int64) {
 	raw := out[:end]
 	if st.rtx {
 		if len(pkt.Payload) < 2 {
-			p.rxMu.Unlock()
 			return // a padding-only probe (bandwidth estimation)
 		}
 		raw = rx.unwrapRTX(st)
 		if raw == nil {
-			p.rxMu.Unlock()
 			return
 		}
 		if main := rx.find(st.layer.ssrc); main != nil && main.nack != nil {
@@ -142,7 +151,6 @@ func (p *Peer) rtpIn(s *sender, b []byte, at int64) {
 		st.nack.arrived(pkt.Header.SequenceNumber, at)
 	}
 	st.track.forward(s, st.layer, pkt, raw, at)
-	p.rxMu.Unlock()
 }
 
 // rtpHeaderLen is the length of the RTP header at the start of b: the

@@ -39,10 +39,20 @@ const (
 	tcpRing         = 256 << 10
 )
 
-// serveTCP accepts ICE-TCP connections until the listener closes.
+// serveTCP accepts ICE-TCP connections until the listener closes, then
+// closes those still open and waits for their goroutines.
 func (e *Engine) serveTCP(ln net.Listener) {
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	var mu sync.Mutex // guards open
+	open := map[net.Conn]struct{}{}
+	defer func() {
+		mu.Lock()
+		for c := range open {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}()
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -56,10 +66,16 @@ func (e *Engine) serveTCP(ln net.Listener) {
 			time.Sleep(10 * time.Millisecond) // EMFILE and the like: don't spin
 			continue
 		}
+		mu.Lock()
+		open[c] = struct{}{}
+		mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			e.handleTCP(c)
+			mu.Lock()
+			delete(open, c)
+			mu.Unlock()
 		}()
 	}
 }
@@ -110,7 +126,12 @@ func (e *Engine) handleTCP(c net.Conn) {
 	if err != nil {
 		return
 	}
-	go tc.writeLoop()
+	writer := make(chan struct{})
+	go func() {
+		defer close(writer)
+		tc.writeLoop()
+	}()
+	defer func() { tc.close(); <-writer }()
 	s := newSender(e, e.loops[0].conn, w, senderSlots)
 	if !p.stunIn(s, buf[:n], tc.remote, tc, time.Now().UnixNano()) {
 		return

@@ -47,7 +47,9 @@ type Track struct {
 	codec    Codec
 	codecs   []sdpCodec // the section's payload types (RTX's apt)
 	mime     string     // codec MIME type, lower case
-	pub      *Peer      // the publisher: keyframe requests go to it
+	pub      *Peer      // the publisher
+	// sendPLI asks the publisher for a keyframe on one layer's SSRC.
+	sendPLI func(ssrc uint32) bool
 
 	layers [maxLayers]atomic.Pointer[layer]
 	pliGap time.Duration
@@ -181,6 +183,7 @@ func newTrack(id string, pub *Peer, s *rxSection, codec Codec) *Track {
 		stats:          &pub.e.counter,
 		onFirstForward: pub.cfg.OnFirstForward,
 		onDemand:       pub.cfg.OnLayerDemand,
+		sendPLI:        pub.sendPLI,
 		done:           make(chan struct{}),
 	}
 	if len(s.rids) > 1 || len(s.rids) == 1 && len(s.ssrcs) == 0 {
@@ -429,7 +432,7 @@ func (t *Track) requestLayerKeyframe(l *layer) {
 	if t.ended() {
 		return
 	}
-	if t.pub.sendPLI(l.ssrc) {
+	if t.sendPLI != nil && t.sendPLI(l.ssrc) {
 		t.stats.plisSent.Add(1)
 	}
 }
@@ -447,7 +450,7 @@ func (t *Track) requestLayerKeyframe(l *layer) {
 func (t *Track) Tap(w RTPWriter, q int) (stop func()) {
 	d := newDownTrack(t, nil, q)
 	d.tap = true
-	d.w = w
+	d.out = tapSink{w}
 	d.binding.Store(&binding{ssrc: 1, pt: t.codec.PayloadType})
 	t.addSubscriber(d)
 	t.updateDemand()

@@ -1,0 +1,100 @@
+package sfu
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+// The whole packet path, over real loopback sockets: a publisher sends
+// one SRTP packet; the node's reader receives it (recvmmsg), decrypts it
+// in place, forwards it, encrypts it once per subscriber and sends the
+// batch (sendmmsg); every subscriber reads and decrypts its copy.
+
+// pathRound sends one packet and waits for every subscriber's copy.
+func (r *pathRoom) round(tb testing.TB, hdr *rtp.Header, payload []byte) {
+	r.pub.sendRTP(hdr, payload)
+	hdr.SequenceNumber++
+	hdr.Timestamp += 3000
+	deadline := time.Now().Add(2 * time.Second)
+	for _, s := range r.subs {
+		if _, err := s.recvRTP(deadline); err != nil {
+			tb.Fatalf("a subscriber got no packet: %v", err)
+		}
+	}
+}
+
+// warm sends packets until every subscriber receives, so the first
+// keyframe has opened every down-track, and the path is in steady state.
+func (r *pathRoom) warm(tb testing.TB, hdr *rtp.Header) {
+	key := vp8Payload(true)
+	deadline := time.Now().Add(5 * time.Second)
+	for _, s := range r.subs {
+		for {
+			r.pub.sendRTP(hdr, key)
+			hdr.SequenceNumber++
+			hdr.Timestamp += 3000
+			if _, err := s.recvRTP(time.Now().Add(50 * time.Millisecond)); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				tb.Fatal("a subscriber never received the keyframe")
+			}
+		}
+	}
+	// Drain what the warm-up left queued.
+	for _, s := range r.subs {
+		for {
+			if _, err := s.recvRTP(time.Now().Add(20 * time.Millisecond)); err != nil {
+				break
+			}
+		}
+	}
+	delta := vp8Payload(false)
+	for range 200 {
+		r.round(tb, hdr, delta)
+	}
+}
+
+// TestPathAllocatesNothing: socket read → SRTP decrypt → forward → SRTP
+// encrypt → socket write allocates nothing per packet in steady state,
+// for one subscriber and for a grid of 25 (the whole process is
+// measured, the node's reader included; the Engine's clock is stopped so
+// only the packet path runs).
+func TestPathAllocatesNothing(t *testing.T) {
+	for _, n := range []int{1, 25} {
+		t.Run(map[int]string{1: "1 subscriber", 25: "25 subscribers"}[n], func(t *testing.T) {
+			e := newPathEngine(t, false)
+			r := newPathRoom(t, e, n)
+			hdr := rtp.Header{Version: 2, PayloadType: 96, SSRC: 0x1000, Marker: true, SequenceNumber: 1000}
+			r.warm(t, &hdr)
+			delta := vp8Payload(false)
+			allocs := testing.AllocsPerRun(500, func() { r.round(t, &hdr, delta) })
+			if allocs != 0 {
+				t.Fatalf("%v allocations per packet, want 0", allocs)
+			}
+		})
+	}
+}
+
+// BenchmarkPath measures the whole path per packet in (publisher to every
+// subscriber, both ends' SRTP and sockets included: the node's share is
+// in docs/benchmarks.md from `invigil load`).
+func BenchmarkPath(b *testing.B) {
+	for _, n := range []int{1, 25} {
+		b.Run(map[int]string{1: "subscribers=1", 25: "subscribers=25"}[n], func(b *testing.B) {
+			e := newPathEngine(b, false)
+			r := newPathRoom(b, e, n)
+			hdr := rtp.Header{Version: 2, PayloadType: 96, SSRC: 0x1000, Marker: true, SequenceNumber: 1000}
+			r.warm(b, &hdr)
+			delta := vp8Payload(false)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				r.round(b, &hdr, delta)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/packet-out")
+		})
+	}
+}
