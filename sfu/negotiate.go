@@ -14,9 +14,10 @@ import (
 // talk-back microphone) and offers clients what they are subscribed to.
 // A Peer's session is a list of media sections in SDP order; a section
 // may carry what the client sends (recv), what the node sends (down), both
-// or neither. The node never renumbers or removes a section: one that
-// falls idle is offered inactive and later reused for a new track of its
-// kind, as pion and browsers reuse transceivers.
+// or neither. The node never renumbers, removes or reuses a section: one
+// that falls idle stays inactive, and a new subscription gets a new one
+// (as pion's own answerer does; a client then never sees a receiver
+// change tracks, which not every client handles).
 
 // section is one media section of a Peer's session. Guarded by the
 // Peer's mu.
@@ -39,23 +40,14 @@ type section struct {
 	source string
 
 	// down is what the node sends here; nil: nothing. offered is the
-	// down-track the node's last offer described, so an answer binds
-	// only what it answered. idleSince is the exchange count at which
-	// the section fell idle: it is reused only after the client has seen
-	// it idle.
+	// down-track the node's last offer described.
 	down      *DownTrack
 	offered   *DownTrack
 	ssrc, rtx uint32
-	idleSince uint64
 }
 
 // mediaKind reports whether the section can carry RTP.
 func (s *section) mediaKind() bool { return s.kind == "audio" || s.kind == "video" }
-
-// idle reports whether the section may take a new down-track of its kind.
-func (s *section) idle(exchanges uint64) bool {
-	return s.mediaKind() && !s.rejected && !s.recv && s.down == nil && s.offered == nil && s.idleSince < exchanges
-}
 
 var errOfferSections = errors.New("sfu: the offer changed the session's existing media sections")
 
@@ -125,9 +117,9 @@ func (p *Peer) updateFromClientLocked(s *section, cs clientSection) {
 	s.ext = cs.ext
 	s.rids = cs.rids
 	s.ssrcs = cs.ssrcs
-	if cs.ext != (extIDs{}) {
-		p.ext = cs.ext // BUNDLE: one id per extension for the whole session
-	}
+	// BUNDLE: one id per extension for the whole session (RFC 8843
+	// §9.2), each section naming those it uses.
+	p.ext.merge(cs.ext)
 }
 
 func sectionFormats(cs clientSection) []string {
@@ -218,7 +210,7 @@ func (p *Peer) clientHasPT(s *section, pt uint8) bool {
 
 // placeSubscriptionsLocked reconciles the sections with the wanted
 // subscriptions before an offer: a down-track no longer wanted leaves its
-// section idle; a new one takes an idle section of its kind or a new one.
+// section idle; a new one gets a new section.
 func (p *Peer) placeSubscriptionsLocked() {
 	placed := map[*DownTrack]bool{}
 	for _, s := range p.sections {
@@ -231,24 +223,14 @@ func (p *Peer) placeSubscriptionsLocked() {
 		}
 		s.down.unbind()
 		s.down, s.ssrc, s.rtx = nil, 0, 0
-		s.idleSince = p.exchanges
 	}
 	for _, sub := range p.subsInOrderLocked() {
 		if placed[sub.down] {
 			continue
 		}
 		kind := sub.down.src.Kind().String()
-		var s *section
-		for _, c := range p.sections {
-			if c.kind == kind && c.idle(p.exchanges) {
-				s = c
-				break
-			}
-		}
-		if s == nil {
-			s = &section{mid: p.nextMidLocked(), kind: kind, clientDir: dirInactive}
-			p.sections = append(p.sections, s)
-		}
+		s := &section{mid: p.nextMidLocked(), kind: kind, clientDir: dirInactive}
+		p.sections = append(p.sections, s)
 		s.down = sub.down
 		s.ssrc = randomSSRC()
 		if kind == "video" {

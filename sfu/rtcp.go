@@ -49,9 +49,9 @@ type twccState struct {
 
 func (t *twccState) record(seq uint16, at int64) {
 	if t.rec == nil {
-		t.rec = rtcpx.NewTWCCRecorder()
+		t.rec = new(rtcpx.TWCCRecorder) // allocated with the client's first packet, then reused
 	}
-	t.rec.Record(seq, at)
+	t.rec.Record(seq, at/int64(time.Microsecond))
 }
 
 // rtcpIn handles one SRTCP compound from the client.
@@ -105,7 +105,7 @@ func (p *Peer) rtcpPlain(s *sender, out []byte, at int64) {
 			if h.Count == rtcpx.FmtNACK {
 				if n, err := rtcpx.ParseNACK(pkt); err == nil {
 					if d := sends.find(n.MediaSSRC); d != nil {
-						n.Lost(func(seq uint16) {
+						n.VisitLost(func(seq uint16) {
 							p.e.counter.nacks.Add(1)
 							d.resend(s, seq, at)
 						})
@@ -122,8 +122,8 @@ func (p *Peer) rtcpPlain(s *sender, out []byte, at int64) {
 				}
 			case rtcpx.FmtFIR:
 				if fir, err := rtcpx.ParseFIR(pkt); err == nil {
-					for i := range fir.Len() {
-						if d := sends.find(fir.At(i).SSRC); d != nil {
+					for i := range fir.Entries.Len() {
+						if d := sends.find(fir.Entries.At(i).SSRC); d != nil {
 							d.src.RequestKeyframe(d.want())
 						}
 					}
@@ -245,7 +245,9 @@ func (p *Peer) receiverReports(s *sender, now int64) {
 	if len(t.blocks) == 0 {
 		return
 	}
-	p.writeRTCP(s, rtcpx.AppendReceiverReport(t.buf[:0], p.rx.ssrc, t.blocks))
+	if b, err := rtcpx.AppendRR(t.buf[:0], p.rx.ssrc, t.blocks); err == nil {
+		p.writeRTCP(s, b)
+	}
 }
 
 // senderReports sends one sender report per stream the node sends the
@@ -272,16 +274,22 @@ func (p *Peer) senderReports(s *sender, now int64) {
 		ts := m.lastTS + uint32(uint64(elapsed)*uint64(d.src.codec.ClockRate)/uint64(time.Second))
 		info := rtcpx.SenderInfo{SSRC: bd.ssrc, NTPTime: ntpTime(time.Unix(0, now)), RTPTime: ts,
 			PacketCount: d.sentPackets.Load(), OctetCount: d.sentOctets.Load()}
-		if len(b)+rtcpx.SenderReportSize > len(buf) {
+		if len(b)+senderReportSize > len(buf) {
 			p.writeRTCP(s, b)
 			b = buf[:0]
 		}
-		b = rtcpx.AppendSenderReport(b, info, nil)
+		if out, err := rtcpx.AppendSR(b, info, nil); err == nil {
+			b = out
+		}
 	}
 	if len(b) > 0 {
 		p.writeRTCP(s, b)
 	}
 }
+
+// senderReportSize is an SR without report blocks: header, SSRC and the
+// sender info (RFC 3550 §6.4.1).
+const senderReportSize = 28
 
 // ntpTime is t as a 64-bit NTP timestamp (RFC 5905 §6).
 func ntpTime(t time.Time) uint64 {

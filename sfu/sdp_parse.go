@@ -111,6 +111,22 @@ type extIDs struct {
 	mid, rid, rrid, twcc uint8
 }
 
+// merge takes the ids o names.
+func (e *extIDs) merge(o extIDs) {
+	if o.mid != 0 {
+		e.mid = o.mid
+	}
+	if o.rid != 0 {
+		e.rid = o.rid
+	}
+	if o.rrid != 0 {
+		e.rrid = o.rrid
+	}
+	if o.twcc != 0 {
+		e.twcc = o.twcc
+	}
+}
+
 // clientSection is one media section of a client's SDP.
 type clientSection struct {
 	kind     string // audio, video, application, …
