@@ -37,12 +37,12 @@ const TWCCRefTimeMicros = 64000
 // TWCC is a parsed transport-wide congestion control feedback packet. Its
 // chunks and deltas were checked by ParseTWCC, so Visit cannot fail.
 type TWCC struct {
-	SenderSSRC  uint32
-	MediaSSRC   uint32
-	BaseSeq     uint16 // transport-wide sequence number of the first status
-	StatusCount uint16 // number of packets with a status, from BaseSeq on
-	RefTime     uint32 // 24 bits, in multiples of 64 ms, on the receiver's clock (it wraps)
-	FbCount     uint8  // counts the receiver's feedback packets, so the sender can tell one was lost
+	SenderSSRC    uint32
+	MediaSSRC     uint32
+	BaseSeq       uint16 // transport-wide sequence number of the first status
+	StatusCount   uint16 // number of packets with a status, from BaseSeq on
+	RefTime       uint32 // 24 bits, in multiples of 64 ms, on the receiver's clock (it wraps)
+	FeedbackCount uint8  // counts the receiver's feedback packets, so the sender can tell one was lost
 
 	chunks []byte // the status chunks, a whole number of them
 	deltas []byte // the receive deltas, exactly as many octets as the statuses need
@@ -60,12 +60,12 @@ func ParseTWCC(p []byte) (TWCC, error) {
 		return TWCC{}, ErrTruncated
 	}
 	t := TWCC{
-		SenderSSRC:  binary.BigEndian.Uint32(b),
-		MediaSSRC:   binary.BigEndian.Uint32(b[4:]),
-		BaseSeq:     binary.BigEndian.Uint16(b[8:]),
-		StatusCount: binary.BigEndian.Uint16(b[10:]),
-		RefTime:     binary.BigEndian.Uint32(b[12:]) >> 8,
-		FbCount:     b[15],
+		SenderSSRC:    binary.BigEndian.Uint32(b),
+		MediaSSRC:     binary.BigEndian.Uint32(b[4:]),
+		BaseSeq:       binary.BigEndian.Uint16(b[8:]),
+		StatusCount:   binary.BigEndian.Uint16(b[10:]),
+		RefTime:       binary.BigEndian.Uint32(b[12:]) >> 8,
+		FeedbackCount: b[15],
 	}
 	rest := b[twccFixedLen:]
 	deltaLen, reserved := 0, false

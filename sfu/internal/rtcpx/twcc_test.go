@@ -148,7 +148,7 @@ func TestParseTWCCAgainstPion(t *testing.T) {
 		b := pionMarshal(t, fb)
 		got, statuses := ourStatuses(t, b)
 		if got.SenderSSRC != fb.SenderSSRC || got.MediaSSRC != fb.MediaSSRC || got.BaseSeq != fb.BaseSequenceNumber ||
-			got.StatusCount != fb.PacketStatusCount || got.RefTime != fb.ReferenceTime || got.FbCount != fb.FbPktCount {
+			got.StatusCount != fb.PacketStatusCount || got.RefTime != fb.ReferenceTime || got.FeedbackCount != fb.FbPktCount {
 			t.Fatalf("ParseTWCC = %+v, pion built %+v", got, fb)
 		}
 		if !slices.Equal(statuses, want) {
