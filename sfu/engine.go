@@ -311,8 +311,8 @@ func (e *Engine) runClock(s *sender) {
 
 // directSender lends a one-slot sender for a write off the readers (a
 // keyframe request, a DTLS flight); releaseSender returns it.
-func (e *Engine) directSender() *sender     { return e.direct.Get().(*sender) }
-func (e *Engine) releaseSender(s *sender)   { e.direct.Put(s) }
+func (e *Engine) directSender() *sender   { return e.direct.Get().(*sender) }
+func (e *Engine) releaseSender(s *sender) { e.direct.Put(s) }
 
 // Stats returns a snapshot of the Engine's counters: the shared ones and
 // the forwarding counters of every live track's layers, summed now.

@@ -69,24 +69,24 @@ type Peer struct {
 
 	// mu guards negotiation, the fields down to closed, and serialises
 	// every SDP operation. It is never taken on the packet path.
-	mu           sync.Mutex
-	started      bool // server-initiated offers allowed
-	offerPending bool // the node's offer awaits the client's answer
-	renegotiate  bool // subscriptions changed since the last offer
-	haveRemote   bool // a remote description was applied
-	early        int  // candidates before the first remote description
-	sections     []*section
-	subs         map[string]*subscription // by source track id
-	serial       uint64                   // orders subscriptions
-	sources      map[string]string        // mid → source label, from signaling
-	sessionID    uint64
-	version      uint64 // of the node's SDP
-	exchanges    uint64 // completed offer/answer exchanges
-	ext          extIDs
-	fingerprint  string // the client's a=fingerprint
-	role         dtlsRole
-	roleSet      bool
-	closed       bool
+	mu            sync.Mutex
+	started       bool // server-initiated offers allowed
+	offerPending  bool // the node's offer awaits the client's answer
+	renegotiate   bool // subscriptions changed since the last offer
+	haveRemote    bool // a remote description was applied
+	early         int  // candidates before the first remote description
+	sections      []*section
+	subs          map[string]*subscription // by source track id
+	serial        uint64                   // orders subscriptions
+	sources       map[string]string        // mid → source label, from signaling
+	sessionID     uint64
+	version       uint64 // of the node's SDP
+	exchanges     uint64 // completed offer/answer exchanges
+	ext           extIDs
+	fingerprint   string // the client's a=fingerprint
+	role          dtlsRole
+	roleSet       bool
+	closed        bool
 	candidatesOut bool // the node's candidates were trickled
 
 	ice   *iceAgent

@@ -255,7 +255,6 @@ func (rx *rxState) identify(h *rtp.Header) *inStream {
 		rx.refuse()
 		return nil
 	}
-	println("DEBUG identify sec", sec, "rid", rid, "rtx", rtx, "ssrc", h.SSRC)
 	s := &cfg.sections[sec]
 	codec, isRTX, ok := payloadType(s, h.PayloadType)
 	if !ok {
@@ -297,7 +296,6 @@ func (rx *rxState) identify(h *rtp.Header) *inStream {
 }
 
 func (rx *rxState) refuse() {
-	println("DEBUG refuse", rx.refused)
 	rx.refused++
 	rx.p.e.counter.unknownSSRC.Add(1)
 }

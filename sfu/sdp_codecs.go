@@ -27,8 +27,8 @@ const (
 // upload; subscribers get REMB (their browser estimates the downlink and
 // the node reads it), NACK and keyframe requests.
 var (
-	publisherVideoFB = []string{"goog-remb", "transport-cc", "ccm fir", "nack", "nack pli"}
-	publisherAudioFB = []string{"transport-cc"}
+	publisherVideoFB  = []string{"goog-remb", "transport-cc", "ccm fir", "nack", "nack pli"}
+	publisherAudioFB  = []string{"transport-cc"}
 	subscriberVideoFB = []string{"goog-remb", "ccm fir", "nack", "nack pli"}
 )
 

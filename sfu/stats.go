@@ -8,25 +8,25 @@ import (
 // started. The metrics package turns it into Prometheus series on scrape,
 // so the packet path only ever adds to atomics.
 type Stats struct {
-	PacketsIn      uint64 // RTP packets read from publishers
-	BytesIn        uint64 // RTP bytes (header + payload) read from publishers
-	PacketsOut     uint64 // RTP packets written to subscribers
-	BytesOut       uint64 // RTP bytes written to subscribers
-	WriteErrors    uint64 // subscriber writes that failed (encryption)
-	Malformed      uint64 // datagrams that did not parse (RTP, RTCP, STUN)
-	PacketsLost    uint64 // packets subscribers reported lost (receiver reports)
-	NACKs          uint64 // packets subscribers asked to be resent
-	NACKsSent      uint64 // packets the node asked publishers to resend
-	Retransmits    uint64 // packets resent to subscribers (NACK responder)
-	PLIsSent       uint64 // keyframe requests sent to publishers
-	PLIsThrottled  uint64 // keyframe requests folded into one already due
-	LayerSwitches  uint64 // simulcast layer switches made by down-tracks
-	SRTPErrors     uint64 // packets that failed SRTP authentication or replay checks
-	UnknownSource  uint64 // datagrams from addresses no session validated
-	UnknownSSRC    uint64 // RTP from a session on an SSRC its SDP does not place
-	STUNRefused    uint64 // checks with wrong or unknown credentials
-	DTLSFailures   uint64 // handshakes that failed
-	ReadErrors     uint64 // socket read errors
+	PacketsIn     uint64 // RTP packets read from publishers
+	BytesIn       uint64 // RTP bytes (header + payload) read from publishers
+	PacketsOut    uint64 // RTP packets written to subscribers
+	BytesOut      uint64 // RTP bytes written to subscribers
+	WriteErrors   uint64 // subscriber writes that failed (encryption)
+	Malformed     uint64 // datagrams that did not parse (RTP, RTCP, STUN)
+	PacketsLost   uint64 // packets subscribers reported lost (receiver reports)
+	NACKs         uint64 // packets subscribers asked to be resent
+	NACKsSent     uint64 // packets the node asked publishers to resend
+	Retransmits   uint64 // packets resent to subscribers (NACK responder)
+	PLIsSent      uint64 // keyframe requests sent to publishers
+	PLIsThrottled uint64 // keyframe requests folded into one already due
+	LayerSwitches uint64 // simulcast layer switches made by down-tracks
+	SRTPErrors    uint64 // packets that failed SRTP authentication or replay checks
+	UnknownSource uint64 // datagrams from addresses no session validated
+	UnknownSSRC   uint64 // RTP from a session on an SSRC its SDP does not place
+	STUNRefused   uint64 // checks with wrong or unknown credentials
+	DTLSFailures  uint64 // handshakes that failed
+	ReadErrors    uint64 // socket read errors
 	// Drops counts packets the node did not send, by reason (DropReasons
 	// names them).
 	Drops          [numDropReasons]uint64

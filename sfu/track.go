@@ -78,10 +78,10 @@ type Track struct {
 // layer is one encoding of a Track. The goroutine reading the publisher
 // (under its rxMu) owns the scratch fields.
 type layer struct {
-	index   int
-	rid     string
-	ssrc    uint32
-	cache   *packetCache // nil for audio
+	index int
+	rid   string
+	ssrc  uint32
+	cache *packetCache // nil for audio
 
 	// Counted by the publisher's reader alone, so each is a load and a
 	// store on a line no other core writes (no locked add); the Engine

@@ -3,9 +3,10 @@ package rtcpx
 import "encoding/binary"
 
 // TWCCWindow is how many transport-wide sequence numbers a TWCCRecorder
-// holds: at 1,000 packets a second, four seconds of them, far more than
+// holds: a student's camera and microphone send ~100 packets a second, so
+// twenty seconds of them (two at 1,000 packets a second), far more than
 // feedback every 100 ms or so ever covers.
-const TWCCWindow = 4096
+const TWCCWindow = 2048
 
 // TWCCMaxPacketLen is the most octets AppendFeedback puts in one feedback
 // packet. With SRTCP's trailer (14 octets), UDP (8) and IPv6 (40) it fits
@@ -13,7 +14,7 @@ const TWCCWindow = 4096
 const TWCCMaxPacketLen = 1200
 
 // twccSlot is one sequence number's arrival. seq is the extended sequence
-// number, so that a slot reused 4,096 numbers later is told apart; 0 means
+// number, so that a slot reused TWCCWindow numbers later is told apart; 0 means
 // empty (extended numbers start above 1<<32).
 type twccSlot struct {
 	seq     int64
@@ -32,7 +33,7 @@ type twccSlot struct {
 // units, modulo 2^24. Sequence numbers may wrap around, be reordered or
 // duplicated; the first arrival of a number is the one reported.
 //
-// Its storage is fixed (about 64 KiB, for the last TWCCWindow sequence
+// Its storage is fixed (about 33 KiB, for the last TWCCWindow sequence
 // numbers) and allocated with it; Record and AppendFeedback allocate
 // nothing. The zero value is ready to use. One goroutine owns a
 // TWCCRecorder: it is not safe for concurrent use.

@@ -80,7 +80,7 @@ func TestTWCCRecorderScenarios(t *testing.T) {
 		},
 		{
 			name: "too old to hold",
-			recs: []rec{{10, t0}, {65536 + 10 - TWCCWindow, t0 + 1*ms}}, // 4,096 behind 10
+			recs: []rec{{10, t0}, {65536 + 10 - TWCCWindow, t0 + 1*ms}}, // TWCCWindow behind 10
 			want: [][]twccStatus{{{10, true, first}}},
 		},
 	} {
@@ -300,7 +300,7 @@ func TestTWCCRecorderRandom(t *testing.T) {
 		case 2:
 			at = -rng.Int64N(1 << 30) // a clock that starts below zero
 		}
-		flushEvery := []int{3, 20, 1500}[run%4%3]
+		flushEvery := []int{3, 20, TWCCWindow - 100}[run%4%3]
 		ext := int64(1<<20) + int64(rng.Uint32()>>16)
 		for range 4000 {
 			at += rng.Int64N(3 * ms)
@@ -324,7 +324,7 @@ func TestTWCCRecorderRandom(t *testing.T) {
 			case k < 97:
 				seq = ext - rng.Int64N(5) // duplicate, probably
 			default:
-				seq = ext - 3900 - rng.Int64N(400) // ancient: just in or out of the window
+				seq = ext - (TWCCWindow - 200) - rng.Int64N(400) // ancient: just in or out of the window
 			}
 			r.Record(uint16(seq), at)
 			m.record(seq, at)
