@@ -42,7 +42,7 @@ func startRedis(t *testing.T) string {
 
 // decodedFrom returns how many video frames the proctor page decoded.
 const proctorDecodedJS = `(async () => {
-  const pc = window.invigilClient?.pc; let n = 0;
+  const pc = window.invigilClient?.peerConnection; let n = 0;
   if (pc) (await pc.getStats()).forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') n += s.framesDecoded ?? 0; });
   return n;
 })()`
@@ -109,8 +109,8 @@ func TestBrowserClusterRedirectAndRejoin(t *testing.T) {
 	deadline = killed.Add(30 * time.Second)
 	for {
 		st, err := evaluate[string](student, `(async () => {
-  const c = window.invigilClient; if (!c || c.state !== 'joined' || !c.pc) return '';
-  let n = 0; (await c.pc.getStats()).forEach((s) => { if (s.type === 'outbound-rtp' && s.kind === 'video') n += s.framesEncoded ?? 0; });
+  const c = window.invigilClient; if (!c || c.state !== 'joined' || !c.peerConnection) return '';
+  let n = 0; (await c.peerConnection.getStats()).forEach((s) => { if (s.type === 'outbound-rtp' && s.kind === 'video') n += s.framesEncoded ?? 0; });
   return n > 0 ? c.url : '';
 })()`)
 		if err != nil {

@@ -13,7 +13,7 @@ const deviceTileJS = `(async () => {
   const tile = tiles[0];
   const out = {tiles: tiles.length, state: tile?.dataset.state ?? '', extras: []};
   if (!tile) return JSON.stringify(out);
-  const stats = await window.invigilClient.pc.getStats();
+  const stats = await window.invigilClient.peerConnection.getStats();
   const frames = new Map();
   stats.forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'video') frames.set(r.trackIdentifier, r.framesDecoded ?? 0); });
   for (const v of tile.querySelectorAll('.tile-extras video')) {

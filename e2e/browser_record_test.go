@@ -43,7 +43,7 @@ func TestBrowserRecording(t *testing.T) {
 	deadline := time.Now().Add(mediaTimeout)
 	for {
 		frames, err := evaluate[int](student, `(async () => {
-  const pc = window.invigilClient?.pc; let n = 0;
+  const pc = window.invigilClient?.peerConnection; let n = 0;
   if (pc) (await pc.getStats()).forEach((s) => { if (s.type === 'outbound-rtp' && s.kind === 'video') n += s.framesEncoded ?? 0; });
   return n;
 })()`)

@@ -8,7 +8,7 @@ import (
 // iceStateJS reads a page's ICE usernames (local and remote ufrag) and
 // connection state.
 const iceStateJS = `(() => {
-  const pc = window.invigilClient?.pc;
+  const pc = window.invigilClient?.peerConnection;
   const ufrag = (d) => d?.sdp.match(/a=ice-ufrag:(\S+)/)?.[1] ?? '';
   return JSON.stringify({local: ufrag(pc?.localDescription), remote: ufrag(pc?.remoteDescription),
     state: pc?.connectionState ?? '', sid: window.invigilClient?.self?.sid ?? ''});
@@ -28,7 +28,7 @@ const aliceFramesJS = `(async () => {
   const video = [...(p?.mediaTracks.values() ?? [])].find((t) => t.kind === 'video');
   let frames = 0;
   if (video) {
-    (await window.invigilClient.pc.getStats()).forEach((r) => {
+    (await window.invigilClient.peerConnection.getStats()).forEach((r) => {
       if (r.type === 'inbound-rtp' && r.trackIdentifier === video.id) frames = r.framesDecoded ?? 0;
     });
   }

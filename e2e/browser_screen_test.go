@@ -17,7 +17,7 @@ const screenTileJS = `(async () => {
   out.extras = [...tile.querySelectorAll('.tile-extras video')].map((v) => v.dataset.source);
   const track = screen?.srcObject?.getVideoTracks()[0];
   if (track) {
-    const stats = await window.invigilClient.pc.getStats();
+    const stats = await window.invigilClient.peerConnection.getStats();
     stats.forEach((r) => {
       if (r.type === 'inbound-rtp' && r.trackIdentifier === track.id) {
         out.screenFrames = r.framesDecoded ?? 0;

@@ -18,8 +18,8 @@ const talkbackStateJS = `(async () => {
   out.from = document.getElementById('talkback-from')?.textContent ?? '';
   const audio = document.getElementById('talkback-audio');
   out.playing = !!audio?.srcObject && audio.srcObject.getAudioTracks().some((t) => t.readyState === 'live');
-  if (c?.pc) {
-    const stats = await c.pc.getStats();
+  if (c?.peerConnection) {
+    const stats = await c.peerConnection.getStats();
     stats.forEach((r) => {
       if (r.type === 'inbound-rtp') out.inbound.push({kind: r.kind, packets: r.packetsReceived ?? 0, samples: r.totalSamplesReceived ?? 0});
     });

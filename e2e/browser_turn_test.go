@@ -23,7 +23,7 @@ const forceRelayJS = `(() => {
 // relayStatsJS reports the student's selected candidate pair's local type
 // and the video it encodes.
 const relayStatsJS = `(async () => {
-  const pc = window.invigilClient?.pc;
+  const pc = window.invigilClient?.peerConnection;
   if (!pc) return {local: '', framesEncoded: 0, policy: ''};
   const stats = await pc.getStats();
   let local = '', framesEncoded = 0;
@@ -70,7 +70,7 @@ func TestBrowserRelayOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 		decoded, err = evaluate[int](proctor, `(async () => {
-  const pc = window.invigilClient?.pc; let n = 0;
+  const pc = window.invigilClient?.peerConnection; let n = 0;
   if (pc) (await pc.getStats()).forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') n += s.framesDecoded ?? 0; });
   return n;
 })()`)

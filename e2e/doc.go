@@ -21,6 +21,10 @@
 //   - TestBrowserSDKGlare: the SDK's polite side of perfect negotiation
 //     against an in-page impolite fake server (the real server only serves
 //     the SDK).
+//   - TestBrowserSDKCrossOrigin: docs/sdk.md's student page, served from
+//     another origin, imports the SDK from the node, joins and goes live.
+//   - TestBrowserSDKDeprecatedNames: old event names and detail keys still
+//     work, each warning once.
 //   - TestBrowserStudentErrors: bad links show the protocol's error codes.
 //
 // The scripts evaluated in the tabs live in js/ and are embedded.

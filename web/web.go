@@ -39,9 +39,16 @@ const pageCSP = "default-src 'none'; " +
 // pages use.
 const pagePermissions = "camera=(self), microphone=(self), display-capture=(self), geolocation=(), payment=(), usb=()"
 
-// contentType is the media type of an asset by extension. A module script is
-// always decoded as UTF-8, so JavaScript needs no charset.
-func contentType(ext string) string {
+// contentType is the media type of an asset by name. A module script is
+// always decoded as UTF-8, so JavaScript needs no charset. A TypeScript
+// declaration file has no registered type; application/typescript is what
+// TypeScript tooling that fetches by URL (Deno) expects, and it keeps
+// mime's .ts guess (video/mp2t) away.
+func contentType(name string) string {
+	if strings.HasSuffix(name, ".d.ts") {
+		return "application/typescript; charset=utf-8"
+	}
+	ext := path.Ext(name)
 	switch ext {
 	case ".html":
 		return "text/html; charset=utf-8"
@@ -67,8 +74,9 @@ type file struct {
 	body        []byte
 	contentType string
 	etag        string
-	page        bool // an HTML page: gets the CSP
-	crossOrigin bool // importable from other origins (the SDK)
+	page        bool   // an HTML page: gets the CSP
+	crossOrigin bool   // importable from other origins (the SDK)
+	types       string // X-TypeScript-Types, or ""
 }
 
 // handler serves the embedded files by exact path. Its map is built in
@@ -80,9 +88,10 @@ type handler struct {
 
 var _ http.Handler = (*handler)(nil)
 
-// Handler returns the handler for GET/HEAD /student, /proctor,
-// /sdk/invigil.js and /static/…; any other path is 404 and any other method
-// 405. Mount it at the root of the server's mux (it matches full paths).
+// Handler returns the handler for GET/HEAD /student, /proctor, /sdk/… (the
+// SDK's entry /sdk/invigil.js, the modules it imports and invigil.d.ts)
+// and /static/…; any other path is 404 and any other method 405. Mount it
+// at the root of the server's mux (it matches full paths).
 func Handler() http.Handler { return HandlerWith(Options{}) }
 
 // Options vary what the pages may do.
@@ -103,17 +112,22 @@ func HandlerWith(opts Options) http.Handler {
 	h := &handler{files: make(map[string]file), csp: csp}
 	h.add("/student", "assets/student.html")
 	h.add("/proctor", "assets/proctor.html")
-	h.add("/sdk/invigil.js", "assets/sdk/invigil.js")
-	// The tree is fixed at build time, so walking it cannot fail at run time;
-	// web_test.go checks that every path is served.
-	_ = fs.WalkDir(assets, "assets/static", func(name string, d fs.DirEntry, err error) error {
+	h.addTree("/sdk/", "assets/sdk")
+	h.addTree("/static/", "assets/static")
+	return h
+}
+
+// addTree registers every file under dir at prefix + its path below dir.
+// The tree is fixed at build time, so walking it cannot fail at run time;
+// web_test.go checks that every path is served.
+func (h *handler) addTree(prefix, dir string) {
+	_ = fs.WalkDir(assets, dir, func(name string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		h.add("/static/"+strings.TrimPrefix(name, "assets/static/"), name)
+		h.add(prefix+strings.TrimPrefix(name, dir+"/"), name)
 		return nil
 	})
-	return h
 }
 
 // add registers the embedded file name under urlPath. A name missing from
@@ -124,15 +138,33 @@ func (h *handler) add(urlPath, name string) {
 	if err != nil {
 		return
 	}
-	ext := path.Ext(name)
 	sum := sha256.Sum256(body)
 	h.files[urlPath] = file{
 		body:        body,
-		contentType: contentType(ext),
+		contentType: contentType(name),
 		etag:        `"` + hex.EncodeToString(sum[:12]) + `"`,
-		page:        ext == ".html",
-		crossOrigin: urlPath == "/sdk/invigil.js",
+		page:        path.Ext(name) == ".html",
+		// An exam platform imports the SDK from its own origin: a module
+		// script and everything it imports are fetched in CORS mode.
+		crossOrigin: strings.HasPrefix(urlPath, "/sdk/"),
+		types:       typesOf(urlPath),
 	}
+}
+
+// sdkEntry is the SDK's entry module, and sdkTypes its declarations.
+const (
+	sdkEntry = "/sdk/invigil.js"
+	sdkTypes = "./invigil.d.ts"
+)
+
+// typesOf is the X-TypeScript-Types header of urlPath: the entry module
+// names its declarations, relative to itself, for tools that type a module
+// by URL (Deno, esm.sh's convention).
+func typesOf(urlPath string) string {
+	if urlPath == sdkEntry {
+		return sdkTypes
+	}
+	return ""
 }
 
 // ServeHTTP serves one embedded file with its headers.
@@ -160,6 +192,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if f.crossOrigin {
 		hdr.Set("Access-Control-Allow-Origin", "*")
 		hdr.Set("Cross-Origin-Resource-Policy", "cross-origin")
+	}
+	if f.types != "" {
+		hdr.Set("X-TypeScript-Types", f.types)
 	}
 	// ServeContent answers If-None-Match with 304 and handles HEAD and Range.
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(f.body))

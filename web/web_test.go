@@ -32,7 +32,9 @@ func TestHandlerServesPaths(t *testing.T) {
 	}{
 		{"student page", "/student", "text/html; charset=utf-8", true, `src="static/student.js"`},
 		{"proctor page", "/proctor", "text/html; charset=utf-8", true, `id="tile-template"`},
-		{"sdk", "/sdk/invigil.js", "text/javascript", false, "export class InvigilClient"},
+		{"sdk", "/sdk/invigil.js", "text/javascript", false, "export {InvigilClient} from './client.js';"},
+		{"sdk module", "/sdk/client.js", "text/javascript", false, "export class InvigilClient"},
+		{"sdk types", "/sdk/invigil.d.ts", "application/typescript; charset=utf-8", false, "export declare class InvigilClient"},
 		{"student script", "/static/student.js", "text/javascript", false, "window.invigilClient"},
 		{"proctor script", "/static/proctor.js", "text/javascript", false, "window.invigilClient"},
 		{"messages", "/static/messages.js", "text/javascript", false, "export function describeError"},
@@ -88,6 +90,7 @@ func TestHandlerRejects(t *testing.T) {
 		{"unknown static", http.MethodGet, "/static/nope.js", http.StatusNotFound},
 		{"static dir", http.MethodGet, "/static/", http.StatusNotFound},
 		{"other sdk", http.MethodGet, "/sdk/other.js", http.StatusNotFound},
+		{"sdk dir", http.MethodGet, "/sdk/", http.StatusNotFound},
 		{"assets prefix", http.MethodGet, "/assets/student.html", http.StatusNotFound},
 		{"traversal", http.MethodGet, "/static/../web.go", http.StatusNotFound},
 		{"post page", http.MethodPost, "/student", http.StatusMethodNotAllowed},
@@ -103,6 +106,40 @@ func TestHandlerRejects(t *testing.T) {
 				t.Errorf("Allow = %q", res.Header.Get("Allow"))
 			}
 		})
+	}
+}
+
+// TestHandlerSDKCrossOrigin checks that every file of the SDK may be
+// imported by a page of another origin: a module script and each module it
+// imports are fetched in CORS mode, so one file without the header breaks
+// the import.
+func TestHandlerSDKCrossOrigin(t *testing.T) {
+	h := Handler().(*handler)
+	n := 0
+	for p := range h.files {
+		if !strings.HasPrefix(p, "/sdk/") {
+			continue
+		}
+		n++
+		res := get(t, http.MethodGet, p, http.Header{"Origin": {"https://exam.example.com"}})
+		if got := res.Header.Get("Access-Control-Allow-Origin"); got != "*" {
+			t.Errorf("%s: Access-Control-Allow-Origin = %q, want *", p, got)
+		}
+		if got := res.Header.Get("Cross-Origin-Resource-Policy"); got != "cross-origin" {
+			t.Errorf("%s: Cross-Origin-Resource-Policy = %q, want cross-origin", p, got)
+		}
+	}
+	if n < 3 {
+		t.Fatalf("%d files under /sdk/, want the entry, its modules and invigil.d.ts", n)
+	}
+	for _, p := range []string{"/student", "/static/student.js"} {
+		if got := get(t, http.MethodGet, p, nil).Header.Get("Access-Control-Allow-Origin"); got != "" {
+			t.Errorf("%s: Access-Control-Allow-Origin = %q, want none (only the SDK is for other origins)", p, got)
+		}
+	}
+	res := get(t, http.MethodGet, "/sdk/invigil.js", nil)
+	if got := res.Header.Get("X-TypeScript-Types"); got != "./invigil.d.ts" {
+		t.Errorf("/sdk/invigil.js: X-TypeScript-Types = %q, want ./invigil.d.ts", got)
 	}
 }
 

@@ -165,10 +165,10 @@
   const settled = async (wantOffers, wantServerFrames, wantClientFrames) => {
     for (let i = 0; i < 150; i++) {
       result.serverFrames = await framesDecoded(server);
-      result.clientFrames = await framesDecoded(client.pc);
+      result.clientFrames = await framesDecoded(client.peerConnection);
       if (clientOffers.length === wantOffers &&
           result.serverFrames >= wantServerFrames && result.clientFrames >= wantClientFrames &&
-          client.pc.signalingState === 'stable' && server.signalingState === 'stable') {
+          client.peerConnection.signalingState === 'stable' && server.signalingState === 'stable') {
         return true;
       }
       await sleep(100);
@@ -193,7 +193,7 @@
 
   // Each offer's tracks list must name sending m-lines of the right kind.
   result.offerTracksValid = clientOffers.length > 0 && clientOffers.at(-1).tracks.every(({mid, source}) => {
-    const t = client.pc?.getTransceivers().find((x) => x.mid === mid);
+    const t = client.peerConnection?.getTransceivers().find((x) => x.mid === mid);
     return t?.sender.track?.kind === (source === 'camera' ? 'video' : 'audio');
   });
   result.lastOfferSources = (clientOffers.at(-1)?.tracks ?? []).map((t) => t.source).sort();
@@ -201,7 +201,7 @@
   result.clientErrors = clientErrors;
   result.warnings = warnings;
   result.clientTracks = clientTracks;
-  result.clientSignaling = client.pc?.signalingState ?? '';
+  result.clientSignaling = client.peerConnection?.signalingState ?? '';
   result.serverSignaling = server.signalingState;
   result.trace = trace;
 

@@ -19,8 +19,8 @@
   });
   const inbound = [];
   const outbound = [];
-  if (client?.pc) {
-    const stats = await client.pc.getStats();
+  if (client?.peerConnection) {
+    const stats = await client.peerConnection.getStats();
     stats.forEach((s) => {
       if (s.kind !== 'video') return;
       if (s.type === 'inbound-rtp') {
@@ -34,7 +34,7 @@
   }
   return {
     clientState: client?.state ?? 'no client',
-    connectionState: client?.pc?.connectionState ?? '',
+    connectionState: client?.peerConnection?.connectionState ?? '',
     participants: client ? [...client.participants.keys()] : [],
     status: text('status'),
     error: errorBox && !errorBox.hidden ? errorBox.textContent.replace(/\s+/g, ' ').trim() : '',

@@ -5,7 +5,7 @@
 // simulcast encoding (by rid).
 (async () => {
   const client = window.invigilClient;
-  const stats = client?.pc ? await client.pc.getStats() : new Map();
+  const stats = client?.peerConnection ? await client.peerConnection.getStats() : new Map();
   const inbound = new Map(); // trackIdentifier → inbound-rtp
   const outbound = [];
   stats.forEach((s) => {
@@ -50,7 +50,7 @@
   }));
   return {
     clientState: client?.state ?? 'no client',
-    connectionState: client?.pc?.connectionState ?? '',
+    connectionState: client?.peerConnection?.connectionState ?? '',
     viewport: {width: window.innerWidth, height: window.innerHeight},
     tiles,
     layers,

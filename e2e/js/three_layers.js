@@ -13,7 +13,7 @@
     await client.openCamera({video: {width: {ideal: 1280}, height: {ideal: 720}}, audio: false});
     await client.connect();
     await client.publishCamera({video: true, audio: false});
-    const sender = client.pc.getTransceivers().find((t) => t.sender.track?.kind === 'video').sender;
+    const sender = client.peerConnection.getTransceivers().find((t) => t.sender.track?.kind === 'video').sender;
     const settings = sender.track.getSettings();
     result.capture = {width: settings.width, height: settings.height};
     result.encodings = sender.getParameters().encodings.map((e) => ({
@@ -22,7 +22,7 @@
     // Until the server's first `layers` has been applied and q has encoded a while.
     for (let i = 0; i < 100; i++) {
       result.outbound = [];
-      const stats = await client.pc.getStats();
+      const stats = await client.peerConnection.getStats();
       stats.forEach((s) => {
         if (s.type === 'outbound-rtp' && s.kind === 'video') {
           result.outbound.push({rid: s.rid, active: s.active !== false, frameWidth: s.frameWidth ?? 0, frameHeight: s.frameHeight ?? 0,

@@ -7,7 +7,7 @@
 // DOM hooks (stable, see DESIGN.md): each tile is an element with
 // data-identity="<identity>" holding the student's <video>.
 
-import {InvigilClient, rejoinAfter, tokenFromLocation} from '../sdk/invigil.js';
+import {ClientEvent, InvigilClient, rejoinAfter, tokenFromLocation} from '../sdk/invigil.js';
 import {describeClose, describeError} from './messages.js';
 
 const $ = (id) => document.getElementById(id);
@@ -347,7 +347,7 @@ function attachMedia(identity) {
   // The student's sessions: the main device and any others (device set).
   const sessions = [...client.participants.values()].filter((q) => q.identity === identity && q.role !== 'proctor');
   const infos = new Map(); // track id → {source, device}
-  for (const q of sessions) for (const t of q.tracks) infos.set(t.track_id, {...t, device: q.device ?? ''});
+  for (const q of sessions) for (const t of q.tracks) infos.set(t.trackId, {...t, device: q.device ?? ''});
   const info = (track) => infos.get(track.id);
   const live = sessions.flatMap((q) => [...q.mediaTracks.values()]).filter((t) => t.readyState === 'live');
   const isMain = (t) => t.kind === 'audio' || ((info(t)?.source ?? 'camera') === 'camera' && !info(t)?.device);
@@ -421,13 +421,13 @@ function refreshTile(identity) {
 // ---- wiring ------------------------------------------------------------------
 
 function wire(c) {
-  c.addEventListener('joined', ({detail}) => {
+  c.addEventListener(ClientEvent.Joined, ({detail}) => {
     ui.roomName.textContent = detail.room ?? '';
     document.title = `Invigil · Proctor · ${detail.room ?? ''}`;
     for (const p of c.participants.values()) ensureTile(p);
   });
-  c.addEventListener('participant_joined', ({detail}) => ensureTile(detail.participant));
-  c.addEventListener('participant_left', ({detail}) => {
+  c.addEventListener(ClientEvent.ParticipantJoined, ({detail}) => ensureTile(detail.participant));
+  c.addEventListener(ClientEvent.ParticipantLeft, ({detail}) => {
     const {identity, sid, device} = detail.participant;
     const tile = tiles.get(identity);
     if (device) {
@@ -439,15 +439,15 @@ function wire(c) {
     }
     if (tile && (!sid || tile.sid === sid)) removeTile(identity);
   });
-  c.addEventListener('track_published', ({detail}) => {
+  c.addEventListener(ClientEvent.TrackPublished, ({detail}) => {
     if (detail.participant) ensureTile(detail.participant);
   });
-  c.addEventListener('track_unpublished', ({detail}) => {
+  c.addEventListener(ClientEvent.TrackUnpublished, ({detail}) => {
     if (!detail.participant) return;
     attachMedia(detail.participant.identity);
     refreshTile(detail.participant.identity);
   });
-  c.addEventListener('track', ({detail}) => {
+  c.addEventListener(ClientEvent.Track, ({detail}) => {
     if (!detail.participant) {
       console.warn(`[proctor] track ${detail.track.id} from an unknown publisher`);
       return;
@@ -457,7 +457,7 @@ function wire(c) {
     ensureTile(detail.participant);
     refreshTile(detail.identity);
   });
-  c.addEventListener('connectionstatechange', ({detail}) => {
+  c.addEventListener(ClientEvent.ConnectionStateChange, ({detail}) => {
     if (failed) return;
     const states = {
       connected: ['live', 'Connected'],
@@ -469,11 +469,11 @@ function wire(c) {
     setStatus(state, text);
     if (detail.state === 'failed') fail(describeError('connection_lost'));
   });
-  c.addEventListener('error', ({detail}) => {
+  c.addEventListener(ClientEvent.Error, ({detail}) => {
     if (detail.fatal || detail.code === 'negotiation_failed') fail(describeError(detail.code, detail.message));
   });
-  c.addEventListener('auditevent', ({detail}) => onAuditEvent(detail));
-  c.addEventListener('closed', ({detail}) => {
+  c.addEventListener(ClientEvent.AuditEvent, ({detail}) => onAuditEvent(detail));
+  c.addEventListener(ClientEvent.Closed, ({detail}) => {
     for (const tile of tiles.values()) {
       tile.el.dataset.state = 'offline';
       tile.state.textContent = 'Not connected';

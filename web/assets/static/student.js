@@ -2,7 +2,7 @@
 // the room and publish camera + microphone. It never shows anything about
 // other students; the server sends nothing about them anyway.
 
-import {InvigilClient, rejoinAfter, tokenClaims, tokenFromLocation, watchViolations} from '../sdk/invigil.js';
+import {ClientEvent, InvigilClient, rejoinAfter, tokenClaims, tokenFromLocation, watchViolations} from '../sdk/invigil.js';
 import {describeClose, describeError} from './messages.js';
 
 const $ = (id) => document.getElementById(id);
@@ -50,7 +50,7 @@ function fail(problem, step) {
 ui.retry.addEventListener('click', () => location.reload());
 
 function watch(client) {
-  client.addEventListener('connectionstatechange', ({detail}) => {
+  client.addEventListener(ClientEvent.ConnectionStateChange, ({detail}) => {
     if (failed) return;
     switch (detail.state) {
       case 'connected':
@@ -68,18 +68,18 @@ function watch(client) {
         if (detail.state === 'connecting') setStatus('connecting', 'Connecting video…');
     }
   });
-  client.addEventListener('error', ({detail}) => {
+  client.addEventListener(ClientEvent.Error, ({detail}) => {
     if (detail.fatal || detail.code === 'negotiation_failed') fail(describeError(detail.code, detail.message));
   });
-  client.addEventListener('message', ({detail}) => {
+  client.addEventListener(ClientEvent.Message, ({detail}) => {
     // A proctor's message: shown prominently until acknowledged.
     showProctorMessage(detail.text, () => client.acknowledge(detail.messageId));
   });
-  client.addEventListener('talkback', ({detail}) => showTalkback(detail));
-  client.addEventListener('ended', ({detail}) => {
+  client.addEventListener(ClientEvent.Talkback, ({detail}) => showTalkback(detail));
+  client.addEventListener(ClientEvent.Ended, ({detail}) => {
     endedReason = detail.reason || 'A proctor ended your exam session.';
   });
-  client.addEventListener('closed', ({detail}) => {
+  client.addEventListener(ClientEvent.Closed, ({detail}) => {
     if (endedReason) {
       fail({title: 'Your session was ended by the proctor', detail: endedReason}, 'publish');
       return;
@@ -150,7 +150,7 @@ function offerScreen(client) {
       ui.shareScreen.disabled = false;
     }
   };
-  client.addEventListener('screenended', () => {
+  client.addEventListener(ClientEvent.ScreenEnded, () => {
     setStep('screen', 'failed');
     ui.shareScreen.textContent = 'Share your screen again';
     ui.shareScreen.hidden = false;
