@@ -170,22 +170,23 @@ func (s simState) encodings() string {
 	return strings.Join(parts, " ")
 }
 
-// readSim evaluates js/simulcast_state.js in tb, failing the test on error.
-func readSim(t *testing.T, tb *tab) simState {
+// readSim evaluates js/simulcast_state.js in p, failing the test on error.
+func readSim(t *testing.T, p webPage) simState {
 	t.Helper()
-	st, err := evaluate[simState](tb, simulcastStateJS)
+	st, err := evalPage[simState](p, simulcastStateJS, evalTimeout)
 	if err != nil {
-		t.Fatalf("reading %s: %v", tb.name, err)
+		t.Fatalf("reading %s: %v", p.label(), err)
 	}
 	return st
 }
 
-// simScenario is the running scenario: one proctor and its students.
+// simScenario is the running scenario: one proctor and its students, each
+// in Chromium or Firefox.
 type simScenario struct {
 	t        *testing.T
 	ctx      context.Context
-	proctor  *tab
-	students map[string]*tab
+	proctor  webPage
+	students map[string]webPage
 	viewport viewportSize // the proctor's, before checkScrolledOut shrinks it
 }
 
@@ -214,7 +215,7 @@ func (sc *simScenario) waitUntil(what string, timeout, interval time.Duration, c
 // click clicks identity's tile on the proctor page (js/focus_tile.js).
 func (sc *simScenario) click(identity string) focusResult {
 	sc.t.Helper()
-	res, err := evaluate[focusResult](sc.proctor, strings.ReplaceAll(focusTileJS, "IDENTITY", strconv.Quote(identity)))
+	res, err := evalPage[focusResult](sc.proctor, strings.ReplaceAll(focusTileJS, "IDENTITY", strconv.Quote(identity)), evalTimeout)
 	if err != nil || !res.Clicked {
 		sc.t.Fatalf("clicking %s's tile: %v (%+v)", identity, err, res)
 	}
@@ -239,12 +240,13 @@ func TestBrowserSimulcastFocus(t *testing.T) {
 	srv := startServer(t, ctx, bin, apiSecret)
 	ids := []string{"alice", "bob"}
 	br := startBrowser(t, ctx, chromium)
-	sc := &simScenario{t: t, ctx: ctx, students: make(map[string]*tab)}
+	sc := &simScenario{t: t, ctx: ctx, students: make(map[string]webPage)}
 	for _, id := range ids {
 		tok := srv.token(t, ctx, room, id, "student", strings.ToUpper(id[:1])+id[1:])
 		sc.students[id] = br.openTab(t, "student-"+id, srv.url("/student#token="+tok))
 	}
-	sc.proctor = br.openTab(t, "proctor", srv.url("/proctor#token="+srv.token(t, ctx, room, "pat", "proctor", "Pat")))
+	proctor := br.openTab(t, "proctor", srv.url("/proctor#token="+srv.token(t, ctx, room, "pat", "proctor", "Pat")))
+	sc.proctor = proctor
 
 	// Grid: both tiles decode, at the low layer, and both students were told
 	// to send only q.
@@ -342,7 +344,7 @@ func TestBrowserSimulcastFocus(t *testing.T) {
 	}
 
 	sc.viewport = grid.Viewport
-	sc.checkScrolledOut()
+	sc.checkScrolledOut(proctor)
 }
 
 // hold watches the proctor for holdTime: every student's frames must keep
@@ -401,13 +403,14 @@ func (sc *simScenario) checkPaused() {
 	}
 }
 
-// checkScrolledOut makes the proctor's window so small that bob's tile is
-// out of view: the page reports the view, bob's video stops while his audio
-// continues and alice's video goes on; restoring the window resumes bob.
-func (sc *simScenario) checkScrolledOut() {
+// checkScrolledOut makes the proctor's window (the Chromium tab sc.proctor)
+// so small that bob's tile is out of view: the page reports the view, bob's
+// video stops while his audio continues and alice's video goes on;
+// restoring the window resumes bob.
+func (sc *simScenario) checkScrolledOut(proctor *tab) {
 	t := sc.t
 	t.Helper()
-	if err := run(sc.proctor.ctx, evalTimeout, chromedp.EmulateViewport(480, 300)); err != nil {
+	if err := run(proctor.ctx, evalTimeout, chromedp.EmulateViewport(480, 300)); err != nil {
 		t.Fatalf("(f) shrinking the proctor's viewport: %v", err)
 	}
 	var prev simState
@@ -449,7 +452,7 @@ func (sc *simScenario) checkScrolledOut() {
 	// chromedp.ResetViewport leaves headless Chromium at the emulated size:
 	// emulate the original one instead.
 	w, h := int64(sc.viewport.Width), int64(sc.viewport.Height)
-	if err := run(sc.proctor.ctx, evalTimeout, chromedp.EmulateViewport(w, h)); err != nil {
+	if err := run(proctor.ctx, evalTimeout, chromedp.EmulateViewport(w, h)); err != nil {
 		t.Fatalf("(f) restoring the proctor's viewport: %v", err)
 	}
 	took = sc.waitUntil("(f) bob's video resumes once visible", 3*switchTimeout, switchPoll, func() (bool, string) {

@@ -273,22 +273,43 @@ func evaluateFor[T any](tb *tab, script string, timeout time.Duration) (T, error
 	return v, nil
 }
 
+// webPage is a document a test evaluates scripts in: a Chromium tab (chromedp)
+// or a Firefox page (firefoxPage), so one scenario can run on either.
+type webPage interface {
+	// evalRaw evaluates script (awaiting its promise) and returns the JSON
+	// of its value.
+	evalRaw(script string, timeout time.Duration) ([]byte, error)
+	// label names the page in failure messages.
+	label() string
+}
+
+var _ webPage = (*tab)(nil)
+
+func (tb *tab) evalRaw(script string, timeout time.Duration) ([]byte, error) {
+	return evaluateFor[[]byte](tb, script, timeout)
+}
+
+func (tb *tab) label() string { return tb.name }
+
+// evalPage evaluates script in p and decodes its JSON value into T.
+func evalPage[T any](p webPage, script string, timeout time.Duration) (T, error) {
+	var v T
+	raw, err := p.evalRaw(script, timeout)
+	if err != nil {
+		return v, err
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return v, fmt.Errorf("page %s: decoding %.200q: %w", p.label(), raw, err)
+	}
+	return v, nil
+}
+
 // saveDiagnostics writes a PNG screenshot of each tab into a directory that
 // outlives the test ($INVIGIL_E2E_ARTIFACTS, else a new temporary directory)
 // and logs its path and each tab's console.
 func saveDiagnostics(t *testing.T, tabs []*tab) {
 	t.Helper()
-	dir := os.Getenv("INVIGIL_E2E_ARTIFACTS")
-	var err error
-	if dir == "" {
-		dir, err = os.MkdirTemp("", "invigil-e2e-"+sanitize(t.Name())+"-")
-	} else {
-		err = os.MkdirAll(dir, 0o755)
-	}
-	if err != nil {
-		t.Logf("no screenshots: %v", err)
-		dir = ""
-	}
+	dir := artifactsDir(t)
 	for _, tb := range tabs {
 		if dir != "" {
 			ctx, cancel := context.WithTimeout(tb.ctx, evalTimeout)
@@ -306,6 +327,25 @@ func saveDiagnostics(t *testing.T, tabs []*tab) {
 		}
 		t.Logf("tab %s console:\n%s", tb.name, tb.console)
 	}
+}
+
+// artifactsDir returns the directory failure screenshots go to, one that
+// outlives the test ($INVIGIL_E2E_ARTIFACTS, else a new temporary
+// directory), or "" when it cannot be made.
+func artifactsDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("INVIGIL_E2E_ARTIFACTS")
+	var err error
+	if dir == "" {
+		dir, err = os.MkdirTemp("", "invigil-e2e-"+sanitize(t.Name())+"-")
+	} else {
+		err = os.MkdirAll(dir, 0o755)
+	}
+	if err != nil {
+		t.Logf("no screenshots: %v", err)
+		return ""
+	}
+	return dir
 }
 
 // sanitize makes s usable as a file name.

@@ -2,17 +2,25 @@
 // simulcast test. For a proctor it returns each tile with the inbound-rtp
 // stats of the video and audio tracks its <video> plays; for a student, the
 // `layers` state the SDK recorded and the outbound-rtp stats of each
-// simulcast encoding (by rid).
+// simulcast encoding (by rid). It runs in Chromium and in Firefox.
 (async () => {
   const client = window.invigilClient;
   const stats = client?.peerConnection ? await client.peerConnection.getStats() : new Map();
+  // Firefox's outbound-rtp has no `active`: read it from the senders'
+  // parameters, which the SDK's `layers` handling sets.
+  const activeByRid = new Map();
+  for (const sender of client?.peerConnection?.getSenders() ?? []) {
+    for (const e of sender.getParameters().encodings ?? []) {
+      if (e.rid) activeByRid.set(e.rid, e.active !== false);
+    }
+  }
   const inbound = new Map(); // trackIdentifier → inbound-rtp
   const outbound = [];
   stats.forEach((s) => {
     if (s.type === 'inbound-rtp') inbound.set(s.trackIdentifier, s);
     if (s.type === 'outbound-rtp' && s.kind === 'video') {
       outbound.push({
-        rid: s.rid ?? '', active: s.active !== false, ssrc: s.ssrc ?? 0,
+        rid: s.rid ?? '', active: s.active ?? activeByRid.get(s.rid) ?? true, ssrc: s.ssrc ?? 0,
         bytesSent: s.bytesSent ?? 0, framesEncoded: s.framesEncoded ?? 0,
         frameWidth: s.frameWidth ?? 0, frameHeight: s.frameHeight ?? 0,
         qualityLimitationReason: s.qualityLimitationReason ?? '',
