@@ -1,6 +1,9 @@
 package sfu
 
 import (
+	"log/slog"
+	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -97,4 +100,48 @@ func BenchmarkPath(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/packet-out")
 		})
 	}
+}
+
+// TestReusePortReaders: with several sockets on one port (SO_REUSEPORT),
+// each client's packets reach one reader of the kernel's choosing and
+// what the node sends comes from the same port, so a publisher on one
+// reader reaches subscribers on any.
+func TestReusePortReaders(t *testing.T) {
+	conns, err := ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Config{UDP: conns[0], MoreUDP: []net.PacketConn{conns[1], conns[2]}, Logger: slog.New(slog.DiscardHandler), noClock: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	if len(e.loops) != 3 {
+		t.Fatalf("%d readers, want 3", len(e.loops))
+	}
+	r := newPathRoom(t, e, 8)
+	hdr := rtp.Header{Version: 2, PayloadType: 96, SSRC: 0x1000, Marker: true, SequenceNumber: 10}
+	r.warm(t, &hdr)
+	used := map[*udpLoop]bool{}
+	for _, l := range e.loops {
+		if len(l.routesSnapshot()) > 0 {
+			used[l] = true
+		}
+	}
+	t.Logf("%d of 3 readers carry clients", len(used))
+	for _, s := range r.subs {
+		from := s.node
+		if from.Port() != uint16(conns[0].LocalAddr().(*net.UDPAddr).Port) {
+			t.Fatalf("node address %v", from)
+		}
+	}
+}
+
+// routesSnapshot copies the reader's routes; while the reader is idle.
+func (l *udpLoop) routesSnapshot() map[netip.AddrPort]*Peer {
+	out := make(map[netip.AddrPort]*Peer, len(l.routes))
+	for a, p := range l.routes {
+		out[a] = p
+	}
+	return out
 }
