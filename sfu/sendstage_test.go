@@ -145,7 +145,7 @@ func pcAPI(tb testing.TB, tcp bool) *webrtc.API {
 // pcStudent publishes a VP8 camera at 30 frames a second (one packet per
 // frame, a keyframe each second and on request); each payload carries
 // its send time.
-func pcStudent(tb testing.TB, e *Engine, i int, onTrack func(*Track)) {
+func pcStudent(tb testing.TB, e *Engine, i int, onTrack func(*Track)) *Peer {
 	tb.Helper()
 	pc, err := pcAPI(tb, false).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
@@ -223,6 +223,7 @@ func pcStudent(tb testing.TB, e *Engine, i int, onTrack func(*Track)) {
 		wg.Wait()
 		p.Close()
 	})
+	return p
 }
 
 // proctorStats measures what one proctor receives of every student.
@@ -468,3 +469,25 @@ func newStallRelay(tb testing.TB, node string) *stallRelay {
 
 func (r *stallRelay) addr() string { return r.ln.Addr().String() }
 func (r *stallRelay) stall()       { r.once.Do(func() { close(r.stalled) }) }
+
+// TestConsentGivesRTT: the node's own consent checks (RFC 7675) reach a
+// pion client, which answers them: the session has a round-trip time and
+// fresh consent, though the node is ICE-lite and the client publishes
+// only (no receiver report could give one).
+func TestConsentGivesRTT(t *testing.T) {
+	e := newTCPEngine(t)
+	p := pcStudent(t, e, 0, nil)
+	waitFor(t, 10*time.Second, "a round-trip time from a consent check", func() bool { return p.Stats().RTT > 0 })
+	st := p.Stats()
+	if st.State != ConnConnected || st.CandidateType == "" {
+		t.Errorf("stats %+v", st)
+	}
+	if st.RTT > time.Second {
+		t.Errorf("RTT %s on loopback", st.RTT)
+	}
+	waitFor(t, 5*time.Second, "the camera's inbound figures", func() bool {
+		st := p.Stats()
+		return len(st.In) == 1 && st.In[0].Packets > 30 && st.In[0].BitsPerSecond > 0
+	})
+	t.Logf("stats: %+v", p.Stats())
+}
