@@ -375,3 +375,19 @@ func vp8Payload(key bool) []byte {
 
 // errNoPacket is a subscriber that got nothing in time.
 var errNoPacket = errors.New("no packet")
+
+// recvRTCP reads until a compound RTCP packet arrives and returns it
+// decrypted, or an error at the deadline.
+func (c *testClient) recvRTCP(deadline time.Time) ([]byte, error) {
+	_ = c.conn.SetReadDeadline(deadline)
+	for {
+		n, _, err := c.conn.ReadFromUDPAddrPort(c.in)
+		if err != nil {
+			return nil, err
+		}
+		if classify(c.in[:n]) != kindRTCP {
+			continue
+		}
+		return c.keys.rx.DecryptRTCP(c.in[:0], c.in[:n], nil)
+	}
+}

@@ -4,9 +4,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/invigil/invigil/sfu/internal/rtcpx"
 	"github.com/pion/rtp"
 )
 
@@ -144,4 +146,59 @@ func (l *udpLoop) routesSnapshot() map[netip.AddrPort]*Peer {
 		out[a] = p
 	}
 	return out
+}
+
+// TestNACKsPublisherLoss: a packet lost between a publisher and the node
+// is asked for (Generic NACK, RFC 4585 §6.2.1) on the Engine's clock, and
+// once resent reaches the subscriber with its own sequence number.
+func TestNACKsPublisherLoss(t *testing.T) {
+	e := newPathEngine(t, true)
+	r := newPathRoom(t, e, 1)
+	hdr := rtp.Header{Version: 2, PayloadType: 96, SSRC: 0x1000, Marker: true, SequenceNumber: 500}
+	r.warm(t, &hdr)
+	lost := hdr.SequenceNumber + 2
+	delta := vp8Payload(false)
+	for i := range 5 {
+		h := hdr
+		h.SequenceNumber += uint16(i)
+		h.Timestamp += uint32(i) * 3000
+		if h.SequenceNumber != lost {
+			r.pub.sendRTP(&h, delta)
+		}
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for found := false; !found; {
+		b, err := r.pub.recvRTCP(deadline)
+		if err != nil {
+			t.Fatalf("no NACK for seq %d: %v", lost, err)
+		}
+		it := rtcpx.Packets(b)
+		for it.Next() {
+			if h := it.Header(); h.Type == rtcpx.TypeRTPFB && h.Count == rtcpx.FmtNACK {
+				n, err := rtcpx.ParseNACK(it.Packet())
+				if err != nil || n.MediaSSRC != 0x1000 {
+					continue
+				}
+				n.VisitLost(func(seq uint16) { found = found || seq == lost })
+			}
+		}
+	}
+	// Resent: the subscriber gets it, between its neighbours' numbers.
+	h := hdr
+	h.SequenceNumber, h.Timestamp = lost, hdr.Timestamp+2*3000
+	r.pub.sendRTP(&h, delta)
+	sub := r.subs[0]
+	var seqs []uint16
+	for range 5 {
+		if _, err := sub.recvRTP(time.Now().Add(time.Second)); err != nil {
+			t.Fatalf("subscriber got %v, then %v", seqs, err)
+		}
+		seqs = append(seqs, sub.rhdr.SequenceNumber)
+	}
+	if slices.Contains(seqs[:4], seqs[4]) || seqs[4] != seqs[1]+1 {
+		t.Errorf("subscriber's sequence numbers %v: the resent packet should fill the gap after %d", seqs, seqs[1])
+	}
+	if n := e.Stats().NACKsSent; n == 0 {
+		t.Error("NACKs sent not counted")
+	}
 }

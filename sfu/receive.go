@@ -80,6 +80,7 @@ type rxState struct {
 	twcc    twccState
 	rtcp    rtcpTimers
 	ssrc    uint32 // the node's SSRC in the RTCP it sends this client
+	missing int    // packets the streams miss (at least): NACKs are due only then
 	refused int    // SSRCs refused (unknown or over the limit), for the log
 }
 
@@ -148,7 +149,9 @@ func (p *Peer) rtpPlain(s *sender, out []byte, at int64) {
 			main.nack.received(pkt.Header.SequenceNumber)
 		}
 	} else if st.nack != nil {
-		st.nack.arrived(pkt.Header.SequenceNumber, at)
+		if st.nack.arrived(pkt.Header.SequenceNumber, at) {
+			rx.missing++
+		}
 	}
 	st.track.forward(s, st.layer, pkt, raw, at)
 }

@@ -34,7 +34,7 @@ type reportBlock = rtcpx.ReportBlock
 // rtcpTimers are when a session's periodic RTCP is next due (unix nanos).
 // Owned by the clock; the receive state they read is under rxMu.
 type rtcpTimers struct {
-	report, twcc, state, consent int64
+	report, sr, twcc, state, consent int64
 	buf                          [maxRTCP]byte
 	blocks                       []reportBlock
 	seqs                         []uint16
@@ -168,7 +168,9 @@ func (p *Peer) tick(s *sender, now int64) {
 		return
 	}
 	p.rxMu.Lock()
-	p.nackDue(s, now)
+	if p.rx.missing > 0 {
+		p.nackDue(s, now)
+	}
 	if now >= t.twcc {
 		t.twcc = now + int64(twccInterval)
 		p.twccDue(s)
@@ -178,8 +180,9 @@ func (p *Peer) tick(s *sender, now int64) {
 		p.receiverReports(s, now)
 	}
 	p.rxMu.Unlock()
-	if now >= t.report-int64(reportInterval)/2 && now < t.report-int64(reportInterval)/2+int64(clockTick) {
-		p.senderReports(s, now) // half a second after the receiver reports
+	if now >= t.sr {
+		t.sr = now + int64(reportInterval)
+		p.senderReports(s, now)
 	}
 	if now >= t.consent {
 		t.consent = now + int64(consentInterval)
@@ -196,11 +199,13 @@ func (p *Peer) tick(s *sender, now int64) {
 func (p *Peer) nackDue(s *sender, now int64) {
 	t := &p.rx.rtcp
 	rtt := time.Duration(p.ice.rtt.Load())
+	p.rx.missing = 0
 	for _, st := range p.rx.streams {
 		if st.nack == nil || st.nack.n == 0 {
 			continue
 		}
 		t.seqs = st.nack.due(t.seqs[:0], now, rtt)
+		p.rx.missing += st.nack.n
 		if len(t.seqs) == 0 {
 			continue
 		}

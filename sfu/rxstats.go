@@ -18,6 +18,7 @@ type rxStats struct {
 	expectedPrior uint32
 	receivedPrior uint32
 	transit       int64  // of the last packet, in RTP clock units
+	t0            int64  // the first arrival (unix nanos): arrival times count from it
 	jitter        uint32 // interarrival jitter × 16 (A.8's fixed point)
 	lastSR        uint32 // middle 32 bits of the NTP time of the last SR
 	lastSRAt      int64  // when it arrived (unix nanos)
@@ -30,7 +31,8 @@ func (s *rxStats) received(seq uint16, ts uint32, at int64, clockRate uint32) {
 		s.started = true
 		s.baseSeq, s.maxSeq = uint32(seq), seq
 		s.count = 1
-		s.transit = arrivalUnits(at, clockRate) - int64(ts)
+		s.t0 = at
+		s.transit = -int64(ts)
 		return
 	}
 	s.count++
@@ -46,7 +48,7 @@ func (s *rxStats) received(seq uint16, ts uint32, at int64, clockRate uint32) {
 		return
 	}
 	// A.8: J += (|D| - J)/16, kept ×16 so the division is a shift.
-	transit := arrivalUnits(at, clockRate) - int64(ts)
+	transit := arrivalUnits(at-s.t0, clockRate) - int64(ts)
 	d := transit - s.transit
 	s.transit = transit
 	if d < 0 {
@@ -55,9 +57,10 @@ func (s *rxStats) received(seq uint16, ts uint32, at int64, clockRate uint32) {
 	s.jitter += uint32(d) - (s.jitter+8)>>4
 }
 
-// arrivalUnits is an arrival time in a stream's RTP clock units.
-func arrivalUnits(at int64, clockRate uint32) int64 {
-	return at / int64(time.Millisecond) * int64(clockRate) / 1000
+// arrivalUnits is a time since a stream's first packet in its RTP clock
+// units (exact for a day of 90 kHz before int64 runs out).
+func arrivalUnits(since int64, clockRate uint32) int64 {
+	return since * int64(clockRate) / int64(time.Second)
 }
 
 // report is one report block about the stream (RFC 3550 §6.4.1), and
@@ -122,26 +125,28 @@ type nackList struct {
 func newNACKList() *nackList { return &nackList{} }
 
 // arrived notes a packet of the layer: a gap before it is missing, and it
-// is no longer missing if it was.
-func (l *nackList) arrived(seq uint16, at int64) {
+// is no longer missing if it was. It reports whether a gap was found.
+func (l *nackList) arrived(seq uint16, at int64) (gap bool) {
 	if !l.started {
 		l.started, l.highest = true, seq
-		return
+		return false
 	}
-	switch gap := seq - l.highest; {
-	case gap == 0:
-	case gap < 1<<15:
-		if gap > nackWindow {
+	switch d := seq - l.highest; {
+	case d == 0:
+	case d < 1<<15:
+		if d > nackWindow {
 			l.n = 0 // a jump: start afresh
 		} else {
 			for s := l.highest + 1; s != seq; s++ {
 				l.add(s, at)
+				gap = true
 			}
 		}
 		l.highest = seq
 	default:
 		l.received(seq)
 	}
+	return gap
 }
 
 func (l *nackList) add(seq uint16, at int64) {
