@@ -35,9 +35,9 @@ type reportBlock = rtcpx.ReportBlock
 // Owned by the clock; the receive state they read is under rxMu.
 type rtcpTimers struct {
 	report, sr, twcc, state, consent int64
-	buf                          [maxRTCP]byte
-	blocks                       []reportBlock
-	seqs                         []uint16
+	buf                              [maxRTCP]byte
+	blocks                           []reportBlock
+	seqs                             []uint16
 }
 
 // twccState records the transport-wide sequence numbers a publisher's
