@@ -2,8 +2,6 @@ package sfu
 
 import (
 	"time"
-
-	"github.com/pion/webrtc/v4"
 )
 
 const (
@@ -54,7 +52,7 @@ func (p *Peer) bandwidthLoop() {
 		p.mu.Lock()
 		downs := make([]*DownTrack, 0, len(p.subs))
 		for _, s := range p.subs {
-			if s.down.src.kind == webrtc.RTPCodecTypeVideo {
+			if s.down.src.kind == KindVideo {
 				downs = append(downs, s.down)
 			}
 		}

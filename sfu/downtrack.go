@@ -1,31 +1,29 @@
 package sfu
 
 import (
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtp"
-	"github.com/pion/webrtc/v4"
 )
 
-// maxOutExtensions is how many RTP header extensions the send-side
-// interceptors may add to one packet without the header's extension slice
-// growing, i.e. without an allocation.
+// maxOutExtensions is the capacity of the outgoing header's extension
+// array: the node sends no header extensions today, and room for a few
+// keeps a later one from allocating.
 const maxOutExtensions = 4
 
-// DownTrack sends one published Track to one subscriber. It implements
-// webrtc.TrackLocal: pion binds it once the subscriber's answer names the
-// SSRC and payload type to use. For a simulcast track it forwards one
-// layer at a time and switches on a keyframe of the layer it wants,
-// rewriting sequence numbers, timestamps and VP8 picture IDs so the
-// subscriber sees one continuous stream.
+// DownTrack sends one published Track to one subscriber (or, as a tap, to
+// a recorder). For a simulcast track it forwards one layer at a time and
+// switches on a keyframe of the layer it wants, rewriting sequence
+// numbers, timestamps and VP8 picture IDs so the subscriber sees one
+// continuous stream.
 type DownTrack struct {
 	src *Track
-	// binding is set by Bind and cleared by Unbind (pion's goroutines),
-	// and read for every packet.
+	sub *Peer // the subscriber; nil for a tap
+	out sink  // where packets go: sub, or a tap's writer
+	// binding is what negotiation fixed (SSRC, payload types); nil until
+	// the subscriber's description accepts the track. Read per packet.
 	binding atomic.Pointer[binding]
 	stats   *counters
 	// tap marks a recorder's down-track: what it gets is not forwarded
@@ -36,23 +34,30 @@ type DownTrack struct {
 	// limit caps it when the subscriber's downlink cannot carry it.
 	target atomic.Int32
 	limit  atomic.Int32
-	// switches counts layer changes, for metrics.
-	switches *atomic.Uint64
 
 	// mu guards m. It is held only to compute a packet's outgoing fields,
 	// never across a write: the current layer's reader takes it for every
-	// packet, another layer's reader only at a switch and the RTCP reader
-	// only to answer a NACK, so it is almost never contended.
+	// packet, another layer's reader only at a switch, the subscriber's
+	// reader to answer a NACK and the clock for a sender report.
 	mu sync.Mutex
 	m  munger
 
-	// Owned by the subscriber's RTCP reader, to answer NACKs: scratch
-	// space, and when each recent sequence number was last resent.
+	// Sent on the binding's SSRC, for sender reports (RFC 3550 §6.4.1);
+	// written by the source's reader only.
+	sentPackets atomic.Uint32
+	sentOctets  atomic.Uint32
+	// rate is the bitrate sent over the last report interval, set by the
+	// clock (which owns rateOctets).
+	rate       atomic.Uint64
+	rateOctets uint32
+
+	// Owned by the subscriber's reader, to answer NACKs and read its
+	// reports: scratch space, and when each recent sequence number was
+	// last resent.
+	meter    reportMeter
 	resentAt [resendMemory]resent
-	rtxHdr   rtp.Header
 	rtxPkt   rtp.Packet
 	rtxBuf   [maxCachedPacket + 2]byte
-	rtxExt   [maxOutExtensions]rtp.Extension
 }
 
 // Resend limits. A subscriber repeats a NACK until the packet arrives; a
@@ -74,7 +79,6 @@ type binding struct {
 	pt      uint8
 	rtxSSRC uint32 // 0: no RTX (RFC 4588) negotiated; resend on ssrc
 	rtxPT   uint8
-	writer  RTPWriter
 }
 
 // munger maps one layer's incoming sequence numbers, timestamps and VP8
@@ -93,55 +97,73 @@ type munger struct {
 	lastTL0   uint8
 	lastAt    int64 // unix nanos of the last packet sent
 	rtxSeq    uint16
+	// waitKey: a packet was refused by the subscriber's backlog (or a
+	// tap's queue), so nothing more goes out until the layer's next
+	// keyframe, entered as a switch is: the stream continues with no gap
+	// the decoder would stall on.
+	waitKey bool
 }
 
-var _ webrtc.TrackLocal = (*DownTrack)(nil)
+// sink is where a down-track's packets go: a subscriber's session (which
+// encrypts and queues them), or a tap's writer.
+type sink interface {
+	writeRTP(s *sender, h *rtp.Header, payload []byte, class sendClass) bool
+}
 
-func newDownTrack(src *Track, quality int, stats *counters, switches *atomic.Uint64) *DownTrack {
-	d := &DownTrack{src: src, stats: stats, switches: switches}
+// tapSink adapts a recorder's writer.
+type tapSink struct{ w RTPWriter }
+
+func (t tapSink) writeRTP(_ *sender, h *rtp.Header, payload []byte, _ sendClass) bool {
+	_, err := t.w.WriteRTP(h, payload)
+	return err == nil
+}
+
+func newDownTrack(src *Track, sub *Peer, quality int) *DownTrack {
+	d := &DownTrack{src: src, sub: sub, stats: src.stats}
+	if sub != nil {
+		d.out = sub
+	}
 	d.m.layer = QualityOff
 	d.target.Store(int32(quality))
 	d.limit.Store(QualityHigh)
+	d.meter.clockRate = src.codec.ClockRate
 	return d
 }
 
-// Bind picks the subscriber's payload type for the publisher's codec.
-func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
-	codec, ok := matchCodec(d.src.codec, ctx.CodecParameters())
-	if !ok {
-		return webrtc.RTPCodecParameters{}, ErrCodecNotNegotiated
+// bind starts forwarding on what the subscriber's description accepted.
+// A new binding asks for a keyframe: the subscriber decodes nothing before
+// one. The caller holds p.mu.
+func (d *DownTrack) bind(b *binding, p *Peer) {
+	old := d.binding.Swap(b)
+	if old == nil {
+		d.stats.tracksOut[kindIndex(d.src.kind)].Add(1)
+		d.src.RequestKeyframe(d.want())
 	}
-	b := &binding{ssrc: uint32(ctx.SSRC()), pt: uint8(codec.PayloadType), writer: ctx.WriteStream()}
-	if rtx, ok := rtxFor(codec.PayloadType, ctx.CodecParameters()); ok && ctx.SSRCRetransmission() != 0 {
-		b.rtxSSRC, b.rtxPT = uint32(ctx.SSRCRetransmission()), uint8(rtx)
+	if old == nil || *old != *b {
+		p.indexSendsLocked()
 	}
-	d.binding.Store(b)
-	d.stats.tracksOut[kindIndex(d.src.kind)].Add(1)
-	// A new subscriber can decode nothing until the next keyframe.
-	d.src.RequestKeyframe(d.want())
-	return codec, nil
 }
 
-// Unbind stops forwarding to the subscriber.
-func (d *DownTrack) Unbind(webrtc.TrackLocalContext) error {
+// unbind stops forwarding to the subscriber. The caller holds the
+// subscriber's mu.
+func (d *DownTrack) unbind() {
 	if d.binding.Swap(nil) != nil {
 		d.stats.tracksOut[kindIndex(d.src.kind)].Add(-1)
+		if d.sub != nil {
+			d.sub.indexSendsLocked()
+		}
 	}
-	return nil
 }
 
 // ID is the subscriber-side MediaStreamTrack id: the source track's id.
 func (d *DownTrack) ID() string { return d.src.id }
-
-// RID is empty: a down-track is one stream, whatever layer feeds it.
-func (d *DownTrack) RID() string { return "" }
 
 // StreamID is the publisher's id, so a subscriber groups a student's
 // tracks into one MediaStream.
 func (d *DownTrack) StreamID() string { return d.src.streamID }
 
 // Kind is the source track's kind.
-func (d *DownTrack) Kind() webrtc.RTPCodecType { return d.src.kind }
+func (d *DownTrack) Kind() Kind { return d.src.kind }
 
 // Source is the published track this down-track forwards.
 func (d *DownTrack) Source() *Track { return d.src }
@@ -188,7 +210,7 @@ func (d *DownTrack) retarget() {
 // forward offers one packet of layer l and reports whether it was
 // written. It runs on l's reader; info is shared by all subscribers of
 // the packet.
-func (d *DownTrack) forward(l *layer, pkt *rtp.Packet, info *packetInfo) bool {
+func (d *DownTrack) forward(s *sender, l *layer, pkt *rtp.Packet, info *packetInfo) bool {
 	b := d.binding.Load()
 	if b == nil {
 		return false
@@ -203,21 +225,42 @@ func (d *DownTrack) forward(l *layer, pkt *rtp.Packet, info *packetInfo) bool {
 	out.SequenceNumber, out.Timestamp = seq, ts
 	out.Extension, out.ExtensionProfile = false, 0
 	out.Extensions = l.extBuf[:0]
+	out.Padding, out.PaddingSize = false, 0
 	payload := pkt.Payload
 	if pic >= 0 || tl0 >= 0 {
 		v, _ := d.src.vp8Fields(pkt.Payload, info)
 		payload = rewriteVP8(v, pkt.Payload, l.payload[:], pic, tl0)
 	}
-	if _, err := b.writer.WriteRTP(out, payload); err != nil {
-		if d.stats != nil {
-			d.stats.writeErrors.Add(1)
+	class := classAudio
+	if d.src.kind == KindVideo {
+		class = classVideo
+	}
+	if !d.out.writeRTP(s, out, payload, class) {
+		if d.src.kind == KindVideo {
+			d.waitForKeyframe(l)
 		}
 		return false
 	}
+	d.sentPackets.Store(d.sentPackets.Load() + 1)
+	d.sentOctets.Store(d.sentOctets.Load() + uint32(len(payload)))
 	if !d.src.forwarded.Load() && d.src.forwarded.CompareAndSwap(false, true) && d.src.onFirstForward != nil {
-		d.src.onFirstForward(d.src)
+		fn, t := d.src.onFirstForward, d.src
+		t.pub.events.post(func() { fn(t) })
 	}
 	return true
+}
+
+// waitForKeyframe drops the rest of the picture after a packet the
+// subscriber's backlog (or a tap's queue) refused, and asks for the next
+// keyframe: a partial frame would only make the decoder stall.
+func (d *DownTrack) waitForKeyframe(l *layer) {
+	d.mu.Lock()
+	first := !d.m.waitKey
+	d.m.waitKey = true
+	d.mu.Unlock()
+	if first {
+		d.src.requestLayerKeyframe(l)
+	}
 }
 
 // translate decides whether the packet is forwarded and computes its
@@ -232,6 +275,12 @@ func (d *DownTrack) translate(l *layer, pkt *rtp.Packet, info *packetInfo) (seq 
 		m.layer = QualityOff
 		return 0, 0, -1, -1, false
 	}
+	if m.waitKey && l.index == m.layer {
+		if !d.src.isKeyframe(pkt.Payload, info) {
+			return 0, 0, -1, -1, false
+		}
+		d.switchTo(l, pkt, info) // re-anchored: the stream continues seamlessly
+	}
 	if l.index != m.layer {
 		target := d.src.nearest(want)
 		if m.layer != QualityOff && abs(l.index-target) >= abs(m.layer-target) {
@@ -239,7 +288,7 @@ func (d *DownTrack) translate(l *layer, pkt *rtp.Packet, info *packetInfo) (seq 
 		}
 		// Video may only start or switch on a keyframe; audio frames
 		// are each decodable.
-		if d.src.kind == webrtc.RTPCodecTypeVideo && !d.src.isKeyframe(pkt.Payload, info) {
+		if d.src.kind == KindVideo && !d.src.isKeyframe(pkt.Payload, info) {
 			return 0, 0, -1, -1, false
 		}
 		d.switchTo(l, pkt, info)
@@ -279,10 +328,11 @@ func (d *DownTrack) translate(l *layer, pkt *rtp.Packet, info *packetInfo) (seq 
 // and the next picture ID and TL0PICIDX.
 func (d *DownTrack) switchTo(l *layer, pkt *rtp.Packet, info *packetInfo) {
 	m := &d.m
-	if m.layer != QualityOff {
-		d.switches.Add(1)
+	if m.layer != QualityOff && m.layer != l.index && !d.tap {
+		d.stats.layerSwitches.Add(1)
 	}
 	m.layer, m.fromSeq = l.index, pkt.SequenceNumber
+	m.waitKey = false
 	if !m.started {
 		return // the first layer passes through unchanged
 	}
@@ -322,14 +372,13 @@ func rewriteVP8(v vp8Descriptor, payload, scratch []byte, pic, tl0 int32) []byte
 
 // resend answers a subscriber's NACK for outgoing sequence number seq
 // from the current layer's cache, on the RTX stream when negotiated
-// (RFC 4588 §4). It runs on the subscriber's RTCP reader, which owns the
-// rtx scratch fields.
-func (d *DownTrack) resend(seq uint16) bool {
+// (RFC 4588 §4). It runs on the subscriber's reader, which owns the rtx
+// scratch fields, and queues on s.
+func (d *DownTrack) resend(s *sender, seq uint16, now int64) bool {
 	b := d.binding.Load()
-	if b == nil {
+	if b == nil || d.tap {
 		return false
 	}
-	now := time.Now().UnixNano()
 	r := &d.resentAt[seq%resendMemory]
 	if r.at != 0 && r.seq == seq && now-r.at < int64(resendGap) {
 		return false
@@ -355,9 +404,9 @@ func (d *DownTrack) resend(seq uint16) bool {
 	if n == 0 || d.rtxPkt.Unmarshal(buf[:n]) != nil {
 		return false
 	}
-	h := &d.rtxHdr
-	*h = d.rtxPkt.Header
-	h.Extension, h.ExtensionProfile, h.Extensions = false, 0, d.rtxExt[:0]
+	h := &d.rtxPkt.Header
+	h.Extension, h.ExtensionProfile, h.Extensions = false, 0, h.Extensions[:0]
+	h.Padding, h.PaddingSize = false, 0
 	h.Timestamp += m.tsOffset
 	payload := d.rtxPkt.Payload
 	if v := parseVP8(payload); d.src.mime == "video/vp8" && !v.malformed {
@@ -380,58 +429,10 @@ func (d *DownTrack) resend(seq uint16) bool {
 		h.SSRC, h.PayloadType, h.SequenceNumber = b.rtxSSRC, b.rtxPT, rtxSeq
 		payload = rtx
 	}
-	if _, err := b.writer.WriteRTP(h, payload); err != nil {
+	if !d.out.writeRTP(s, h, payload, classVideo) {
 		return false
 	}
 	r.seq, r.at = seq, now
 	d.stats.retransmits.Add(1)
 	return true
-}
-
-// rtxFor finds the RTX payload type whose apt= names pt.
-func rtxFor(pt webrtc.PayloadType, codecs []webrtc.RTPCodecParameters) (webrtc.PayloadType, bool) {
-	for _, c := range codecs {
-		if strings.EqualFold(c.MimeType, webrtc.MimeTypeRTX) && fmtpValue(c.SDPFmtpLine, "apt") == strconv.Itoa(int(pt)) {
-			return c.PayloadType, true
-		}
-	}
-	return 0, false
-}
-
-// matchCodec finds the subscriber's parameters for the publisher's codec:
-// same MIME type and clock rate, and for H.264 the same profile and
-// packetization mode, since the bitstream passes through untouched.
-func matchCodec(want webrtc.RTPCodecParameters, offered []webrtc.RTPCodecParameters) (webrtc.RTPCodecParameters, bool) {
-	for _, c := range offered {
-		if !strings.EqualFold(c.MimeType, want.MimeType) || c.ClockRate != want.ClockRate {
-			continue
-		}
-		if strings.EqualFold(want.MimeType, webrtc.MimeTypeH264) && !sameH264Stream(c.SDPFmtpLine, want.SDPFmtpLine) {
-			continue
-		}
-		return c, true
-	}
-	return webrtc.RTPCodecParameters{}, false
-}
-
-// sameH264Stream reports whether two H.264 fmtp lines describe bitstreams a
-// decoder for one can take from the other: the same profile_idc (the first
-// byte of profile-level-id, RFC 6184 §8.1) and packetization-mode.
-func sameH264Stream(a, b string) bool {
-	pa, pb := fmtpValue(a, "profile-level-id"), fmtpValue(b, "profile-level-id")
-	if len(pa) < 2 || len(pb) < 2 || pa[:2] != pb[:2] {
-		return false
-	}
-	return fmtpValue(a, "packetization-mode") == fmtpValue(b, "packetization-mode")
-}
-
-// fmtpValue returns the value of key in an a=fmtp parameter list.
-func fmtpValue(line, key string) string {
-	for _, kv := range strings.Split(line, ";") {
-		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
-		if ok && strings.EqualFold(k, key) {
-			return strings.ToLower(v)
-		}
-	}
-	return ""
 }

@@ -6,18 +6,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
-	"github.com/pion/dtls/v3"
-	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/nack"
-	"github.com/pion/interceptor/pkg/report"
-	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/invigil/invigil/sfu/internal/mmsg"
 	"github.com/pion/logging"
-	"github.com/pion/sdp/v3"
-	"github.com/pion/webrtc/v4"
+	"github.com/pion/stun/v4"
 )
 
 const (
@@ -26,38 +21,31 @@ const (
 	// a storm of late proctors must not turn into a storm of keyframes.
 	DefaultPLIInterval = 500 * time.Millisecond
 
-	// iceDisconnectedTimeout is how long a connected peer may send no
-	// STUN or media before its connection counts as disconnected (the
-	// audit trail's disconnect). pion's 5 s default, checked every 2 s,
-	// noticed a Wi-Fi drop only after up to 7 s; a browser sends media
-	// every 20–33 ms and consent checks every ~1 s, so 3 s of silence is
-	// a lost path.
-	iceDisconnectedTimeout = 3 * time.Second
-	// iceFailedTimeout is how long after that the connection is given
-	// up (the session ends; the client must join again).
-	iceFailedTimeout = 25 * time.Second
-	// iceKeepalive is how often the server sends its own checks, so the
-	// state is re-evaluated at that pace.
-	iceKeepalive = time.Second
-
-	// tcpReadBuffer is how many packets the ICE-TCP mux buffers per
-	// connection before its reader blocks (pion's own recommended value).
-	tcpReadBuffer = 8
+	// clockTick is how often the Engine's clock runs every session's
+	// timers (RTCP, NACKs, consent, state). NACKs want ~20 ms: a
+	// retransmission is useful only within a few round trips.
+	clockTick = 20 * time.Millisecond
 )
 
 // Config sets up an Engine. The sockets are made by the caller, so tests
 // pass 127.0.0.1:0 and production passes the configured ports.
 type Config struct {
-	// UDP is the one socket every PeerConnection's ICE shares.
+	// UDP is the one socket every session shares; it must be a
+	// *net.UDPConn. One goroutine reads it in batches.
 	UDP net.PacketConn
+	// MoreUDP are further sockets bound to UDP's address and port with
+	// SO_REUSEPORT (ListenUDP makes them): the kernel hashes each client
+	// to one of them, and each has its own reader, so a node uses several
+	// cores while one client's packets stay on one goroutine.
+	MoreUDP []net.PacketConn
 	// TCP, if not nil, accepts ICE-TCP (RFC 6544, passive) for clients
 	// whose networks block UDP.
 	TCP net.Listener
 	// AdvertiseIPs, if set, replace the socket's addresses in host
 	// candidates (1:1 NAT, as on cloud VMs with a public IP).
 	AdvertiseIPs []string
-	// IncludeLoopback lets host candidates carry loopback addresses; set
-	// when the node advertises 127.0.0.1 (tests, --dev).
+	// IncludeLoopback lets host candidates carry loopback addresses when
+	// the sockets are bound to a wildcard address.
 	IncludeLoopback bool
 	// PLIInterval throttles keyframe requests per published track.
 	PLIInterval time.Duration
@@ -67,33 +55,54 @@ type Config struct {
 	// PionLogs receives the lines of the pion libraries the engine runs
 	// (cmd/invigil bridges them to slog); nil discards them.
 	PionLogs logging.LoggerFactory
+
+	// noClock stops the Engine's timers, so a test measures the packet
+	// path alone.
+	noClock bool
 }
 
-// Engine makes PeerConnections that share the configured sockets, codecs
-// and settings. It is safe for concurrent use.
+// ListenUDP opens n UDP sockets on one address with SO_REUSEPORT, for
+// Config.UDP (the first) and Config.MoreUDP (the rest). With port 0 the
+// first picks a free port and the others share it.
+func ListenUDP(network string, addr *net.UDPAddr, n int) ([]*net.UDPConn, error) {
+	return mmsg.ListenReusePort(network, addr, n)
+}
+
+// Engine is Invigil's media plane: every session's ICE, DTLS and SRTP on
+// the shared sockets, and the packet path between them. It is safe for
+// concurrent use.
 type Engine struct {
-	settings webrtc.SettingEngine
-	// pubMedia is offered to publishers: transport-wide CC feedback lets
-	// the browser's own congestion control pace its upload. subMedia is
-	// offered to subscribers: REMB only (see newAPI).
-	pubMedia, subMedia *webrtc.MediaEngine
-	udpMux             ice.UDPMux
-	tcpMux             ice.TCPMux
-	log                *slog.Logger
-	logs               logging.LoggerFactory
-	pliGap             time.Duration
-	obs                Observer
-	counter            counters
+	log        *slog.Logger
+	logs       logging.LoggerFactory
+	cert       *certificate
+	candidates []string // a=candidate values for every session's SDP
+	pliGap     time.Duration
+	obs        Observer
+	counter    counters
+	loops      []*udpLoop
+	tcp        net.Listener
+	direct     sync.Pool // *sender with one slot, for writes off the readers
+
+	// mu guards peers and ufrags. A check from an address no reader knows
+	// yet looks its session up here.
+	mu     sync.Mutex
+	peers  map[*Peer]struct{}
+	ufrags map[string]*Peer
+	closed bool
 
 	// tracksMu guards tracks: the published tracks being read now, whose
-	// layers keep their own forwarding counters (see layer). An ended
-	// track's counts are folded into counter, under tracksMu, so a
-	// snapshot counts every packet once.
+	// layers keep their own forwarding counters. An ended track's counts
+	// are folded into counter, under tracksMu, so a snapshot counts every
+	// packet once.
 	tracksMu sync.Mutex
 	tracks   map[*Track]struct{}
+
+	done chan struct{}
+	wg   sync.WaitGroup
 }
 
-// New builds an Engine over cfg's sockets. Closing the Engine closes them.
+// New builds an Engine over cfg's sockets and starts its readers and
+// clock. Closing the Engine closes the sockets.
 func New(cfg Config) (*Engine, error) {
 	if cfg.UDP == nil {
 		return nil, errors.New("sfu: Config.UDP is required")
@@ -108,86 +117,202 @@ func New(cfg Config) (*Engine, error) {
 	if logs == nil {
 		logs = &logging.DefaultLoggerFactory{Writer: io.Discard, DefaultLogLevel: logging.LogLevelDisabled, ScopeLevels: map[string]logging.LogLevel{}}
 	}
-	e := &Engine{log: cfg.Logger, logs: logs, pliGap: cfg.PLIInterval, obs: cfg.Observer, tracks: map[*Track]struct{}{}}
-
-	var err error
-	if e.pubMedia, err = newMediaEngine(true); err != nil {
+	cert, err := newCertificate()
+	if err != nil {
 		return nil, err
 	}
-	if e.subMedia, err = newMediaEngine(false); err != nil {
+	e := &Engine{
+		log: cfg.Logger, logs: logs, cert: cert, pliGap: cfg.PLIInterval, obs: cfg.Observer, tcp: cfg.TCP,
+		peers: map[*Peer]struct{}{}, ufrags: map[string]*Peer{}, tracks: map[*Track]struct{}{}, done: make(chan struct{}),
+	}
+	for _, pc := range append([]net.PacketConn{cfg.UDP}, cfg.MoreUDP...) {
+		conn, ok := pc.(*net.UDPConn)
+		if !ok {
+			return nil, fmt.Errorf("sfu: Config.UDP must be a *net.UDPConn, not %T", pc)
+		}
+		l, err := newUDPLoop(e, conn)
+		if err != nil {
+			return nil, err
+		}
+		e.loops = append(e.loops, l)
+	}
+	first := e.loops[0].conn
+	e.direct.New = func() any { return newSender(e, first, nil, 1) }
+	e.candidates, err = hostCandidates(cfg, first, cfg.TCP)
+	if err != nil {
 		return nil, err
 	}
-
-	settings := webrtc.SettingEngine{LoggerFactory: logs}
-	e.udpMux = webrtc.NewICEUDPMux(logs.NewLogger("udpmux"), cfg.UDP)
-	settings.SetICEUDPMux(e.udpMux)
-	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
+	for _, l := range e.loops {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			l.run()
+		}()
+	}
 	if cfg.TCP != nil {
-		e.tcpMux = webrtc.NewICETCPMux(logs.NewLogger("tcpmux"), cfg.TCP, tcpReadBuffer)
-		settings.SetICETCPMux(e.tcpMux)
-		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.serveTCP(cfg.TCP)
+		}()
 	}
-	settings.SetNetworkTypes(networks)
-	// A server only accepts ICE-TCP; it never dials out to clients.
-	settings.DisableActiveTCP(true)
-	if len(cfg.AdvertiseIPs) > 0 {
-		settings.SetNAT1To1IPs(cfg.AdvertiseIPs, webrtc.ICECandidateTypeHost)
+	if cfg.noClock {
+		return e, nil
 	}
-	settings.SetIncludeLoopbackCandidate(cfg.IncludeLoopback)
-	settings.SetICETimeouts(iceDisconnectedTimeout, iceFailedTimeout, iceKeepalive)
-	// Browsers hide their host addresses behind mDNS names; the server
-	// learns the real address as a peer-reflexive candidate from the first
-	// STUN check instead, and opens no multicast socket.
-	settings.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	// AEAD_AES_128_GCM first: with AES-NI it costs ~1 µs per packet for
-	// encrypt+decrypt against ~4.6 µs for AES_CM_HMAC_SHA1_80 (measured on
-	// the project's machine kind, docs/benchmarks.md),
-	// and Chrome offers both.
-	settings.SetSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80)
-	e.settings = settings
+	clock, err := mmsg.NewWriter(first, senderSlots)
+	if err != nil {
+		return nil, fmt.Errorf("sfu: %w", err)
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.runClock(newSender(e, first, clock, senderSlots))
+	}()
 	return e, nil
 }
 
-// newAPI builds one PeerConnection's API with its own interceptor registry.
-//
-// A publisher gets: NACK generation for the server's own upstream losses,
-// RTCP receiver and sender reports, and transport-wide CC feedback so the
-// browser's congestion control can pace its upload.
-//
-// A subscriber gets only RTCP reports. Retransmissions come from the
-// SFU's per-layer caches (DownTrack.resend), not pion's NACK responder,
-// which would copy every packet once per subscriber. Downlink bandwidth
-// comes from the browser's REMB, read off RTCP, so nothing per packet is
-// spent on send-side estimation.
-func (e *Engine) newAPI(publish bool) (*webrtc.API, error) {
-	registry := &interceptor.Registry{}
-	recv, err := report.NewReceiverInterceptor(report.WithReceiverLoggerFactory(e.logs))
-	if err != nil {
-		return nil, err
-	}
-	send, err := report.NewSenderInterceptor(report.WithSenderLoggerFactory(e.logs))
-	if err != nil {
-		return nil, err
-	}
-	registry.Add(headerOnceFactory{}) // first: innermost, so it runs before the others
-	registry.Add(recv)
-	registry.Add(send)
-	media := e.subMedia
-	if publish {
-		media = e.pubMedia
-		gen, err := nack.NewGeneratorInterceptor(nack.WithGeneratorLoggerFactory(e.logs))
-		if err != nil {
-			return nil, err
+// hostCandidates lists the node's ICE candidates (RFC 8445 §5.1.1.1,
+// RFC 6544 §4.5 for TCP passive): one per advertised address on the UDP
+// port and, with ICE-TCP, one per address on the TCP port.
+func hostCandidates(cfg Config, udp *net.UDPConn, tcp net.Listener) ([]string, error) {
+	ua := udp.LocalAddr().(*net.UDPAddr)
+	var ips []netip.Addr
+	switch {
+	case len(cfg.AdvertiseIPs) > 0:
+		for _, s := range cfg.AdvertiseIPs {
+			ip, err := netip.ParseAddr(s)
+			if err != nil {
+				return nil, fmt.Errorf("sfu: advertised IP %q: %w", s, err)
+			}
+			ips = append(ips, ip.Unmap())
 		}
-		fb, err := twcc.NewSenderInterceptor(twcc.WithLoggerFactory(e.logs))
+	case ua.IP != nil && !ua.IP.IsUnspecified():
+		ip, _ := netip.AddrFromSlice(ua.IP)
+		ips = append(ips, ip.Unmap())
+	default:
+		v4only := ua.IP != nil && ua.IP.To4() != nil
+		addrs, err := net.InterfaceAddrs()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("sfu: list interface addresses: %w", err)
 		}
-		registry.Add(gen)
-		registry.Add(fb)
+		for _, a := range addrs {
+			n, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			ip, _ := netip.AddrFromSlice(n.IP)
+			ip = ip.Unmap()
+			if ip.IsLinkLocalUnicast() || ip.IsMulticast() || (ip.IsLoopback() && !cfg.IncludeLoopback) || (v4only && !ip.Is4()) {
+				continue
+			}
+			ips = append(ips, ip)
+		}
 	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(media), webrtc.WithInterceptorRegistry(registry), webrtc.WithSettingEngine(e.settings)), nil
+	if len(ips) == 0 {
+		return nil, errors.New("sfu: no address to advertise in ICE candidates; set --node-ip")
+	}
+	var out []string
+	for i, ip := range ips {
+		// Type preference 126 (host), local preference by order, component 1.
+		prio := uint32(126)<<24 | uint32(65535-i)<<8 | 255
+		out = append(out, fmt.Sprintf("%d 1 udp %d %s %d typ host generation 0", 1+i, prio, ip, ua.Port))
+	}
+	if tcp != nil {
+		port := tcp.Addr().(*net.TCPAddr).Port
+		for i, ip := range ips {
+			// RFC 6544 §4.2: UDP preferred over TCP; passive direction.
+			prio := uint32(90)<<24 | uint32(65535-i)<<8 | 255
+			out = append(out, fmt.Sprintf("%d 1 tcp %d %s %d typ host tcptype passive generation 0", 100+i, prio, ip, port))
+		}
+	}
+	return out, nil
 }
+
+// addPeer registers a new session under its ICE ufrag.
+func (e *Engine) addPeer(p *Peer) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return ErrClosed
+	}
+	e.peers[p] = struct{}{}
+	e.ufrags[p.ice.local.ufrag] = p
+	e.counter.peers.Add(1)
+	return nil
+}
+
+// addUfrag registers a session's new local ufrag (an ICE restart).
+func (e *Engine) addUfrag(p *Peer, ufrag string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.peers[p]; ok {
+		e.ufrags[ufrag] = p
+	}
+}
+
+// removePeer forgets a closed session.
+func (e *Engine) removePeer(p *Peer) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.peers[p]; !ok {
+		return
+	}
+	delete(e.peers, p)
+	for u, q := range e.ufrags {
+		if q == p {
+			delete(e.ufrags, u)
+		}
+	}
+	e.counter.peers.Add(-1)
+}
+
+// peerForCheck finds the session a STUN binding request names by its
+// USERNAME (local ufrag first, RFC 8445 §7.2.2).
+func (e *Engine) peerForCheck(b []byte) *Peer {
+	var m stun.Message
+	m.Raw = append(m.Raw[:0], b...)
+	if m.Decode() != nil || m.Type != stun.BindingRequest {
+		return nil
+	}
+	ufrag, ok := usernameOf(&m)
+	if !ok {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.ufrags[ufrag]
+}
+
+// runClock runs every session's timers each tick until the Engine closes.
+func (e *Engine) runClock(s *sender) {
+	t := time.NewTicker(clockTick)
+	defer t.Stop()
+	var peers []*Peer
+	for {
+		select {
+		case <-e.done:
+			return
+		case <-t.C:
+		}
+		e.mu.Lock()
+		peers = peers[:0]
+		for p := range e.peers {
+			peers = append(peers, p)
+		}
+		e.mu.Unlock()
+		now := time.Now().UnixNano()
+		for _, p := range peers {
+			p.tick(s, now)
+		}
+		s.flush()
+		clear(peers)
+	}
+}
+
+// directSender lends a one-slot sender for a write off the readers (a
+// keyframe request, a DTLS flight); releaseSender returns it.
+func (e *Engine) directSender() *sender   { return e.direct.Get().(*sender) }
+func (e *Engine) releaseSender(s *sender) { e.direct.Put(s) }
 
 // Stats returns a snapshot of the Engine's counters: the shared ones and
 // the forwarding counters of every live track's layers, summed now.
@@ -197,7 +322,7 @@ func (e *Engine) Stats() Stats {
 	s := e.counter.snapshot()
 	for t := range e.tracks {
 		t.count(&s)
-		if t.kind == webrtc.RTPCodecTypeVideo {
+		if t.kind == KindVideo {
 			s.VideoTracksIn++
 		} else {
 			s.AudioTracksIn++
@@ -229,75 +354,24 @@ func (e *Engine) retireTrack(t *Track) {
 	e.counter.bytesOut.Add(s.BytesOut)
 }
 
-// Close closes the shared sockets. Peers should be closed first.
+// Close stops the readers and the clock and closes the sockets. Peers
+// should be closed first.
 func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	e.mu.Unlock()
+	close(e.done)
 	var errs []error
-	if e.tcpMux != nil {
-		errs = append(errs, e.tcpMux.Close())
+	if e.tcp != nil {
+		errs = append(errs, e.tcp.Close())
 	}
-	errs = append(errs, e.udpMux.Close())
+	for _, l := range e.loops {
+		errs = append(errs, l.conn.Close())
+	}
+	e.wg.Wait()
 	return errors.Join(errs...)
-}
-
-// newMediaEngine offers what browsers publish and every proctor's
-// browser can decode: VP8 and constrained-baseline H.264 for video, Opus
-// for audio. Forwarding never transcodes, so a codec missing here is one a
-// student cannot publish. Publishers also get the simulcast header
-// extensions (mid, rid, repaired rid) and transport-wide CC; subscribers
-// get REMB instead.
-func newMediaEngine(publish bool) (*webrtc.MediaEngine, error) {
-	m := &webrtc.MediaEngine{}
-	if err := registerCodecs(m, publish); err != nil {
-		return nil, fmt.Errorf("sfu: register codecs: %w", err)
-	}
-	if !publish {
-		return m, nil
-	}
-	for _, uri := range []string{sdp.SDESMidURI, sdp.SDESRTPStreamIDURI, sdp.SDESRepairRTPStreamIDURI, sdp.TransportCCURI} {
-		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: uri}, webrtc.RTPCodecTypeVideo); err != nil {
-			return nil, err
-		}
-	}
-	for _, uri := range []string{sdp.SDESMidURI, sdp.TransportCCURI} {
-		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: uri}, webrtc.RTPCodecTypeAudio); err != nil {
-			return nil, err
-		}
-	}
-	return m, nil
-}
-
-func registerCodecs(m *webrtc.MediaEngine, publish bool) error {
-	videoFB := []webrtc.RTCPFeedback{
-		{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"},
-		{Type: webrtc.TypeRTCPFBNACK},
-		{Type: webrtc.TypeRTCPFBNACK, Parameter: "pli"},
-	}
-	var audioFB []webrtc.RTCPFeedback
-	if publish {
-		videoFB = append(videoFB, webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC})
-		audioFB = append(audioFB, webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC})
-	} else {
-		videoFB = append(videoFB, webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBGoogREMB})
-	}
-	video := []webrtc.RTPCodecParameters{
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: videoFB}, PayloadType: 96},
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: "apt=96"}, PayloadType: 97},
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
-			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", RTCPFeedback: videoFB}, PayloadType: 102},
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: "apt=102"}, PayloadType: 103},
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
-			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f", RTCPFeedback: videoFB}, PayloadType: 104},
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: "apt=104"}, PayloadType: 105},
-	}
-	for _, c := range video {
-		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
-			return err
-		}
-	}
-	opus := webrtc.RTPCodecParameters{
-		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
-			SDPFmtpLine: "minptime=10;useinbandfec=1", RTCPFeedback: audioFB},
-		PayloadType: 111,
-	}
-	return m.RegisterCodec(opus, webrtc.RTPCodecTypeAudio)
 }

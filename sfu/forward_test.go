@@ -3,19 +3,16 @@ package sfu
 import (
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
-	"github.com/pion/webrtc/v4"
 )
 
-// countingWriter stands in for pion's SRTP write stream and records what
-// a subscriber would be sent. It copies nothing, so a benchmark measures
-// only the SFU's own per-packet work.
+// countingWriter stands in for a subscriber's session (a sink) or a
+// recorder's writer and records what it would be sent. It copies nothing,
+// so a benchmark measures only the forwarding step.
 type countingWriter struct {
 	packets int
 	last    rtp.Header
@@ -34,13 +31,15 @@ func (w *countingWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 	return h.MarshalSize() + len(payload), nil
 }
 
-func (w *countingWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *countingWriter) writeRTP(_ *sender, h *rtp.Header, payload []byte, _ sendClass) bool {
+	_, err := w.WriteRTP(h, payload)
+	return err == nil
+}
 
 // testTrack builds a VP8 video Track with the given layer qualities.
 func testTrack(layers ...int) (*Track, []*layer) {
-	t := &Track{id: "TR_test", streamID: "PA_test", kind: webrtc.RTPCodecTypeVideo, mime: "video/vp8",
-		codec: webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "video/VP8", ClockRate: 90000}},
-		stats: &counters{}, done: make(chan struct{}), writeTo: func([]rtcp.Packet) error { return nil }}
+	t := &Track{id: "TR_test", streamID: "PA_test", kind: KindVideo, mime: "video/vp8",
+		codec: Codec{MimeType: "video/VP8", ClockRate: 90000}, stats: &counters{}, done: make(chan struct{})}
 	t.subs.Store(&[]*DownTrack{})
 	var ls []*layer
 	for _, q := range layers {
@@ -61,17 +60,26 @@ func trackStats(tr *Track) Stats {
 
 // subscribe adds n bound down-tracks wanting quality q.
 func subscribe(t *Track, n, q int) ([]*DownTrack, []*countingWriter) {
-	var switches atomic.Uint64
 	var downs []*DownTrack
 	var writers []*countingWriter
 	for i := range n {
-		d := newDownTrack(t, q, t.stats, &switches)
+		d := newDownTrack(t, nil, q)
 		w := &countingWriter{}
-		d.binding.Store(&binding{ssrc: uint32(1000 + i), pt: uint8(96 + i%2), writer: w})
+		d.out = w
+		d.binding.Store(&binding{ssrc: uint32(1000 + i), pt: uint8(96 + i%2)})
 		t.addSubscriber(d)
 		downs, writers = append(downs, d), append(writers, w)
 	}
 	return downs, writers
+}
+
+// feed hands the track one packet of layer l as the receive path would:
+// parsed into pkt, with its bytes.
+func feed(tb testing.TB, tr *Track, l *layer, pkt *rtp.Packet, raw []byte) {
+	if err := pkt.Unmarshal(raw); err != nil {
+		tb.Fatal(err)
+	}
+	tr.forward(nil, l, pkt, raw, time.Now().UnixNano())
 }
 
 // vp8 marshals a 1,100-byte VP8 packet with a 15-bit picture ID and
@@ -103,11 +111,11 @@ func TestForwardRewritesPerSubscriber(t *testing.T) {
 	tr, ls := testTrack(QualityLow)
 	_, writers := subscribe(tr, 3, QualityLow)
 	var pkt rtp.Packet
-	tr.forward(ls[0], &pkt, vp8(t, 7, 90000, 5, 1, false))
+	feed(t, tr, ls[0], &pkt, vp8(t, 7, 90000, 5, 1, false))
 	if writers[0].packets != 0 {
 		t.Fatal("video forwarded before a keyframe")
 	}
-	tr.forward(ls[0], &pkt, vp8(t, 8, 93000, 6, 1, true))
+	feed(t, tr, ls[0], &pkt, vp8(t, 8, 93000, 6, 1, true))
 	for i, w := range writers {
 		if w.packets != 1 {
 			t.Fatalf("subscriber %d got %d packets", i, w.packets)
@@ -124,11 +132,6 @@ func TestForwardRewritesPerSubscriber(t *testing.T) {
 	}
 	if s := trackStats(tr); s.PacketsIn != 2 || s.PacketsOut != 3 {
 		t.Errorf("stats %+v", s)
-	}
-	// Malformed input is counted and goes nowhere.
-	tr.forward(ls[0], &pkt, []byte{0x80, 0x60})
-	if s := tr.stats.snapshot(); s.Malformed != 1 || writers[1].packets != 1 {
-		t.Errorf("malformed packet forwarded; stats %+v", s)
 	}
 }
 
@@ -148,8 +151,8 @@ func TestLayerSwitchIsSeamless(t *testing.T) {
 	highSeq, highTS, highPic := uint16(1000), uint32(123), uint16(77)
 	step := func(n int, keyLow, keyHigh bool) {
 		for i := range n {
-			tr.forward(low, &pkt, vp8(t, lowSeq, lowTS, lowPic, byte(lowPic), keyLow && i == 0))
-			tr.forward(high, &pkt, vp8(t, highSeq, highTS, highPic, byte(highPic), keyHigh && i == 0))
+			feed(t, tr, low, &pkt, vp8(t, lowSeq, lowTS, lowPic, byte(lowPic), keyLow && i == 0))
+			feed(t, tr, high, &pkt, vp8(t, highSeq, highTS, highPic, byte(highPic), keyHigh && i == 0))
 			lowSeq, lowTS, lowPic = lowSeq+1, lowTS+3000, (lowPic+1)&0x7FFF
 			highSeq, highTS, highPic = highSeq+1, highTS+3000, (highPic+1)&0x7FFF
 		}
@@ -203,9 +206,12 @@ func TestForwardAllocatesNothing(t *testing.T) {
 		tr, ls := testTrack(QualityLow)
 		subscribe(tr, n, QualityLow)
 		var pkt rtp.Packet
-		tr.forward(ls[0], &pkt, vp8(t, 1, 0, 1, 1, true)) // keyframe starts them
+		feed(t, tr, ls[0], &pkt, vp8(t, 1, 0, 1, 1, true)) // keyframe starts them
 		b := vp8(t, 2, 3000, 2, 1, false)
-		if allocs := testing.AllocsPerRun(1000, func() { tr.forward(ls[0], &pkt, b) }); allocs != 0 {
+		if err := pkt.Unmarshal(b); err != nil {
+			t.Fatal(err)
+		}
+		if allocs := testing.AllocsPerRun(1000, func() { tr.forward(nil, ls[0], &pkt, b, 1) }); allocs != 0 {
 			t.Errorf("%d subscribers: %.1f allocations per packet, want 0", n, allocs)
 		}
 	}
@@ -220,12 +226,15 @@ func BenchmarkForward(b *testing.B) {
 			tr, ls := testTrack(QualityLow)
 			subscribe(tr, n, QualityLow)
 			var p rtp.Packet
-			tr.forward(ls[0], &p, vp8(b, 1, 0, 1, 1, true))
+			feed(b, tr, ls[0], &p, vp8(b, 1, 0, 1, 1, true))
 			pkt := vp8(b, 2, 3000, 2, 1, false)
+			if err := p.Unmarshal(pkt); err != nil {
+				b.Fatal(err)
+			}
 			b.ReportAllocs()
 			b.SetBytes(int64(len(pkt)))
 			for b.Loop() {
-				tr.forward(ls[0], &p, pkt)
+				tr.forward(nil, ls[0], &p, pkt, 1)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/packet-out")
 		})
@@ -248,10 +257,10 @@ func TestResendFromCache(t *testing.T) {
 			}
 			var pkt rtp.Packet
 			for i := range 10 {
-				tr.forward(ls[0], &pkt, vp8(t, uint16(100+i), uint32(i*3000), uint16(i), 0, i == 0))
+				feed(t, tr, ls[0], &pkt, vp8(t, uint16(100+i), uint32(i*3000), uint16(i), 0, i == 0))
 			}
 			w.keep = true
-			if !d.resend(105) {
+			if !d.resend(nil, 105, time.Now().UnixNano()) {
 				t.Fatal("NACK for a cached packet not answered")
 			}
 			got := w.sent[len(w.sent)-1]
@@ -262,10 +271,10 @@ func TestResendFromCache(t *testing.T) {
 			} else if got.SSRC != 1000 || got.SequenceNumber != 105 {
 				t.Errorf("retransmission %+v", got)
 			}
-			if d.resend(105) {
+			if d.resend(nil, 105, time.Now().UnixNano()) {
 				t.Error("a repeated NACK was answered again at once")
 			}
-			if d.resend(20) {
+			if d.resend(nil, 20, time.Now().UnixNano()) {
 				t.Error("NACK for a packet never sent was answered")
 			}
 			if n := tr.stats.snapshot().Retransmits; n != 1 {
@@ -275,29 +284,44 @@ func TestResendFromCache(t *testing.T) {
 	}
 }
 
-func TestMatchCodec(t *testing.T) {
-	vp8 := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96}
-	h264 := func(plid string, pt webrtc.PayloadType, mode string) webrtc.RTPCodecParameters {
-		return webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
-			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=" + mode + ";profile-level-id=" + plid}, PayloadType: pt}
+// TestSendCodecs: a subscriber gets the publisher's codec alone, with the
+// subscriber's payload type when its description named one (an H.264 of
+// the same profile and packetization mode counts), the node's own
+// otherwise.
+func TestSendCodecs(t *testing.T) {
+	h264 := func(plid string, pt uint8, mode string) sdpCodec {
+		return sdpCodec{pt: pt, name: "H264", clockRate: 90000, fmtp: "level-asymmetry-allowed=1;packetization-mode=" + mode + ";profile-level-id=" + plid}
+	}
+	vp8src := Codec{MimeType: "video/VP8", ClockRate: 90000}
+	h264src := Codec{MimeType: "video/H264", ClockRate: 90000, Fmtp: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}
+	rtx := func(pt, apt uint8) sdpCodec {
+		return sdpCodec{pt: pt, name: "rtx", clockRate: 90000, fmtp: fmt.Sprintf("apt=%d", apt)}
 	}
 	cases := []struct {
 		name    string
-		want    webrtc.RTPCodecParameters
-		offered []webrtc.RTPCodecParameters
-		pt      webrtc.PayloadType // 0: no match
+		src     Codec
+		client  []sdpCodec
+		pt, rtx uint8 // rtx 0: none
 	}{
-		{"vp8 by mime", vp8, []webrtc.RTPCodecParameters{h264("42e01f", 102, "1"), {RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "video/vp8", ClockRate: 90000}, PayloadType: 120}}, 120},
-		{"h264 same profile other level", h264("42e01f", 102, "1"), []webrtc.RTPCodecParameters{vp8, h264("42001f", 108, "1")}, 108},
-		{"h264 high profile refused", h264("42e01f", 102, "1"), []webrtc.RTPCodecParameters{h264("640c1f", 112, "1")}, 0},
-		{"h264 packetization mode must match", h264("42e01f", 102, "1"), []webrtc.RTPCodecParameters{h264("42e01f", 106, "0")}, 0},
-		{"absent", vp8, []webrtc.RTPCodecParameters{h264("42e01f", 102, "1")}, 0},
+		{"vp8, the client's type", vp8src, []sdpCodec{h264("42e01f", 102, "1"), {pt: 120, name: "vp8", clockRate: 90000}, rtx(121, 120)}, 120, 121},
+		{"h264 same profile other level", h264src, []sdpCodec{{pt: 96, name: "VP8", clockRate: 90000}, h264("42001f", 108, "1")}, 108, 0},
+		{"h264 high profile: the node's own", h264src, []sdpCodec{h264("640c1f", 112, "1")}, ptH264CB, ptH264CBRTX},
+		{"h264 packetization mode must match", h264src, []sdpCodec{h264("42e01f", 106, "0")}, ptH264CB, ptH264CBRTX},
+		{"nothing named", vp8src, nil, ptVP8, ptVP8RTX},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := matchCodec(tc.want, tc.offered)
-			if ok != (tc.pt != 0) || (ok && got.PayloadType != tc.pt) {
-				t.Fatalf("got %v %v, want PT %d", got.PayloadType, ok, tc.pt)
+			main, r := sendCodecs(tc.src, tc.client)
+			if main.pt != tc.pt {
+				t.Errorf("payload type %d, want %d", main.pt, tc.pt)
+			}
+			if got := uint8(0); r != nil {
+				got = r.pt
+				if got != tc.rtx {
+					t.Errorf("RTX payload type %d, want %d", got, tc.rtx)
+				}
+			} else if tc.rtx != 0 {
+				t.Errorf("no RTX, want %d", tc.rtx)
 			}
 		})
 	}
@@ -313,13 +337,13 @@ func TestTapTakesTheHighLayer(t *testing.T) {
 	w := &countingWriter{}
 	stop := tr.Tap(w, QualityHigh)
 	var pkt rtp.Packet
-	tr.forward(ls[1], &pkt, vp8(t, 500, 5000, 9, 3, false))
-	tr.forward(ls[0], &pkt, vp8(t, 1, 1000, 1, 1, true))
+	feed(t, tr, ls[1], &pkt, vp8(t, 500, 5000, 9, 3, false))
+	feed(t, tr, ls[0], &pkt, vp8(t, 1, 1000, 1, 1, true))
 	if w.packets != 1 || w.last.SequenceNumber != 1 {
 		t.Fatalf("tap did not start on the low keyframe: %d packets, last %+v", w.packets, w.last)
 	}
-	tr.forward(ls[1], &pkt, vp8(t, 501, 8000, 10, 3, true))
-	tr.forward(ls[0], &pkt, vp8(t, 2, 4000, 2, 1, false))
+	feed(t, tr, ls[1], &pkt, vp8(t, 501, 8000, 10, 3, true))
+	feed(t, tr, ls[0], &pkt, vp8(t, 2, 4000, 2, 1, false))
 	if w.packets != 2 || w.last.SequenceNumber != 2 || w.last.PayloadType != 96 {
 		t.Fatalf("tap got %d packets, last %+v; want the high keyframe as seq 2", w.packets, w.last)
 	}
@@ -327,7 +351,7 @@ func TestTapTakesTheHighLayer(t *testing.T) {
 		t.Errorf("a tap counted as %d forwarded packets", s.PacketsOut)
 	}
 	stop()
-	tr.forward(ls[1], &pkt, vp8(t, 502, 11000, 11, 3, false))
+	feed(t, tr, ls[1], &pkt, vp8(t, 502, 11000, 11, 3, false))
 	if w.packets != 2 {
 		t.Errorf("tap got packets after stop")
 	}
@@ -336,9 +360,9 @@ func TestTapTakesTheHighLayer(t *testing.T) {
 // BenchmarkForwardMetrics measures what the metrics cost the hot path, in
 // CPU time, with every core forwarding (b.RunParallel: one publisher
 // track per goroutine, 25 subscribers each). With metrics=on the tracks
-// count into an Engine as in the server, and a goroutine takes the
-// Engine's Stats every millisecond (15,000 times Prometheus's usual
-// rate); with metrics=off the tracks count nothing. cpu-ns/op is the
+// are registered with an Engine as in the server, and a goroutine takes
+// the Engine's Stats every millisecond (15,000 times Prometheus's usual
+// rate); with metrics=off nobody reads the counters. cpu-ns/op is the
 // process's user+system time per packet forwarded to 25, scraper
 // included.
 func BenchmarkForwardMetrics(b *testing.B) {
@@ -367,7 +391,6 @@ func BenchmarkForwardMetrics(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				tr, ls := testTrack(QualityLow)
-				tr.stats = nil
 				if on {
 					tr.stats = &e.counter
 					e.addTrack(tr)
@@ -375,10 +398,11 @@ func BenchmarkForwardMetrics(b *testing.B) {
 				}
 				subscribe(tr, 25, QualityLow)
 				var p rtp.Packet
-				tr.forward(ls[0], &p, vp8(b, 1, 0, 1, 1, true))
+				feed(b, tr, ls[0], &p, vp8(b, 1, 0, 1, 1, true))
 				pkt := vp8(b, 2, 3000, 2, 1, false)
+				_ = p.Unmarshal(pkt)
 				for pb.Next() {
-					tr.forward(ls[0], &p, pkt)
+					tr.forward(nil, ls[0], &p, pkt, 1)
 				}
 			})
 			cpu := cpuTime(b) - before

@@ -1,8 +1,14 @@
 package sfu
 
 import (
+	"net"
+	"net/netip"
 	"testing"
+	"time"
 
+	"github.com/invigil/invigil/sfu/internal/rtcpx"
+	"github.com/pion/rtp"
+	"github.com/pion/stun/v4"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -68,5 +74,70 @@ func FuzzHandleOffer(f *testing.F) {
 		if err := p.Close(); err != nil {
 			t.Logf("close: %v", err)
 		}
+	})
+}
+
+// FuzzDemux: every datagram a reader takes, from an address no session
+// validated or from a connected client, whatever its bytes, goes through
+// the demultiplexer (STUN, DTLS, SRTP, SRTCP) and, decrypted, through
+// stream identification, forwarding and the RTCP handlers; none may panic,
+// hang or reach another session. The seeds are real packets: a check, an
+// RTP packet and compound RTCP of each kind the node reads.
+func FuzzDemux(f *testing.F) {
+	e := newPathEngine(f, false)
+	r := newPathRoom(f, e, 1)
+	pub, sub := r.pub, r.subs[0]
+	// A reader of its own, so the fuzzer owns its routes; it shares the
+	// engine and the sessions with the running one.
+	l, err := newUDPLoop(e, e.loops[0].conn)
+	if err != nil {
+		f.Fatal(err)
+	}
+	pubAddr := pub.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	subAddr := sub.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	l.routes[pubAddr] = pub.peer
+	l.routes[subAddr] = sub.peer
+	stranger := netip.MustParseAddrPort("127.0.0.1:9")
+
+	hdr := rtp.Header{Version: 2, PayloadType: 96, SSRC: 0x1000, SequenceNumber: 7, Timestamp: 90}
+	var plain [maxPacket]byte
+	n, _ := hdr.MarshalTo(plain[:])
+	n += copy(plain[n:], vp8Payload(true)[:200])
+	f.Add(append([]byte(nil), plain[:n]...), uint8(0))
+	f.Add(rtcpx.AppendPLI(nil, 1, 0x1000), uint8(1))
+	f.Add(rtcpx.AppendNACK(nil, 1, sub.peer.sendIndex().ssrcs[0], []uint16{1, 2, 40}), uint8(1))
+	rr, _ := rtcpx.AppendRR(nil, 1, []rtcpx.ReportBlock{{SSRC: 0x1000, TotalLost: 3, LSR: 5}})
+	f.Add(rr, uint8(1))
+	remb, _ := rtcpx.AppendREMB(nil, 1, 300_000, []uint32{0x1000})
+	f.Add(remb, uint8(1))
+	check, _ := buildMessage(stun.BindingRequest, stun.TransactionID, stun.NewUsername("x:y"), stun.Fingerprint)
+	f.Add(check, uint8(2))
+	f.Add([]byte{22, 254, 253, 0, 0}, uint8(3)) // a DTLS record header
+
+	f.Fuzz(func(t *testing.T, b []byte, how uint8) {
+		if len(b) > maxPacket {
+			return
+		}
+		at := time.Now().UnixNano()
+		buf := append(make([]byte, 0, maxPacket), b...)
+		switch how % 4 {
+		case 0: // decrypted RTP from the publisher
+			var h rtp.Header
+			if _, err := h.Unmarshal(buf); err != nil {
+				return
+			}
+			pub.peer.rxMu.Lock()
+			pub.peer.rx.pkt.Header = h
+			pub.peer.rtpPlain(l.s, buf, at)
+			pub.peer.rxMu.Unlock()
+		case 1: // decrypted RTCP from the subscriber and from the publisher
+			sub.peer.rtcpPlain(l.s, buf, at)
+			pub.peer.rtcpPlain(l.s, append(make([]byte, 0, maxPacket), b...), at)
+		case 2: // anything from an address no session knows
+			l.handle(buf, stranger, at)
+		case 3: // anything (encrypted or not) from a connected client
+			l.handle(buf, pubAddr, at)
+		}
+		l.s.flush()
 	})
 }

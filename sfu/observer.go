@@ -1,9 +1,8 @@
 package sfu
 
 import (
+	"sync"
 	"time"
-
-	"github.com/pion/rtcp"
 )
 
 // Observer receives the media plane's per-report measurements, which are
@@ -26,29 +25,34 @@ func ntpCompact(t time.Time) uint32 {
 }
 
 // reportMeter turns a subscriber's receiver reports for one down-track
-// into RTT, jitter and loss. It is owned by that down-track's RTCP reader.
+// into RTT, jitter and loss. Written by the subscriber's reader; read
+// (last) by Stats, hence the lock.
 type reportMeter struct {
 	clockRate uint32
-	lost      int64 // cumulative lost at the previous report
-	seen      bool
+	// mu guards last, lost and seen.
+	mu   sync.Mutex
+	lost int64 // cumulative lost at the previous report
+	seen bool
+	last reportFigures
+}
+
+// reportFigures are what the latest report said.
+type reportFigures struct {
+	lost     int64
+	fraction float64
+	jitter   time.Duration
+	rtt      time.Duration
 }
 
 // observe handles one reception report block about our stream.
-func (m *reportMeter) observe(rr rtcp.ReceptionReport, now time.Time, stats *counters, obs Observer) {
-	// Cumulative lost is a signed 24-bit count (RFC 3550 §6.4.1); pion
-	// gives it unsigned. Count only growth: duplicates can shrink it.
+func (m *reportMeter) observe(rr reportBlock, now time.Time, stats *counters, obs Observer) {
+	// Cumulative lost is a signed 24-bit count (RFC 3550 §6.4.1). Count
+	// only growth: duplicates can shrink it.
 	lost := int64(rr.TotalLost)
-	if m.seen && lost > m.lost {
-		stats.packetsLost.Add(uint64(lost - m.lost))
-	}
-	m.lost, m.seen = lost, true
-	if obs == nil {
-		return
-	}
 	var rtt time.Duration
-	if rr.LastSenderReport != 0 {
+	if rr.LSR != 0 {
 		// RFC 3550 §6.4.1: RTT = A - LSR - DLSR, all in 1/65536 s.
-		if d := ntpCompact(now) - rr.LastSenderReport - rr.Delay; d < 1<<31 {
+		if d := ntpCompact(now) - rr.LSR - rr.DLSR; d < 1<<31 {
 			rtt = time.Duration(uint64(d) * uint64(time.Second) >> 16)
 		}
 	}
@@ -56,5 +60,21 @@ func (m *reportMeter) observe(rr rtcp.ReceptionReport, now time.Time, stats *cou
 	if m.clockRate > 0 {
 		jitter = time.Duration(uint64(rr.Jitter) * uint64(time.Second) / uint64(m.clockRate))
 	}
-	obs.ReceptionReport(rtt, jitter)
+	m.mu.Lock()
+	if m.seen && lost > m.lost {
+		stats.packetsLost.Add(uint64(lost - m.lost))
+	}
+	m.lost, m.seen = lost, true
+	m.last = reportFigures{lost: lost, fraction: float64(rr.FractionLost) / 256, jitter: jitter, rtt: rtt}
+	m.mu.Unlock()
+	if obs != nil {
+		obs.ReceptionReport(rtt, jitter)
+	}
+}
+
+// figures returns what the latest report said.
+func (m *reportMeter) figures() reportFigures {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.last
 }

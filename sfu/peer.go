@@ -3,22 +3,20 @@ package sfu
 import (
 	"crypto/rand"
 	"encoding/base32"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
-	"github.com/pion/ice/v4"
-	"github.com/pion/rtcp"
-	"github.com/pion/webrtc/v4"
+	"github.com/pion/dtls/v3"
 )
 
-// maxEarlyCandidates bounds the remote candidates a Peer holds before the
+// maxEarlyCandidates bounds the remote candidates a Peer takes before the
 // first remote description: a browser trickles a handful per interface;
-// more is a client bug or abuse, and each costs memory until applied.
+// more is a client bug or abuse.
 const maxEarlyCandidates = 64
 
 // Signaler carries a Peer's side of negotiation to its client. Calls must
@@ -29,78 +27,125 @@ type Signaler interface {
 	SendCandidate(c Candidate)
 }
 
-// PeerConfig describes one participant's PeerConnection.
+// PeerConfig describes one participant's media session.
 type PeerConfig struct {
 	// ID names the peer; its published tracks carry it as stream id.
 	ID     string
 	Signal Signaler
 	Logger *slog.Logger
-	// OnTrack is called when the client starts sending a new track, on
-	// that track's own goroutine, before any packet is forwarded.
+	// OnTrack is called when the client starts sending a new track,
+	// before any packet of it is forwarded. Callbacks run in order on the
+	// peer's own goroutine, never on the packet path.
 	OnTrack func(*Track)
-	// OnTrackEnded is called once the track's reader has stopped.
+	// OnTrackEnded is called once the track has ended.
 	OnTrackEnded func(*Track)
-	// OnConnectionState reports the PeerConnection's state changes.
+	// OnConnectionState reports the media connection's state changes.
 	OnConnectionState func(ConnState)
 	// OnICEConnected is called once, when the connection first comes up,
-	// with the type of the client's selected candidate (host, srflx,
-	// prflx, relay): how the client reached the server.
+	// with the type of the client's candidate (host, srflx, prflx,
+	// relay): how the client reached the server.
 	OnICEConnected func(remoteCandidateType string)
-	// OnFirstForward is called once per published track, on its reader,
-	// when its first packet has been written to a subscriber.
+	// OnFirstForward is called once per published track, when its first
+	// packet has been written to a subscriber.
 	OnFirstForward func(*Track)
-	// Publish says the client sends media: its PeerConnection gets the
-	// publisher's codecs and interceptors (see Engine.newAPI).
+	// Publish says the client sends media: a publisher's first offer is
+	// its own (the node does not offer to it before).
 	Publish bool
-	// OnLayerDemand tells a publisher which simulcast layers (by RID) of
-	// a video track someone watches; the client should pause the others.
+	// OnLayerDemand tells a publisher which simulcast layers (by RID) of a
+	// video track someone watches; the client should pause the others.
 	// It must not block.
 	OnLayerDemand func(t *Track, active []string)
 }
 
-// Peer is one participant's PeerConnection: it receives what the client
-// publishes and sends the tracks it is subscribed to. The server is the
-// impolite side of perfect negotiation.
+// Peer is one participant's media session: ICE-lite, DTLS-SRTP and the
+// tracks it publishes and receives, on the Engine's shared sockets. The
+// node is the impolite side of perfect negotiation.
 type Peer struct {
-	id  string
-	e   *Engine
-	pc  *webrtc.PeerConnection
-	cfg PeerConfig
-	log *slog.Logger
+	id    string
+	e     *Engine
+	cfg   PeerConfig
+	log   *slog.Logger
+	cname string
 
-	// mu guards the fields below and serialises every SDP operation on pc.
-	mu           sync.Mutex
-	started      bool                      // server-initiated offers allowed
-	offerPending bool                      // our offer awaits the client's answer
-	renegotiate  bool                      // subscriptions changed since our last offer
-	early        []webrtc.ICECandidateInit // remote candidates before a remote description
-	subs         map[string]*subscription  // by source track id
-	sources      map[string]string         // mid → source label, from the client's offer
-	published    map[*webrtc.RTPReceiver]*Track
-	closed       bool
-	done         chan struct{} // closed by Close: stops the bandwidth loop
+	// mu guards negotiation, the fields down to closed, and serialises
+	// every SDP operation. It is never taken on the packet path.
+	mu            sync.Mutex
+	started       bool // server-initiated offers allowed
+	offerPending  bool // the node's offer awaits the client's answer
+	renegotiate   bool // subscriptions changed since the last offer
+	haveRemote    bool // a remote description was applied
+	early         int  // candidates before the first remote description
+	sections      []*section
+	subs          map[string]*subscription // by source track id
+	serial        uint64                   // orders subscriptions
+	sources       map[string]string        // mid → source label, from signaling
+	sessionID     uint64
+	version       uint64 // of the node's SDP
+	exchanges     uint64 // completed offer/answer exchanges
+	ext           extIDs
+	fingerprint   string // the client's a=fingerprint
+	role          dtlsRole
+	roleSet       bool
+	closed        bool
+	candidatesOut bool // the node's candidates were trickled
+
+	ice   *iceAgent
+	sel   atomic.Pointer[path] // the nominated path; nil until ICE nominates one
+	state atomic.Int32         // ConnState
+	// lastRecv is when the last packet from the client arrived (unix
+	// nanos): a browser sends media every 20–33 ms and checks every few
+	// seconds, so silence is a lost path.
+	lastRecv atomic.Int64
+	// lastConsent: see iceAgent.lastConsent (valid checks from the client
+	// count too).
+	upSince   atomic.Int64 // when the connection last came up (unix nanos)
+	connected atomic.Bool  // OnICEConnected has been called
+
+	// DTLS: started once the path is known; keys is set when the
+	// handshake is done.
+	dtlsOnce sync.Once
+	dconn    *dtlsConn
+	dtls     *dtls.Conn // guarded by mu after the handshake
+	keys     atomic.Pointer[srtpKeys]
+
+	// txMu guards the outbound SRTP context and txHdr: every goroutine
+	// that sends to this peer (the readers of the tracks it receives)
+	// takes it for one encryption, never across a write.
+	txMu  sync.Mutex
+	txHdr [2]rtpHeaderScratch // RTP, RTCP
+
+	// rxMu guards rx: what the client sends is handled by the goroutine
+	// reading its path, one packet at a time; the lock only orders that
+	// goroutine with the clock's RTCP timers and a path change.
+	rxMu sync.Mutex
+	rx   rxState
+	// rxcfg is what negotiation tells the packet path about the client's
+	// streams, replaced whole after each exchange.
+	rxcfg atomic.Pointer[rxConfig]
+
+	// sends maps the node's outgoing SSRCs to down-tracks, for the
+	// client's RTCP; rebuilt under mu when a binding changes.
+	sends atomic.Pointer[sendIndex]
+	// gone is set by Close: the readers drop the session's packets.
+	gone atomic.Bool
 
 	// remb is the subscriber's latest receiver-estimated maximum bitrate
 	// (bits/s), 0 until one arrives.
 	remb atomic.Uint64
 
-	// cmu orders local candidates after the description they belong to:
-	// a client (a browser too) refuses a candidate that arrives before
-	// its remote description, and a relay-only client then never
-	// permits the server's address on its TURN allocation.
-	cmu       sync.Mutex
-	described bool        // a local description was sent
-	held      []Candidate // candidates gathered before that
-
-	wg sync.WaitGroup // track readers and RTCP readers
+	events *eventQueue
+	done   chan struct{} // closed by Close
+	wg     sync.WaitGroup
 }
 
+// subscription is one track a peer is subscribed to.
 type subscription struct {
-	down   *DownTrack
-	sender *webrtc.RTPSender
+	down    *DownTrack
+	section *section // where it is offered; nil until placed
+	serial  uint64
 }
 
-// NewPeer makes a PeerConnection on the Engine's shared sockets.
+// NewPeer makes a media session on the Engine's shared sockets.
 func (e *Engine) NewPeer(cfg PeerConfig) (*Peer, error) {
 	if cfg.Signal == nil {
 		return nil, errors.New("sfu: PeerConfig.Signal is required")
@@ -108,47 +153,31 @@ func (e *Engine) NewPeer(cfg PeerConfig) (*Peer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = e.log
 	}
-	api, err := e.newAPI(cfg.Publish)
-	if err != nil {
-		return nil, fmt.Errorf("sfu: interceptors: %w", err)
-	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		return nil, fmt.Errorf("sfu: new peer connection: %w", err)
-	}
+	var sid [8]byte
+	_, _ = rand.Read(sid[:])
 	p := &Peer{
 		id:        cfg.ID,
 		e:         e,
-		pc:        pc,
 		cfg:       cfg,
 		log:       cfg.Logger,
+		cname:     newID(""),
 		subs:      make(map[string]*subscription),
 		sources:   make(map[string]string),
-		published: make(map[*webrtc.RTPReceiver]*Track),
+		sessionID: binary.BigEndian.Uint64(sid[:]) >> 2, // RFC 8866 §5.2: keep it within 63 bits
+		ice:       newICEAgent(),
+		events:    newEventQueue(),
 		done:      make(chan struct{}),
 	}
-	e.counter.peers.Add(1)
-	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
-		if c != nil {
-			j := c.ToJSON()
-			p.sendCandidate(Candidate{Candidate: j.Candidate, SDPMid: j.SDPMid, SDPMLineIndex: j.SDPMLineIndex, UsernameFragment: j.UsernameFragment})
-		}
-	})
-	// pion calls the state handler on a new goroutine for each change, so
-	// two calls can overlap: the first connection is counted once.
-	var connected atomic.Bool
-	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
-		p.log.Debug("peer connection state", "state", s.String())
-		if s == webrtc.PeerConnectionStateConnected && connected.CompareAndSwap(false, true) {
-			if cfg.OnICEConnected != nil {
-				cfg.OnICEConnected(p.remoteCandidateType())
-			}
-		}
-		if cfg.OnConnectionState != nil {
-			cfg.OnConnectionState(connState(s))
-		}
-	})
-	pc.OnTrack(p.onTrack)
+	p.rx.init(p)
+	p.rxcfg.Store(&rxConfig{})
+	if err := e.addPeer(p); err != nil {
+		return nil, err
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.events.run()
+	}()
 	if !cfg.Publish {
 		p.wg.Add(1)
 		go p.bandwidthLoop()
@@ -179,26 +208,54 @@ func (p *Peer) HandleOffer(sdp string, sources map[string]string) error {
 	if p.offerPending {
 		return ErrGlare
 	}
-	for mid, src := range sources {
-		p.sources[mid] = src
-	}
-	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
+	d, err := parseClientSDP(sdp)
+	if err != nil {
 		return fmt.Errorf("sfu: apply offer: %w", err)
 	}
-	p.flushEarlyLocked()
-	answer, err := p.pc.CreateAnswer(nil)
+	setup, role, err := setupFor(d.setup)
 	if err != nil {
-		return fmt.Errorf("sfu: create answer: %w", err)
+		return fmt.Errorf("sfu: apply offer: %w", err)
 	}
-	if err := p.pc.SetLocalDescription(answer); err != nil {
-		return fmt.Errorf("sfu: set answer: %w", err)
+	if err := p.checkTransportLocked(d); err != nil {
+		return fmt.Errorf("sfu: apply offer: %w", err)
 	}
-	p.cfg.Signal.SendAnswer(answer.SDP)
-	p.releaseCandidates()
+	for mid, src := range sources {
+		if len(mid) <= maxMidBytes && len(src) <= maxSourceBytes {
+			p.sources[mid] = src
+		}
+	}
+	stopped, err := p.applyOfferLocked(d)
+	if err != nil {
+		return fmt.Errorf("sfu: apply offer: %w", err)
+	}
+	if !p.roleSet {
+		p.role, p.roleSet = role, true
+	} else if p.role == dtlsClient {
+		setup = "active" // the association stands; the roles do not swap
+	} else {
+		setup = "passive"
+	}
+	if p.ice.setRemote(d.ice, true) {
+		// An ICE restart: checks with the new credentials may come from
+		// an address no reader knows yet (the client moved networks).
+		p.e.addUfrag(p, p.ice.localCreds().ufrag)
+	}
+	p.fingerprint = d.fingerprint
+	p.haveRemote = true
+	p.bindSendsLocked()
+	p.endTracksLocked(stopped)
+	p.publishRxConfigLocked()
+	answer, err := p.writeLocked(true, setup)
+	if err != nil {
+		return err
+	}
+	p.exchanges++
+	p.cfg.Signal.SendAnswer(answer)
+	p.trickleLocked()
 	return p.negotiateLocked()
 }
 
-// HandleAnswer applies the client's answer to the server's offer.
+// HandleAnswer applies the client's answer to the node's offer.
 func (p *Peer) HandleAnswer(sdp string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -208,56 +265,81 @@ func (p *Peer) HandleAnswer(sdp string) error {
 	if !p.offerPending {
 		return errors.New("sfu: answer without an offer")
 	}
-	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
+	d, err := parseClientSDP(sdp)
+	if err != nil {
 		return fmt.Errorf("sfu: apply answer: %w", err)
 	}
+	role, err := roleFromAnswer(d.setup)
+	if err != nil {
+		return fmt.Errorf("sfu: apply answer: %w", err)
+	}
+	if err := p.checkTransportLocked(d); err != nil {
+		return fmt.Errorf("sfu: apply answer: %w", err)
+	}
+	stopped, err := p.applyAnswerLocked(d)
+	if err != nil {
+		return fmt.Errorf("sfu: apply answer: %w", err)
+	}
+	if !p.roleSet {
+		p.role, p.roleSet = role, true
+	}
+	p.ice.setRemote(d.ice, false)
+	p.fingerprint = d.fingerprint
+	p.haveRemote = true
 	p.offerPending = false
-	p.flushEarlyLocked()
+	for _, s := range p.sections {
+		s.offered = nil
+	}
+	p.exchanges++
+	p.bindSendsLocked()
+	p.endTracksLocked(stopped)
+	p.publishRxConfigLocked()
+	p.startClientDTLSLocked()
 	return p.negotiateLocked()
 }
 
-// AddCandidate adds a trickled remote ICE candidate. An empty candidate
-// (end of candidates) is accepted and ignored.
-func (p *Peer) AddCandidate(cand Candidate) error {
-	c := webrtc.ICECandidateInit{Candidate: cand.Candidate, SDPMid: cand.SDPMid, SDPMLineIndex: cand.SDPMLineIndex, UsernameFragment: cand.UsernameFragment}
-	if strings.TrimSpace(c.Candidate) == "" {
-		return nil
-	}
-	// Parse now, so a malformed candidate is refused when it arrives,
-	// not silently dropped when the early queue is applied.
-	if _, err := ice.UnmarshalCandidate(c.Candidate); err != nil {
-		return fmt.Errorf("sfu: parse candidate: %w", err)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return ErrClosed
-	}
-	if p.pc.RemoteDescription() == nil {
-		if len(p.early) >= maxEarlyCandidates {
-			return ErrTooManyCandidates
-		}
-		p.early = append(p.early, c)
-		return nil
-	}
-	if err := p.pc.AddICECandidate(c); err != nil {
-		return fmt.Errorf("sfu: add candidate: %w", err)
+// checkTransportLocked refuses a description without what DTLS-SRTP over
+// ICE needs, or one that changes the DTLS fingerprint of a running
+// association.
+func (p *Peer) checkTransportLocked(d *clientDesc) error {
+	switch {
+	case d.ice.ufrag == "" || d.ice.pwd == "":
+		return fmt.Errorf("%w: no ICE credentials", errSDP)
+	case d.fingerprint == "":
+		return fmt.Errorf("%w: no DTLS fingerprint", errSDP)
+	case p.keys.Load() != nil && !strings.EqualFold(d.fingerprint, p.fingerprint):
+		return fmt.Errorf("%w: the DTLS fingerprint changed mid-session", errSDP)
 	}
 	return nil
 }
 
-func (p *Peer) flushEarlyLocked() {
-	for _, c := range p.early {
-		if err := p.pc.AddICECandidate(c); err != nil {
-			p.log.Debug("early candidate rejected", "err", err)
-		}
+// AddCandidate takes a trickled remote ICE candidate. The node is
+// ICE-lite and learns the client's address from its checks, so a
+// candidate serves only to name how the client reached the node (its
+// type); an empty one (end of candidates) is accepted and ignored.
+func (p *Peer) AddCandidate(c Candidate) error {
+	if strings.TrimSpace(c.Candidate) == "" {
+		return nil
 	}
-	p.early = nil
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	if !p.haveRemote {
+		if p.early >= maxEarlyCandidates {
+			p.mu.Unlock()
+			return ErrTooManyCandidates
+		}
+		p.early++
+	}
+	p.mu.Unlock()
+	return p.ice.addCandidate(strings.TrimPrefix(c.Candidate, "a="))
 }
 
 // Subscribe starts sending t to this peer at the given quality (for
-// simulcast video; other tracks have one layer). The transceiver is added
-// now; packets flow once the client has answered the resulting offer.
+// simulcast video; other tracks have one layer). The section is offered
+// now; packets flow once the client has answered.
 func (p *Peer) Subscribe(t *Track, quality int) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -267,16 +349,11 @@ func (p *Peer) Subscribe(t *Track, quality int) error {
 	if _, ok := p.subs[t.id]; ok {
 		return nil
 	}
-	down := newDownTrack(t, quality, &p.e.counter, &p.e.counter.layerSwitches)
-	sender, err := p.pc.AddTrack(down)
-	if err != nil {
-		return fmt.Errorf("sfu: add track %s: %w", t.id, err)
-	}
-	t.addSubscriber(down)
+	d := newDownTrack(t, p, quality)
+	p.serial++
+	p.subs[t.id] = &subscription{down: d, serial: p.serial}
+	t.addSubscriber(d)
 	t.updateDemand()
-	p.subs[t.id] = &subscription{down: down, sender: sender}
-	p.wg.Add(1)
-	go p.readSenderRTCP(sender, down)
 	p.renegotiate = true
 	return p.negotiateLocked()
 }
@@ -291,12 +368,10 @@ func (p *Peer) Unsubscribe(t *Track) error {
 	}
 	delete(p.subs, t.id)
 	t.removeSubscriber(s.down)
+	s.down.unbind()
 	t.updateDemand()
 	if p.closed {
 		return nil
-	}
-	if err := p.pc.RemoveTrack(s.sender); err != nil {
-		return fmt.Errorf("sfu: remove track %s: %w", t.id, err)
 	}
 	p.renegotiate = true
 	return p.negotiateLocked()
@@ -327,202 +402,57 @@ func (p *Peer) negotiateLocked() error {
 	if !p.started || !p.renegotiate || p.offerPending || p.closed {
 		return nil
 	}
-	// A publisher offers first (its camera): an offer of ours before its
-	// first one would cross it. What it must receive (a proctor's
+	// A publisher offers first (its camera): an offer of the node's before
+	// its first one would cross it. What it must receive (a proctor's
 	// talk-back) is offered right after its first offer is answered.
-	if p.cfg.Publish && p.pc.RemoteDescription() == nil {
+	if p.cfg.Publish && !p.haveRemote {
 		return nil
 	}
-	if p.pc.SignalingState() != webrtc.SignalingStateStable {
-		return nil
+	p.placeSubscriptionsLocked()
+	for _, s := range p.sections {
+		s.offered = s.down
 	}
-	offer, err := p.pc.CreateOffer(nil)
+	offer, err := p.writeLocked(false, "actpass")
 	if err != nil {
-		return fmt.Errorf("sfu: create offer: %w", err)
-	}
-	if err := p.pc.SetLocalDescription(offer); err != nil {
-		return fmt.Errorf("sfu: set offer: %w", err)
+		return err
 	}
 	p.renegotiate = false
 	p.offerPending = true
-	p.cfg.Signal.SendOffer(offer.SDP)
-	p.releaseCandidates()
+	p.cfg.Signal.SendOffer(offer)
+	p.trickleLocked()
 	return nil
 }
 
-// sendCandidate signals a local candidate, or holds it until the first
-// local description has gone out.
-func (p *Peer) sendCandidate(c Candidate) {
-	p.cmu.Lock()
-	defer p.cmu.Unlock()
-	if !p.described {
-		p.held = append(p.held, c)
+// writeLocked renders the node's current description.
+func (p *Peer) writeLocked(answer bool, setup string) (string, error) {
+	p.version++
+	t := localTransport{ice: p.ice.localCreds(), fingerprint: p.e.cert.fingerprint, setup: setup, candidates: p.e.candidates}
+	return writeSDP(p.sessionID, p.version, p.linesLocked(answer), t)
+}
+
+// trickleLocked signals the node's candidates once, after its first
+// description (which carries them too): a client refuses a candidate that
+// arrives before its remote description.
+func (p *Peer) trickleLocked() {
+	if p.candidatesOut {
 		return
 	}
-	p.cfg.Signal.SendCandidate(c)
-}
-
-// releaseCandidates is called after a local description was signalled.
-func (p *Peer) releaseCandidates() {
-	p.cmu.Lock()
-	defer p.cmu.Unlock()
-	if p.described {
-		return
-	}
-	p.described = true
-	for _, c := range p.held {
-		p.cfg.Signal.SendCandidate(c)
-	}
-	p.held = nil
-}
-
-// onTrack starts the reader of a track (or a simulcast layer of one) the
-// client began to publish. The first layer of a receiver makes the Track
-// and announces it; later layers join it.
-func (p *Peer) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return
-	}
-	t, known := p.published[recv]
-	if !known {
-		source, mid := p.sourceLocked(recv, remote.Kind())
-		t = newTrack(newID("TR_"), p.id, source, remote, p.pc.WriteRTCP, p.e.pliGap, &p.e.counter)
-		t.mid = mid
-		t.onFirstForward = p.cfg.OnFirstForward
-		t.onDemand = p.cfg.OnLayerDemand
-		for _, tr := range recv.Tracks() { // made from the SDP, before any packet
-			if tr.RID() != "" {
-				t.declared = append(t.declared, tr.RID())
-			}
-		}
-		p.published[recv] = t
-	}
-	l, ok := t.addLayer(remote)
-	if !ok {
-		p.mu.Unlock()
-		p.log.Warn("duplicate simulcast layer ignored", "track", t.id, "rid", remote.RID())
-		return
-	}
-	p.wg.Add(2)
-	go p.drainReceiverRTCP(recv, l.rid)
-	p.mu.Unlock()
-
-	p.log.Debug("track layer published", "track", t.id, "kind", t.kind.String(), "source", t.source, "rid", l.rid, "codec", t.codec.MimeType)
-	go func() {
-		defer p.wg.Done()
-		// A track is registered with the Engine (its counts and the
-		// tracks-in figure) once however many simulcast layers it has:
-		// from its first layer's start to its last layer's end.
-		if !known {
-			p.e.addTrack(t)
-			if p.cfg.OnTrack != nil {
-				p.cfg.OnTrack(t)
-			}
-		}
-		if t.run(l) {
-			p.e.retireTrack(t)
-			if p.cfg.OnTrackEnded != nil {
-				p.cfg.OnTrackEnded(t)
-			}
-		}
-	}()
-}
-
-// sourceLocked names what a received track carries, and its mid: the
-// label the client gave the mid, else camera for video and microphone
-// for audio.
-func (p *Peer) sourceLocked(recv *webrtc.RTPReceiver, kind webrtc.RTPCodecType) (source, mid string) {
-	for _, tr := range p.pc.GetTransceivers() {
-		if tr.Receiver() == recv {
-			mid = tr.Mid()
-			if src, ok := p.sources[mid]; ok {
-				return src, mid
-			}
+	p.candidatesOut = true
+	mid := ""
+	var index uint16
+	for i, s := range p.sections {
+		if !s.rejected && s.mediaKind() {
+			mid, index = s.mid, uint16(i)
+			break
 		}
 	}
-	if kind == webrtc.RTPCodecTypeAudio {
-		return "microphone", mid
-	}
-	return "camera", mid
-}
-
-// readSenderRTCP drains the subscriber's RTCP for one down-track, so the
-// interceptors see its reports; answers NACKs from the layer caches;
-// turns PLI/FIR into keyframe requests to the publisher; and meters
-// reception reports and REMB.
-func (p *Peer) readSenderRTCP(sender *webrtc.RTPSender, d *DownTrack) {
-	defer p.wg.Done()
-	t := d.src
-	meter := reportMeter{clockRate: t.codec.ClockRate}
-	ssrc := uint32(0)
-	if params := sender.GetParameters(); len(params.Encodings) > 0 {
-		ssrc = uint32(params.Encodings[0].SSRC)
-	}
-	for {
-		pkts, _, err := sender.ReadRTCP()
-		if err != nil {
-			return
-		}
-		now := time.Now()
-		for _, pkt := range pkts {
-			switch pkt := pkt.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				t.RequestKeyframe(d.want())
-			case *rtcp.TransportLayerNack:
-				if pkt.MediaSSRC != ssrc {
-					continue
-				}
-				for _, pair := range pkt.Nacks {
-					pair.Range(func(seq uint16) bool {
-						p.e.counter.nacks.Add(1)
-						d.resend(seq)
-						return true
-					})
-				}
-			case *rtcp.ReceiverEstimatedMaximumBitrate:
-				p.remb.Store(uint64(pkt.Bitrate))
-			case *rtcp.ReceiverReport:
-				for _, rr := range pkt.Reports {
-					if rr.SSRC == ssrc {
-						meter.observe(rr, now, &p.e.counter, p.e.obs)
-					}
-				}
-			}
-		}
+	for _, c := range p.e.candidates {
+		m, idx := mid, index
+		p.cfg.Signal.SendCandidate(Candidate{Candidate: "candidate:" + c, SDPMid: &m, SDPMLineIndex: &idx})
 	}
 }
 
-// remoteCandidateType is the type of the client's side of the selected
-// ICE candidate pair, or "unknown".
-func (p *Peer) remoteCandidateType() string {
-	pair, err := p.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
-	if err != nil || pair == nil || pair.Remote == nil {
-		return "unknown"
-	}
-	return pair.Remote.Typ.String()
-}
-
-// drainReceiverRTCP reads the publisher's RTCP (sender reports) for one
-// layer, so the receive-side interceptors process it and pion's buffers
-// never fill. A simulcast layer's RTCP is read by its RID.
-func (p *Peer) drainReceiverRTCP(recv *webrtc.RTPReceiver, rid string) {
-	defer p.wg.Done()
-	for {
-		var err error
-		if rid == "" {
-			_, _, err = recv.ReadRTCP()
-		} else {
-			_, _, err = recv.ReadSimulcastRTCP(rid)
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// Close closes the PeerConnection and waits for its readers to stop.
+// Close ends the session and waits for its goroutines.
 func (p *Peer) Close() error {
 	p.mu.Lock()
 	if p.closed {
@@ -530,16 +460,97 @@ func (p *Peer) Close() error {
 		return nil
 	}
 	p.closed = true
+	p.gone.Store(true)
 	close(p.done)
 	for id, s := range p.subs {
 		s.down.src.removeSubscriber(s.down)
+		s.down.unbind()
 		delete(p.subs, id)
 	}
+	var mids []string
+	for _, s := range p.sections {
+		if s.recv {
+			mids = append(mids, s.mid)
+		}
+	}
+	p.endTracksLocked(mids)
+	conn := p.dtls
 	p.mu.Unlock()
-	err := p.pc.Close()
+	p.setState(ConnClosed)
+	p.e.removePeer(p)
+	if conn != nil {
+		_ = conn.Close()
+	}
+	if p.dconn != nil {
+		_ = p.dconn.Close()
+	}
+	if sel := p.sel.Load(); sel != nil && sel.tcp != nil {
+		sel.tcp.close()
+	}
+	p.events.close()
 	p.wg.Wait()
-	p.e.counter.peers.Add(-1)
-	return err
+	return nil
+}
+
+// eventQueue runs a peer's callbacks in order on one goroutine, so the
+// packet path and negotiation never wait for what the caller does in them.
+// It is unbounded: callbacks are per track and per state change, never
+// per packet.
+type eventQueue struct {
+	// mu guards fns and ended.
+	mu    sync.Mutex
+	fns   []func()
+	ended bool
+	wake  chan struct{}
+}
+
+func newEventQueue() *eventQueue { return &eventQueue{wake: make(chan struct{}, 1)} }
+
+// post queues fn; after close it runs nothing.
+func (q *eventQueue) post(fn func()) {
+	q.mu.Lock()
+	if q.ended {
+		q.mu.Unlock()
+		return
+	}
+	q.fns = append(q.fns, fn)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run executes queued callbacks until close, then those still queued.
+func (q *eventQueue) run() {
+	for {
+		q.mu.Lock()
+		fns := q.fns
+		q.fns = nil
+		ended := q.ended
+		q.mu.Unlock()
+		for _, fn := range fns {
+			fn()
+		}
+		if ended && len(fns) == 0 {
+			return
+		}
+		if len(fns) > 0 {
+			continue
+		}
+		<-q.wake
+	}
+}
+
+// close lets run finish what is queued and return.
+func (q *eventQueue) close() {
+	q.mu.Lock()
+	q.ended = true
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
 }
 
 // newID returns prefix plus 12 random base32 characters (60 bits).
@@ -547,21 +558,4 @@ func newID(prefix string) string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return prefix + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])[:12]
-}
-
-// connState maps pion's PeerConnection state onto the media plane's own.
-func connState(s webrtc.PeerConnectionState) ConnState {
-	switch s {
-	case webrtc.PeerConnectionStateConnecting:
-		return ConnConnecting
-	case webrtc.PeerConnectionStateConnected:
-		return ConnConnected
-	case webrtc.PeerConnectionStateDisconnected:
-		return ConnDisconnected
-	case webrtc.PeerConnectionStateFailed:
-		return ConnFailed
-	case webrtc.PeerConnectionStateClosed:
-		return ConnClosed
-	}
-	return ConnNew
 }

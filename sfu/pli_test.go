@@ -5,8 +5,6 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
-
-	"github.com/pion/rtcp"
 )
 
 // TestPLIThrottle: a burst of keyframe requests for one layer becomes one
@@ -18,13 +16,11 @@ func TestPLIThrottle(t *testing.T) {
 		tr.pliGap = 500 * time.Millisecond
 		var mu sync.Mutex // guards pli, written by the deferred PLI's timer
 		var pli []uint32
-		tr.writeTo = func(pkts []rtcp.Packet) error {
+		tr.sendPLI = func(ssrc uint32) bool {
 			mu.Lock()
 			defer mu.Unlock()
-			for _, p := range pkts {
-				pli = append(pli, p.(*rtcp.PictureLossIndication).MediaSSRC)
-			}
-			return nil
+			pli = append(pli, ssrc)
+			return true
 		}
 		sentPLIs := func() []uint32 {
 			mu.Lock()

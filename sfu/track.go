@@ -6,14 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
-	"github.com/pion/webrtc/v4"
 )
-
-// maxRTPPacket is the read buffer of a layer reader: the largest UDP
-// payload on an Ethernet path, which bounds any SRTP packet a browser sends.
-const maxRTPPacket = 1500
 
 // maxLayers is the most simulcast encodings a track may have.
 const maxLayers = 3
@@ -41,29 +35,33 @@ func layerIndex(rid string) int {
 }
 
 // Track is one published media track: audio, plain video, or a video
-// with up to three simulcast layers. Each layer has its own reader
-// goroutine that fans its packets out to the track's down-tracks.
+// with up to three simulcast layers. Each layer's packets arrive on the
+// goroutine reading its publisher's path, which fans them out to the
+// track's down-tracks.
 type Track struct {
 	id       string // unique on this node, the subscribers' MediaStreamTrack id
 	streamID string // the publisher's id, the subscribers' MediaStream id
 	source   string // camera, microphone or screen: the caller's label
-	mid      string // the publisher's m-line for it
-	kind     webrtc.RTPCodecType
-	codec    webrtc.RTPCodecParameters
-	mime     string // codec MIME type, lower case
+	mid      string // the publisher's section for it
+	kind     Kind
+	codec    Codec
+	codecs   []sdpCodec // the section's payload types (RTX's apt)
+	mime     string     // codec MIME type, lower case
+	pub      *Peer      // the publisher
+	// sendPLI asks the publisher for a keyframe on one layer's SSRC.
+	sendPLI func(ssrc uint32) bool
 
-	layers  [maxLayers]atomic.Pointer[layer]
-	writeTo func([]rtcp.Packet) error // RTCP to the publisher
-	pliGap  time.Duration
-	stats   *counters
+	layers [maxLayers]atomic.Pointer[layer]
+	pliGap time.Duration
+	stats  *counters
 
 	// subs is the fan-out list: immutable, swapped whole on add/remove so
-	// readers never lock to find subscribers.
+	// the packet path never locks to find subscribers.
 	subs atomic.Pointer[[]*DownTrack]
 	// subsMu serialises writers of subs (add/remove).
 	subsMu sync.Mutex
-	// demandMu guards told and declared and serialises onDemand calls,
-	// so the publisher hears changes in order.
+	// demandMu guards told and serialises onDemand calls, so the
+	// publisher hears changes in order.
 	demandMu sync.Mutex
 	told     string   // the active RIDs last told, comma-joined
 	declared []string // RIDs the publisher's offer lists, before any arrives
@@ -72,22 +70,22 @@ type Track struct {
 	onDemand       func(t *Track, active []string)
 	forwarded      atomic.Bool
 
-	readers    atomic.Int32 // layer readers running
 	lastPacket atomic.Int64 // unix nanos of the last packet of any layer
 	done       chan struct{}
+	endOnce    sync.Once
 }
 
-// layer is one encoding of a Track. Its reader owns the scratch fields.
+// layer is one encoding of a Track. The goroutine reading the publisher
+// (under its rxMu) owns the scratch fields.
 type layer struct {
-	index  int
-	rid    string
-	ssrc   uint32
-	remote *webrtc.TrackRemote
-	cache  *packetCache // nil for audio
+	index int
+	rid   string
+	ssrc  uint32
+	cache *packetCache // nil for audio
 
-	// Counted by the layer's reader alone, so each is a load and a store
-	// on a line no other core writes (no locked add, no cache-line
-	// ping-pong between readers); the Engine sums them on scrape.
+	// Counted by the publisher's reader alone, so each is a load and a
+	// store on a line no other core writes (no locked add); the Engine
+	// sums them on scrape.
 	bytes      atomic.Uint64 // RTP bytes in
 	packetsIn  atomic.Uint64
 	packetsOut atomic.Uint64 // packets written to subscribers
@@ -127,18 +125,10 @@ func (t *Track) Simulcast() bool {
 }
 
 // Kind is audio or video.
-func (t *Track) Kind() Kind {
-	if t.kind == webrtc.RTPCodecTypeVideo {
-		return KindVideo
-	}
-	return KindAudio
-}
+func (t *Track) Kind() Kind { return t.kind }
 
 // Codec is the codec the publisher sends; subscribers receive the same.
-func (t *Track) Codec() Codec {
-	c := t.codec
-	return Codec{MimeType: c.MimeType, ClockRate: c.ClockRate, Channels: c.Channels, PayloadType: uint8(c.PayloadType), Fmtp: c.SDPFmtpLine}
-}
+func (t *Track) Codec() Codec { return t.codec }
 
 // LastPacket is when the track's last packet (of any layer) arrived;
 // zero before the first.
@@ -161,95 +151,117 @@ func (t *Track) BytesReceived() uint64 {
 	return n
 }
 
-// Done is closed when the track has ended: every layer's stream stopped
-// (unpublished, or the publisher's PeerConnection closed).
+// Done is closed when the track has ended: unpublished, or its
+// publisher's session closed.
 func (t *Track) Done() <-chan struct{} { return t.done }
 
-func newTrack(id, streamID, source string, remote *webrtc.TrackRemote, writeRTCP func([]rtcp.Packet) error, pliGap time.Duration, stats *counters) *Track {
+// end marks the track ended; subscribers get nothing more of it.
+func (t *Track) end() { t.endOnce.Do(func() { close(t.done) }) }
+
+// ended reports whether end was called.
+func (t *Track) ended() bool {
+	select {
+	case <-t.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func newTrack(id string, pub *Peer, s *rxSection, codec Codec) *Track {
 	t := &Track{
-		id:       id,
-		streamID: streamID,
-		source:   source,
-		kind:     remote.Kind(),
-		codec:    remote.Codec(),
-		mime:     strings.ToLower(remote.Codec().MimeType),
-		writeTo:  writeRTCP,
-		pliGap:   pliGap,
-		stats:    stats,
-		done:     make(chan struct{}),
+		id:             id,
+		streamID:       pub.id,
+		source:         s.source,
+		mid:            s.mid,
+		kind:           s.kind,
+		codec:          codec,
+		codecs:         s.codecs,
+		mime:           strings.ToLower(codec.MimeType),
+		pub:            pub,
+		pliGap:         pub.e.pliGap,
+		stats:          &pub.e.counter,
+		onFirstForward: pub.cfg.OnFirstForward,
+		onDemand:       pub.cfg.OnLayerDemand,
+		sendPLI:        pub.sendPLI,
+		done:           make(chan struct{}),
+	}
+	if len(s.rids) > 1 || len(s.rids) == 1 && len(s.ssrcs) == 0 {
+		t.declared = append([]string(nil), s.rids...)
 	}
 	t.subs.Store(&[]*DownTrack{})
 	return t
 }
 
-// addLayer registers one encoding; false if its slot is taken.
-func (t *Track) addLayer(remote *webrtc.TrackRemote) (*layer, bool) {
-	l := &layer{index: layerIndex(remote.RID()), rid: remote.RID(), ssrc: uint32(remote.SSRC()), remote: remote}
-	if t.kind == webrtc.RTPCodecTypeVideo {
+// addLayer registers the encoding rid on ssrc; fresh is false when it was
+// known already (the same SSRC). nil: its slot is taken by another SSRC.
+func (t *Track) addLayer(rid string, ssrc uint32) (l *layer, fresh bool) {
+	idx := layerIndex(rid)
+	if old := t.layers[idx].Load(); old != nil {
+		if old.ssrc == ssrc {
+			return old, false
+		}
+		return nil, false
+	}
+	l = &layer{index: idx, rid: rid, ssrc: ssrc}
+	if t.kind == KindVideo {
 		budget := cacheBytesHigh
 		if l.index == QualityLow {
 			budget = cacheBytesLow
 		}
 		l.cache = newPacketCache(budget)
 	}
-	if !t.layers[l.index].CompareAndSwap(nil, l) {
+	if !t.layers[idx].CompareAndSwap(nil, l) {
 		return nil, false
 	}
-	t.readers.Add(1)
 	t.updateDemand()
 	return l, true
 }
 
-// run is one layer's reader: it owns buf and pkt and returns when the
-// publisher's stream for the layer ends. It reports whether it was the
-// last reader of the track.
-func (t *Track) run(l *layer) (last bool) {
-	buf := make([]byte, maxRTPPacket)
-	var pkt rtp.Packet
-	for {
-		n, _, err := l.remote.Read(buf)
-		if err != nil {
-			break
+// repairedLayer is the layer an RTX stream repairs: by its repaired rid,
+// else by the media SSRC its FID group names, else the track's one layer.
+func (t *Track) repairedLayer(rid string, fidMain uint32) *layer {
+	var only *layer
+	n := 0
+	for i := range t.layers {
+		l := t.layers[i].Load()
+		if l == nil {
+			continue
 		}
-		t.forward(l, &pkt, buf[:n])
+		n++
+		only = l
+		if rid != "" && l.rid == rid || rid == "" && fidMain != 0 && l.ssrc == fidMain {
+			return l
+		}
 	}
-	if t.readers.Add(-1) == 0 {
-		close(t.done)
-		return true
+	if rid == "" && n == 1 {
+		return only
 	}
-	return false
+	return nil
 }
 
-// forward parses one packet into pkt (reusing its slices), caches it for
-// retransmission, and offers it to every subscriber. It is the whole
-// per-packet cost the SFU adds on top of pion, and allocates nothing.
-func (t *Track) forward(l *layer, pkt *rtp.Packet, b []byte) {
-	if err := pkt.Unmarshal(b); err != nil {
-		if t.stats != nil {
-			t.stats.malformed.Add(1)
-		}
-		return
-	}
+// forward caches one packet of layer l for retransmission and offers it
+// to every subscriber. pkt is the packet parsed, raw the same packet as
+// bytes (what the cache keeps). It allocates nothing.
+func (t *Track) forward(s *sender, l *layer, pkt *rtp.Packet, raw []byte, at int64) {
 	if l.cache != nil {
-		l.cache.put(pkt.SequenceNumber, b)
+		l.cache.put(pkt.SequenceNumber, raw)
 	}
-	info := packetInfo{now: time.Now().UnixNano()}
-	t.lastPacket.Store(info.now)
+	info := packetInfo{now: at}
+	t.lastPacket.Store(at)
 	sent := uint64(0)
 	for _, d := range *t.subs.Load() {
-		if d.forward(l, pkt, &info) && !d.tap {
+		if d.forward(s, l, pkt, &info) && !d.tap {
 			sent++
 		}
 	}
 	// Single writer (see layer). The bandwidth loop and the watchdog read
-	// bytes; the rest are metrics, off only in a benchmark's baseline.
-	n := uint64(len(b))
+	// bytes; the rest are metrics.
+	n := uint64(len(raw))
 	l.bytes.Store(l.bytes.Load() + n)
-	if t.stats != nil {
-		l.packetsIn.Store(l.packetsIn.Load() + 1)
-		l.packetsOut.Store(l.packetsOut.Load() + sent)
-		l.bytesOut.Store(l.bytesOut.Load() + sent*n)
-	}
+	l.packetsIn.Store(l.packetsIn.Load() + 1)
+	l.packetsOut.Store(l.packetsOut.Load() + sent)
+	l.bytesOut.Store(l.bytesOut.Load() + sent*n)
 }
 
 // count adds the track's forwarding counters, summed over its layers, to s.
@@ -283,7 +295,7 @@ const (
 func (t *Track) isKeyframe(payload []byte, info *packetInfo) bool {
 	if info.key == keyUnknown {
 		info.key = keyNo
-		if t.kind == webrtc.RTPCodecTypeVideo && isKeyframeStart(t.mime, payload) {
+		if t.kind == KindVideo && isKeyframeStart(t.mime, payload) {
 			info.key = keyYes
 		}
 	}
@@ -352,7 +364,7 @@ func abs(x int) int {
 // scrolls a tile into view gets video at once. onDemand only queues a
 // message, so calling it under demandMu keeps the order without blocking.
 func (t *Track) updateDemand() {
-	if t.kind != webrtc.RTPCodecTypeVideo || t.onDemand == nil || !t.Simulcast() {
+	if t.kind != KindVideo || t.onDemand == nil || !t.Simulcast() {
 		return
 	}
 	t.demandMu.Lock()
@@ -389,7 +401,7 @@ func (t *Track) updateDemand() {
 
 // RequestKeyframe asks for a keyframe on the layer nearest quality q.
 func (t *Track) RequestKeyframe(q int) {
-	if t.kind != webrtc.RTPCodecTypeVideo {
+	if t.kind != KindVideo {
 		return
 	}
 	if i := t.nearest(q); i != QualityOff {
@@ -417,12 +429,10 @@ func (t *Track) requestLayerKeyframe(l *layer) {
 	if !l.lastPLI.CompareAndSwap(last, now) {
 		return // a concurrent caller sends this one
 	}
-	select {
-	case <-t.done:
+	if t.ended() {
 		return
-	default:
 	}
-	if err := t.writeTo([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: l.ssrc}}); err == nil {
+	if t.sendPLI != nil && t.sendPLI(l.ssrc) {
 		t.stats.plisSent.Add(1)
 	}
 }
@@ -431,15 +441,17 @@ func (t *Track) requestLayerKeyframe(l *layer) {
 // a subscriber gets it: across simulcast layer switches the sequence
 // numbers, timestamps and VP8 picture IDs continue, and a layer is
 // entered only on its keyframe (one is requested now). The payload type
-// is the publisher's. w runs on the track's reader goroutines, so it
-// must copy what it keeps and never block. Taps count in no forwarding
-// figure. stop detaches w; a call already in flight on a reader may
-// still reach w after stop returns, so w must tolerate being closed.
+// is the publisher's. w runs on the packet path, so it must copy what it
+// keeps and never block; a write that fails (w's queue is full) makes the
+// tap wait for the next keyframe, as a subscriber's full backlog does.
+// Taps count in no forwarding figure. stop detaches w; a call already in
+// flight may still reach w after stop returns, so w must tolerate being
+// closed.
 func (t *Track) Tap(w RTPWriter, q int) (stop func()) {
-	var switches atomic.Uint64
-	d := newDownTrack(t, q, &counters{}, &switches)
+	d := newDownTrack(t, nil, q)
 	d.tap = true
-	d.binding.Store(&binding{ssrc: 1, pt: uint8(t.codec.PayloadType), writer: w})
+	d.out = tapSink{w}
+	d.binding.Store(&binding{ssrc: 1, pt: t.codec.PayloadType})
 	t.addSubscriber(d)
 	t.updateDemand()
 	t.RequestKeyframe(q)
