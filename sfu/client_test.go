@@ -141,7 +141,7 @@ func (c *testClient) transportLines(setup string) string {
 
 // publish offers one VP8 camera on ssrc (and audio on ssrc+1 when audio)
 // and applies the node's answer.
-func (c *testClient) publish(ssrc uint32, audio bool) {
+func (c *testClient) publish(ssrc uint32, audio bool, answer ...int) {
 	c.t.Helper()
 	var b strings.Builder
 	b.WriteString("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n")
@@ -160,7 +160,19 @@ func (c *testClient) publish(ssrc uint32, audio bool) {
 	if err := c.peer.HandleOffer(b.String(), map[string]string{"0": "camera", "1": "microphone"}); err != nil {
 		c.t.Fatal(err)
 	}
-	c.takeRemote(c.sig.last(c.t, false, 1))
+	n := 1
+	if len(answer) > 0 {
+		n = answer[0]
+	}
+	c.takeRemote(c.sig.last(c.t, false, n))
+}
+
+// publishAgain re-offers the camera (an ICE restart when c.local changed)
+// and takes the node's second answer.
+func (c *testClient) publishAgain() {
+	c.t.Helper()
+	n := len(c.sig.answers) + 1
+	c.publish(0x1000, false, n)
 }
 
 // answer answers the node's n-th offer: receive everything offered.
@@ -224,6 +236,13 @@ func (c *testClient) takeRemote(sdp string) {
 // DTLS client, and keeps the SRTP keys.
 func (c *testClient) connect() {
 	c.t.Helper()
+	c.check()
+	c.handshake()
+}
+
+// check sends one nominating ICE check with the current credentials.
+func (c *testClient) check() {
+	c.t.Helper()
 	var tie [8]byte
 	req, err := buildMessage(stun.BindingRequest, stun.TransactionID,
 		stun.NewUsername(c.remote.ufrag+":"+c.local.ufrag),
@@ -237,6 +256,11 @@ func (c *testClient) connect() {
 	if _, err := c.conn.WriteToUDPAddrPort(req, c.node); err != nil {
 		c.t.Fatal(err)
 	}
+}
+
+// handshake runs DTLS as the client and keeps the SRTP keys.
+func (c *testClient) handshake() {
+	c.t.Helper()
 	dc := newDTLSConn(&net.UDPAddr{}, func(b []byte) error {
 		_, err := c.conn.WriteToUDPAddrPort(b, c.node)
 		return err

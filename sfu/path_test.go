@@ -202,3 +202,41 @@ func TestNACKsPublisherLoss(t *testing.T) {
 		t.Error("NACKs sent not counted")
 	}
 }
+
+// TestICERestartFromNewAddress: a publisher whose network changed
+// restarts ICE (new credentials in a new offer) and checks from a new
+// address; the node admits that address by the new credentials alone
+// and its media flows on, over the same DTLS association.
+func TestICERestartFromNewAddress(t *testing.T) {
+	e := newPathEngine(t, false)
+	r := newPathRoom(t, e, 1)
+	hdr := rtp.Header{Version: 2, PayloadType: 96, SSRC: 0x1000, Marker: true, SequenceNumber: 10}
+	r.warm(t, &hdr)
+	pub := r.pub
+	old := pub.remote
+	pub.local = newCreds()
+	pub.publishAgain()
+	if pub.remote == old {
+		t.Fatal("the node kept its ICE credentials across a restart")
+	}
+	moved, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { moved.Close() })
+	pub.conn = moved
+	pub.check()
+	key := vp8Payload(true)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		pub.sendRTP(&hdr, key)
+		hdr.SequenceNumber++
+		hdr.Timestamp += 3000
+		if _, err := r.subs[0].recvRTP(time.Now().Add(50 * time.Millisecond)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no media from the publisher's new address after its ICE restart")
+		}
+	}
+}
