@@ -23,10 +23,33 @@ type RoomStats struct {
 type MediaStats struct {
 	PacketsIn, BytesIn, PacketsOut, BytesOut uint64
 	PacketsLost, NACKs, Retransmits, PLIs    uint64
-	LayerSwitches                            uint64
-	AudioTracksIn, VideoTracksIn             int64
-	AudioTracksOut, VideoTracksOut           int64
+	// NACKsSent counts packets the node asked publishers to resend.
+	NACKsSent     uint64
+	LayerSwitches uint64
+	// Dropped counts packets the node did not send, by reason
+	// (DroppedReasons).
+	Dropped map[string]uint64
+	// Rejected counts datagrams the node refused, by reason
+	// (RejectedReasons).
+	Rejected map[string]uint64
+	// DTLSFailures counts failed handshakes.
+	DTLSFailures                   uint64
+	Sessions                       int64
+	AudioTracksIn, VideoTracksIn   int64
+	AudioTracksOut, VideoTracksOut int64
 }
+
+// DroppedReasons are the media plane's reasons for not sending a packet:
+// an ICE-TCP subscriber's backlog past its video or audio budget (video
+// then waits for a keyframe), a full UDP send buffer, a stalled ICE-TCP
+// write, a session not (or no longer) connected, a packet too large.
+var DroppedReasons = []string{"video_backlog", "audio_backlog", "socket_full", "tcp_stalled", "not_connected", "too_large"}
+
+// RejectedReasons are why the media plane refused a datagram: SRTP
+// authentication or replay, an address no session validated, an SSRC a
+// session's SDP does not place, a check with wrong credentials, a
+// datagram that does not parse.
+var RejectedReasons = []string{"srtp", "unknown_source", "unknown_ssrc", "stun_auth", "malformed"}
 
 // TURNStats is the embedded TURN server's state at scrape time.
 type TURNStats struct {

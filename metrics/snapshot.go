@@ -18,6 +18,8 @@ type snapshotCollector struct {
 	turnRefused, turnCert            *prometheus.Desc
 	recordings, recBytes             *prometheus.Desc
 	recFailures, recDropped          *prometheus.Desc
+	nacksSent, dropped, rejected     *prometheus.Desc
+	dtlsFailures, sessions           *prometheus.Desc
 	webhooks                         *prometheus.Desc
 }
 
@@ -46,6 +48,11 @@ func newSnapshotCollector(cfg Sources) *snapshotCollector {
 		recFailures:  d("recording_failures_total", "Student recordings stopped by a write error (disk full, say)."),
 		recDropped:   d("recording_dropped_packets_total", "RTP packets a recording writer could not keep up with."),
 		webhooks:     d("webhook_events_total", "Audit events by webhook outcome: delivered, failed (given up), dropped (queue full).", "result"),
+		nacksSent:    d("nacks_sent_total", "RTP packets the node asked publishers to resend (generic NACK)."),
+		dropped:      d("media_dropped_packets_total", "Packets the media plane did not send, by reason: an ICE-TCP subscriber's backlog (video_backlog, then audio_backlog), a full UDP send buffer (socket_full), a stalled ICE-TCP write (tcp_stalled), no connection yet or any more (not_connected), too large.", "reason"),
+		rejected:     d("media_rejected_packets_total", "Datagrams the media plane refused, by reason: SRTP authentication or replay (srtp), an address no session validated (unknown_source), an SSRC no SDP places (unknown_ssrc), a check with wrong credentials (stun_auth), malformed.", "reason"),
+		dtlsFailures: d("dtls_failures_total", "DTLS handshakes that failed."),
+		sessions:     d("media_sessions", "Media sessions (one per connected participant) on this node."),
 	}
 }
 
@@ -53,7 +60,8 @@ func newSnapshotCollector(cfg Sources) *snapshotCollector {
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.rooms, c.participants, c.tracks, c.packets, c.bytes, c.lost,
 		c.nacks, c.retransmits, c.plis, c.layers, c.turnAllocs, c.turnBytes, c.turnRefused, c.turnCert,
-		c.recordings, c.recBytes, c.recFailures, c.recDropped, c.webhooks} {
+		c.recordings, c.recBytes, c.recFailures, c.recDropped, c.webhooks,
+		c.nacksSent, c.dropped, c.rejected, c.dtlsFailures, c.sessions} {
 		ch <- d
 	}
 }
@@ -91,6 +99,15 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.retransmits, m.Retransmits)
 	counter(c.plis, m.PLIs)
 	counter(c.layers, m.LayerSwitches)
+	counter(c.nacksSent, m.NACKsSent)
+	for _, reason := range DroppedReasons {
+		counter(c.dropped, m.Dropped[reason], reason)
+	}
+	for _, reason := range RejectedReasons {
+		counter(c.rejected, m.Rejected[reason], reason)
+	}
+	counter(c.dtlsFailures, m.DTLSFailures)
+	gauge(c.sessions, float64(m.Sessions))
 
 	var t TURNStats
 	if c.cfg.TURN != nil {

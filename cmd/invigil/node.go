@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,26 +35,27 @@ type node struct {
 	cfg serveConfig
 	log *slog.Logger
 
-	metrics *metrics.Metrics
-	udp     *net.UDPConn // the media port every PeerConnection shares
-	tcp     net.Listener // ICE-TCP; nil with --rtc-tcp-port -1
-	bindIP  net.IP       // where media and TURN bind; nil: the wildcard
-	engine  *sfu.Engine
-	redis   *cluster.Redis // nil for a node alone
-	trail   audit.Store    // the audit store, behind the webhook when there is one
-	webhook *audit.Webhook // nil without --webhook-url
-	rooms   *room.Rooms
-	health  *metrics.Health
-	rec     *record.Recorder
-	httpLn  net.Listener
-	public  string       // the base URL clients reach this node at
-	agentLn net.Listener // nil without --agent-addr
-	adminLn net.Listener // nil without --admin-addr
-	turn    *turnNode
-	cluster cluster.Cluster
-	member  *cluster.Member
-	sig     *signaling.Server
-	routes  *httpapi.Routes
+	metrics    *metrics.Metrics
+	udp        *net.UDPConn // the media port every session shares (its first socket)
+	udpReaders int          // sockets on it
+	tcp        net.Listener // ICE-TCP; nil with --rtc-tcp-port -1
+	bindIP     net.IP       // where media and TURN bind; nil: the wildcard
+	engine     *sfu.Engine
+	redis      *cluster.Redis // nil for a node alone
+	trail      audit.Store    // the audit store, behind the webhook when there is one
+	webhook    *audit.Webhook // nil without --webhook-url
+	rooms      *room.Rooms
+	health     *metrics.Health
+	rec        *record.Recorder
+	httpLn     net.Listener
+	public     string       // the base URL clients reach this node at
+	agentLn    net.Listener // nil without --agent-addr
+	adminLn    net.Listener // nil without --admin-addr
+	turn       *turnNode
+	cluster    cluster.Cluster
+	member     *cluster.Member
+	sig        *signaling.Server
+	routes     *httpapi.Routes
 
 	// drainedSince is when the node began to drain (unix nanos; 0: not
 	// draining): a SIGTERM after `invigil drain` waits only what is left
@@ -107,23 +109,44 @@ func (n *node) openMetrics() error {
 	return nil
 }
 
+// maxUDPReaders bounds the default number of media sockets: past a
+// handful of cores a node is better as several nodes.
+const maxUDPReaders = 8
+
 // openMedia opens the shared media sockets and the SFU on them.
 func (n *node) openMedia() error {
 	bindIP, advertise := mediaAddresses(n.cfg.nodeIP)
-	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: bindIP, Port: n.cfg.rtcUDPPort})
+	readers := n.cfg.udpReaders
+	if readers <= 0 {
+		readers = min(runtime.GOMAXPROCS(0), maxUDPReaders)
+	}
+	conns, err := sfu.ListenUDP("udp", &net.UDPAddr{IP: bindIP, Port: n.cfg.rtcUDPPort}, readers)
 	if err != nil {
 		return fmt.Errorf("rtc udp port: %w", err)
 	}
-	setUDPBuffers(udp, n.cfg.udpBuffer, n.log)
+	closeUDP := func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+	more := make([]net.PacketConn, 0, len(conns)-1)
+	for i, c := range conns {
+		setUDPBuffers(c, n.cfg.udpBuffer, n.log)
+		if i > 0 {
+			more = append(more, c)
+		}
+	}
+	udp := conns[0]
 	var tcp net.Listener
 	if n.cfg.rtcTCPPort >= 0 {
 		if tcp, err = net.ListenTCP("tcp", &net.TCPAddr{IP: bindIP, Port: n.cfg.rtcTCPPort}); err != nil {
-			udp.Close()
+			closeUDP()
 			return fmt.Errorf("rtc tcp port: %w", err)
 		}
 	}
 	engine, err := sfu.New(sfu.Config{
 		UDP:             udp,
+		MoreUDP:         more,
 		TCP:             tcp,
 		AdvertiseIPs:    advertise,
 		IncludeLoopback: bindIP != nil && bindIP.IsLoopback(),
@@ -132,13 +155,13 @@ func (n *node) openMedia() error {
 		PionLogs:        pionlog.New(n.log.With("component", "sfu"), pionlog.Media, 0),
 	})
 	if err != nil {
-		udp.Close()
+		closeUDP()
 		if tcp != nil {
 			tcp.Close()
 		}
 		return err
 	}
-	n.udp, n.tcp, n.bindIP, n.engine = udp, tcp, bindIP, engine
+	n.udp, n.udpReaders, n.tcp, n.bindIP, n.engine = udp, len(conns), tcp, bindIP, engine
 	n.onClose(func() { engine.Close() })
 	return nil
 }
@@ -386,7 +409,7 @@ func (n *node) Run(ctx context.Context, stdout io.Writer) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(n.httpLn) }()
 
-	attrs := []any{"http_addr", n.httpLn.Addr().String(), "rtc_udp_addr", n.udp.LocalAddr().String(), "public_url", n.public, "version", version}
+	attrs := []any{"http_addr", n.httpLn.Addr().String(), "rtc_udp_addr", n.udp.LocalAddr().String(), "rtc_udp_readers", n.udpReaders, "public_url", n.public, "version", version}
 	if n.tcp != nil {
 		attrs = append(attrs, "rtc_tcp_addr", n.tcp.Addr().String())
 	}
@@ -500,11 +523,18 @@ func (n *node) webhookStats() metrics.WebhookStats {
 // mediaStats converts the sfu's snapshot for the metrics package, which
 // imports neither.
 func mediaStats(s sfu.Stats) metrics.MediaStats {
-	return metrics.MediaStats{
+	m := metrics.MediaStats{
 		PacketsIn: s.PacketsIn, BytesIn: s.BytesIn, PacketsOut: s.PacketsOut, BytesOut: s.BytesOut,
 		PacketsLost: s.PacketsLost, NACKs: s.NACKs, Retransmits: s.Retransmits, PLIs: s.PLIsSent,
-		LayerSwitches: s.LayerSwitches,
+		NACKsSent: s.NACKsSent, LayerSwitches: s.LayerSwitches, DTLSFailures: s.DTLSFailures, Sessions: s.Peers,
 		AudioTracksIn: s.AudioTracksIn, VideoTracksIn: s.VideoTracksIn,
 		AudioTracksOut: s.AudioTracksOut, VideoTracksOut: s.VideoTracksOut,
+		Dropped: make(map[string]uint64, len(s.Drops)),
+		Rejected: map[string]uint64{"srtp": s.SRTPErrors, "unknown_source": s.UnknownSource, "unknown_ssrc": s.UnknownSSRC,
+			"stun_auth": s.STUNRefused, "malformed": s.Malformed},
 	}
+	for i, n := range s.Drops {
+		m.Dropped[sfu.DropReasons[i]] = n
+	}
+	return m
 }

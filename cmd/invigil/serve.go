@@ -43,6 +43,7 @@ type serveConfig struct {
 	rtcTCPPort      int
 	nodeIP          string
 	udpBuffer       int
+	udpReaders      int
 	apiSecret       string
 	publicURL       string
 	dataDir         string
@@ -101,7 +102,8 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.IntVar(&c.turnQuota, "turn-max-allocations-per-user", 0, "TURN allocations one identity may hold (0: default 16; negative: unlimited)")
 	fs.IntVar(&c.turnBitrate, "turn-max-bitrate", 0, "bits per second each TURN allocation may relay in each direction (0: default 10 Mb/s; negative: unlimited)")
 	c.rec.register(fs)
-	fs.IntVar(&c.udpBuffer, "rtc-udp-buffer", defaultUDPBuffer, "receive and send buffer, in bytes, asked for on the shared RTC UDP socket (capped by net.core.rmem_max/wmem_max)")
+	fs.IntVar(&c.udpBuffer, "rtc-udp-buffer", defaultUDPBuffer, "receive and send buffer, in bytes, asked for on each RTC UDP socket (capped by net.core.rmem_max/wmem_max)")
+	fs.IntVar(&c.udpReaders, "rtc-udp-readers", 0, "sockets (and reader goroutines) on the RTC UDP port, SO_REUSEPORT spreading clients over them (0: one per CPU the process may use, at most 8)")
 	fs.StringVar(&c.apiSecret, "api-secret", "", "HS256 key for join tokens, at least 32 bytes (required unless --dev)")
 	fs.StringVar(&c.publicURL, "public-url", "", "base URL clients use to reach this node (default: derived from --http-addr)")
 	fs.StringVar(&c.dataDir, "data-dir", "./data", "audit log and recordings when no Redis")
