@@ -2,6 +2,7 @@ package record
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -46,7 +47,7 @@ type tap struct {
 }
 
 // WriteRTP copies the packet into a pooled buffer and queues it for the
-// writer without blocking; a full queue drops it.
+// writer without blocking; a full queue drops it and says so.
 func (t *tap) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 	p := packets.Get().(*packet)
 	n, err := h.MarshalTo(p.buf[:])
@@ -62,9 +63,16 @@ func (t *tap) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 		packets.Put(p)
 		t.dropped.Add(1)
 		t.st.r.dropped.Add(1)
+		// The SFU then drops the rest of the picture and waits for the
+		// next keyframe, as for a subscriber whose backlog is full; the
+		// writer records the gap (queue_full).
+		return 0, errQueueFull
 	}
 	return n, nil
 }
+
+// errQueueFull is a packet the writer's queue had no room for.
+var errQueueFull = errors.New("record: the writer's queue is full")
 
 // Write is unused: the SFU writes parsed packets.
 func (t *tap) Write(b []byte) (int, error) { return len(b), nil }

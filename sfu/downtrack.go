@@ -237,7 +237,7 @@ func (d *DownTrack) forward(s *sender, l *layer, pkt *rtp.Packet, info *packetIn
 	}
 	if !d.out.writeRTP(s, out, payload, class) {
 		if d.src.kind == KindVideo {
-			d.waitForKeyframe(l)
+			d.waitForKeyframe(l, seq)
 		}
 		return false
 	}
@@ -250,13 +250,18 @@ func (d *DownTrack) forward(s *sender, l *layer, pkt *rtp.Packet, info *packetIn
 	return true
 }
 
-// waitForKeyframe drops the rest of the picture after a packet the
-// subscriber's backlog (or a tap's queue) refused, and asks for the next
-// keyframe: a partial frame would only make the decoder stall.
-func (d *DownTrack) waitForKeyframe(l *layer) {
+// waitForKeyframe drops the rest of the picture after the packet (sent
+// as seq) the subscriber's backlog (or a tap's queue) refused, and asks
+// for the next keyframe: a partial frame would only make the decoder
+// stall. The refused packet's number is given back, so the keyframe
+// continues the stream without a gap to NACK.
+func (d *DownTrack) waitForKeyframe(l *layer, seq uint16) {
 	d.mu.Lock()
 	first := !d.m.waitKey
 	d.m.waitKey = true
+	if d.m.lastSeq == seq {
+		d.m.lastSeq--
+	}
 	d.mu.Unlock()
 	if first {
 		d.src.requestLayerKeyframe(l)

@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"syscall"
@@ -423,4 +424,52 @@ func cpuTime(tb testing.TB) time.Duration {
 		tb.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// failingWriter refuses packets while full is set, as a recorder's
+// queue does when its writer falls behind.
+type failingWriter struct {
+	countingWriter
+	full bool
+}
+
+func (w *failingWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	if w.full {
+		return 0, errors.New("queue full")
+	}
+	return w.countingWriter.WriteRTP(h, payload)
+}
+
+// TestTapWaitsForKeyframeWhenRefused: a tap whose writer refuses a packet
+// gets nothing more of that picture: the rest of the frame and the delta
+// frames after it are held back until the next keyframe, which goes on
+// with the next sequence number (the recorder sees one gap, then a clean
+// picture), and a keyframe is asked for at once.
+func TestTapWaitsForKeyframeWhenRefused(t *testing.T) {
+	tr, ls := testTrack(QualityLow)
+	var plis int
+	tr.sendPLI = func(uint32) bool { plis++; return true }
+	w := &failingWriter{}
+	w.keep = true
+	stop := tr.Tap(w, QualityLow)
+	defer stop()
+	var pkt rtp.Packet
+	feed(t, tr, ls[0], &pkt, vp8(t, 1, 0, 1, 1, true))
+	feed(t, tr, ls[0], &pkt, vp8(t, 2, 3000, 2, 1, false))
+	before := plis
+	w.full = true
+	feed(t, tr, ls[0], &pkt, vp8(t, 3, 6000, 3, 1, false)) // refused
+	w.full = false
+	feed(t, tr, ls[0], &pkt, vp8(t, 4, 9000, 4, 1, false))
+	feed(t, tr, ls[0], &pkt, vp8(t, 5, 12000, 5, 1, false))
+	if w.packets != 2 {
+		t.Fatalf("%d packets reached the tap after a refusal, want none until a keyframe", w.packets-2)
+	}
+	if plis != before+1 {
+		t.Errorf("%d keyframe requests after the refusal, want 1", plis-before)
+	}
+	feed(t, tr, ls[0], &pkt, vp8(t, 6, 15000, 6, 1, true))
+	if w.packets != 3 || w.last.SequenceNumber != 3 {
+		t.Fatalf("after the keyframe: %d packets, last seq %d; want the keyframe as seq 3", w.packets, w.last.SequenceNumber)
+	}
 }
