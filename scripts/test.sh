@@ -25,8 +25,8 @@ bash scripts/lint.sh
 # timing_pkgs run whole in phase 3; timing_tests (a -run/-skip pattern)
 # are phase 3's part of timing_test_pkgs.
 timing_pkgs=(./e2e/ ./loadtest/)
-timing_tests='^(TestLoad|TestMediaWatchdog|TestDiskFullStopsRecording|TestRedisRestart|TestMediaPathCut|TestDeadAndSlowClients)'
-timing_test_pkgs=(./cmd/invigil/ ./record/ ./cluster/ ./signaling/)
+timing_tests='^(TestLoad|TestMediaWatchdog|TestDiskFullStopsRecording|TestRedisRestart|TestMediaPathCut|TestDeadAndSlowClients|TestStalledSubscriberHoldsBackNobody)'
+timing_test_pkgs=(./cmd/invigil/ ./record/ ./cluster/ ./signaling/ ./sfu/)
 mapfile -t rest < <(go list ./... | grep -v -e '/e2e$' -e '/loadtest$')
 
 # -timeout bounds a hung run well inside CI's budget.
@@ -46,7 +46,8 @@ go test -race -count=1 -timeout 10m -p 1 -run "$timing_tests" "${timing_test_pkg
 # per input (~0.7 ms), so it gets fewer.
 echo "== 4. fuzz targets"
 for target in signaling:FuzzDecodeInbound:30000 signaling:FuzzVerifyToken:30000 signaling:FuzzSendingSections:30000 \
-  sfu:FuzzPayloadParsers:30000 sfu:FuzzHandleOffer:5000 \
+  sfu:FuzzPayloadParsers:30000 sfu:FuzzHandleOffer:5000 sfu:FuzzDemux:20000 \
+  sfu/internal/rtcpx:FuzzPackets:30000 sfu/internal/rtcpx:FuzzTWCC:10000 \
   turn:FuzzParseUsername:30000 turn:FuzzPolicyMappedForms:30000 \
   record:FuzzSignedBytes:20000 record:FuzzParseSPS:20000 record:FuzzSplitAVC:20000; do
   IFS=: read -r pkg fn runs <<<"$target"

@@ -129,7 +129,7 @@ func (e *extIDs) merge(o extIDs) {
 type clientSection struct {
 	kind     string // audio, video, application, …
 	mid      string
-	rejected bool // port 0 (RFC 8843 §7.3.3 bundle-only is not offered by browsers)
+	rejected bool // port 0 without a=bundle-only
 	dir      direction
 	codecs   []sdpCodec
 	ext      extIDs
@@ -206,7 +206,11 @@ func parseClientSDP(text string) (*clientDesc, error) {
 
 // parseSection reads one media section.
 func parseSection(m *sdp.MediaDescription) (clientSection, error) {
-	s := clientSection{kind: m.MediaName.Media, dir: dirSendRecv, rejected: m.MediaName.Port.Value == 0}
+	// Port 0 rejects a section, unless it is bundle-only (RFC 8843
+	// §6: in an offer, "port 0 and a=bundle-only" means "in the bundle
+	// only", as Firefox offers every section after the first).
+	_, bundleOnly := m.Attribute("bundle-only")
+	s := clientSection{kind: m.MediaName.Media, dir: dirSendRecv, rejected: m.MediaName.Port.Value == 0 && !bundleOnly}
 	byPT := map[uint8]int{} // payload type → index in s.codecs
 	for _, f := range m.MediaName.Formats {
 		pt, err := strconv.ParseUint(f, 10, 8)
