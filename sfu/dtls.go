@@ -37,9 +37,11 @@ const (
 	// a flight is a handful, and a retransmitted one replaces it.
 	dtlsQueue = 16
 	// srtpReplayWindow is the SRTP replay window (RFC 3711 §3.3.2) in
-	// packets. It must cover the reordering of a video layer at 1.5 Mb/s
-	// (~150 packets a second) over a few hundred milliseconds.
-	srtpReplayWindow = 512
+	// packets: twice the RFC's minimum, a second of reordering of a
+	// 1 Mb/s layer. Retransmissions come on their own (RTX) SSRC, so they
+	// never need a wider one; and the window is shifted on every packet,
+	// so a wider one costs on every packet.
+	srtpReplayWindow = 128
 	// srtcpReplayWindow is SRTCP's, a few seconds of RTCP.
 	srtcpReplayWindow = 128
 )
