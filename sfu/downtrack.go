@@ -105,9 +105,11 @@ type munger struct {
 }
 
 // sink is where a down-track's packets go: a subscriber's session (which
-// encrypts and queues them), or a tap's writer.
+// encrypts and queues them), or a tap's writer. writeRTPFrame is for a
+// payload at raw[off:] after bytes it may overwrite with the header.
 type sink interface {
 	writeRTP(s *sender, h *rtp.Header, payload []byte, class sendClass) bool
+	writeRTPFrame(s *sender, h *rtp.Header, raw []byte, off int, class sendClass) bool
 }
 
 // tapSink adapts a recorder's writer.
@@ -116,6 +118,10 @@ type tapSink struct{ w RTPWriter }
 func (t tapSink) writeRTP(_ *sender, h *rtp.Header, payload []byte, _ sendClass) bool {
 	_, err := t.w.WriteRTP(h, payload)
 	return err == nil
+}
+
+func (t tapSink) writeRTPFrame(s *sender, h *rtp.Header, raw []byte, off int, class sendClass) bool {
+	return t.writeRTP(s, h, raw[off:], class)
 }
 
 func newDownTrack(src *Track, sub *Peer, quality int) *DownTrack {
@@ -207,10 +213,10 @@ func (d *DownTrack) retarget() {
 	}
 }
 
-// forward offers one packet of layer l and reports whether it was
-// written. It runs on l's reader; info is shared by all subscribers of
-// the packet.
-func (d *DownTrack) forward(s *sender, l *layer, pkt *rtp.Packet, info *packetInfo) bool {
+// forward offers one packet of layer l (raw is its bytes, which it may
+// overwrite before the payload) and reports whether it was written. It
+// runs on l's reader; info is shared by all subscribers of the packet.
+func (d *DownTrack) forward(s *sender, l *layer, pkt *rtp.Packet, raw []byte, info *packetInfo) bool {
 	b := d.binding.Load()
 	if b == nil {
 		return false
@@ -235,7 +241,13 @@ func (d *DownTrack) forward(s *sender, l *layer, pkt *rtp.Packet, info *packetIn
 	if d.src.kind == KindVideo {
 		class = classVideo
 	}
-	if !d.out.writeRTP(s, out, payload, class) {
+	var sent bool
+	if len(payload) > 0 && len(raw) >= len(payload) && &payload[0] == &raw[len(raw)-len(payload)] {
+		sent = d.out.writeRTPFrame(s, out, raw, len(raw)-len(payload), class)
+	} else {
+		sent = d.out.writeRTP(s, out, payload, class)
+	}
+	if !sent {
 		if d.src.kind == KindVideo {
 			d.waitForKeyframe(l, seq)
 		}
@@ -298,8 +310,14 @@ func (d *DownTrack) translate(l *layer, pkt *rtp.Packet, info *packetInfo) (seq 
 		}
 		d.switchTo(l, pkt, info)
 	}
-	if int16(pkt.SequenceNumber-m.fromSeq) < 0 {
+	switch since := int16(pkt.SequenceNumber - m.fromSeq); {
+	case since < 0:
 		return 0, 0, -1, -1, false // from before this layer's run began
+	case since > runReach:
+		// Keep the run's start within reach: compared modulo 2^16, a
+		// start 2^15 packets back (four minutes of a 1 Mb/s layer)
+		// would look ahead, and the run would stop.
+		m.fromSeq = pkt.SequenceNumber - runReach
 	}
 	seq = pkt.SequenceNumber + m.seqOffset
 	ts = pkt.Timestamp + m.tsOffset
@@ -326,6 +344,10 @@ func (d *DownTrack) translate(l *layer, pkt *rtp.Packet, info *packetInfo) (seq 
 	m.started = true
 	return seq, ts, pic, tl0, true
 }
+
+// runReach is how far behind the newest packet of a run a packet may be
+// and still be forwarded (later than the run's start, but reordered).
+const runReach = 1 << 12
 
 // switchTo starts forwarding layer l at pkt, its keyframe, continuing the
 // outgoing stream where the previous layer left it: the next sequence

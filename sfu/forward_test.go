@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -35,6 +36,10 @@ func (w *countingWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 func (w *countingWriter) writeRTP(_ *sender, h *rtp.Header, payload []byte, _ sendClass) bool {
 	_, err := w.WriteRTP(h, payload)
 	return err == nil
+}
+
+func (w *countingWriter) writeRTPFrame(s *sender, h *rtp.Header, raw []byte, off int, c sendClass) bool {
+	return w.writeRTP(s, h, raw[off:], c)
 }
 
 // testTrack builds a VP8 video Track with the given layer qualities.
@@ -471,5 +476,32 @@ func TestTapWaitsForKeyframeWhenRefused(t *testing.T) {
 	feed(t, tr, ls[0], &pkt, vp8(t, 6, 15000, 6, 1, true))
 	if w.packets != 3 || w.last.SequenceNumber != 3 {
 		t.Fatalf("after the keyframe: %d packets, last seq %d; want the keyframe as seq 3", w.packets, w.last.SequenceNumber)
+	}
+}
+
+// TestForwardLongRun: a layer forwarded for longer than 2^15 packets
+// (four minutes of a 1 Mb/s camera) and across the sequence number's wrap
+// keeps going, and a packet reordered within the run still passes.
+func TestForwardLongRun(t *testing.T) {
+	tr, ls := testTrack(QualityLow)
+	_, writers := subscribe(tr, 1, QualityLow)
+	var pkt rtp.Packet
+	raw := vp8(t, 100, 0, 0, 0, true)
+	feed(t, tr, ls[0], &pkt, raw)
+	inter := vp8(t, 0, 0, 0, 0, false)
+	const n = 3 << 15
+	for i := 1; i <= n; i++ {
+		binary.BigEndian.PutUint16(inter[2:], uint16(100+i))
+		binary.BigEndian.PutUint32(inter[4:], uint32(i*3000))
+		feed(t, tr, ls[0], &pkt, inter)
+	}
+	if got := writers[0].packets; got != n+1 {
+		t.Fatalf("%d packets forwarded of %d", got, n+1)
+	}
+	late := 100 + n - 50 // within reach
+	binary.BigEndian.PutUint16(inter[2:], uint16(late))
+	feed(t, tr, ls[0], &pkt, inter)
+	if got := writers[0].packets; got != n+2 {
+		t.Fatalf("a reordered packet was dropped (%d forwarded)", got)
 	}
 }

@@ -251,7 +251,7 @@ func (t *Track) forward(s *sender, l *layer, pkt *rtp.Packet, raw []byte, at int
 	t.lastPacket.Store(at)
 	sent := uint64(0)
 	for _, d := range *t.subs.Load() {
-		if d.forward(s, l, pkt, &info) && !d.tap {
+		if d.forward(s, l, pkt, raw, &info) && !d.tap {
 			sent++
 		}
 	}

@@ -318,6 +318,41 @@ func (p *Peer) writeRTP(s *sender, h *rtp.Header, payload []byte, class sendClas
 	return p.emit(s, out, sel, class)
 }
 
+// writeRTPFrame is writeRTP for a payload that lies at raw[off:], after
+// at least a header's worth of bytes the caller lets it overwrite (the
+// received packet's own header): the outgoing header is written there,
+// and the packet is encrypted from that buffer straight into the send
+// batch, so the payload is never copied but by the cipher itself.
+func (p *Peer) writeRTPFrame(s *sender, h *rtp.Header, raw []byte, off int, class sendClass) bool {
+	n := h.MarshalSize()
+	if n > off {
+		return p.writeRTP(s, h, raw[off:], class)
+	}
+	sel, keys := p.sending()
+	if sel == nil {
+		p.e.counter.drops[dropNotConnected].Add(1)
+		return false
+	}
+	if s == nil {
+		s = p.e.directSender()
+		defer p.e.releaseSender(s)
+	}
+	plain := raw[off-n:]
+	if _, err := h.MarshalTo(plain[:n]); err != nil || len(plain)+srtpOverhead > maxPacket {
+		p.e.counter.drops[dropTooLarge].Add(1)
+		return false
+	}
+	buf := s.buffer()
+	p.txMu.Lock()
+	out, err := keys.tx.EncryptRTP(buf[:0], plain, &p.txHdr[0].h)
+	p.txMu.Unlock()
+	if err != nil {
+		p.e.counter.writeErrors.Add(1)
+		return false
+	}
+	return p.emit(s, out, sel, class)
+}
+
 // srtpOverhead is the most SRTP adds to a packet: a 16-byte GCM tag
 // (AES-CM with HMAC-SHA1-80 adds 10).
 const srtpOverhead = 16
