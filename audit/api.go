@@ -19,7 +19,7 @@ const (
 // "Authorization: Bearer <token>", never in the URL, where proxies and
 // logs would keep it.
 func RegisterAPI(t *httpapi.Routes, store Store) {
-	t.Handle("GET /v1/rooms/{room}/events", httpapi.AdminOrProctor(), "the room's audit events, oldest first", eventsHandler(store))
+	t.Handle("GET /v1/rooms/{room}/events", httpapi.ReviewerOrProctor(), "the room's audit events, oldest first", eventsHandler(store))
 }
 
 // eventsHandler serves ?after=SEQ&limit=N: the room's events with a

@@ -15,12 +15,15 @@ const (
 	// RoleAdmin is the exam platform's API tier: it reads events and
 	// placement, and never joins media.
 	RoleAdmin Role = "admin"
+	// RoleReviewer judges a session after the exam: it reads one room's
+	// events and recordings (or every room's), and never joins media.
+	RoleReviewer Role = "reviewer"
 )
 
 // ParseRole checks a role claim.
 func ParseRole(s string) (Role, error) {
 	switch r := Role(s); r {
-	case RoleStudent, RoleProctor, RoleAdmin:
+	case RoleStudent, RoleProctor, RoleAdmin, RoleReviewer:
 		return r, nil
 	}
 	return "", fmt.Errorf("%w: %q", ErrUnknownRole, s)

@@ -245,7 +245,7 @@ func TestCloseEvictsAndRefuses(t *testing.T) {
 }
 
 func TestParseRole(t *testing.T) {
-	for _, s := range []string{"student", "proctor", "admin"} {
+	for _, s := range []string{"student", "proctor", "admin", "reviewer"} {
 		if r, err := ParseRole(s); err != nil || string(r) != s {
 			t.Errorf("%s: %v", s, err)
 		}

@@ -109,11 +109,14 @@ func TestAuditTrail(t *testing.T) {
 		token string
 		code  int
 	}{
-		"no token":             {"", 401},
-		"forged":               {"a.b.c", 401},
-		"student":              {mint(t, "exam-1", "alice", room.RoleStudent), 403},
-		"other room's proctor": {mint(t, "exam-2", "p2", room.RoleProctor), 403},
-		"admin":                {mint(t, "*", "api", room.RoleAdmin), 200},
+		"no token":              {"", 401},
+		"forged":                {"a.b.c", 401},
+		"student":               {mint(t, "exam-1", "alice", room.RoleStudent), 403},
+		"other room's proctor":  {mint(t, "exam-2", "p2", room.RoleProctor), 403},
+		"admin":                 {mint(t, "*", "api", room.RoleAdmin), 200},
+		"room's reviewer":       {mint(t, "exam-1", "rev", room.RoleReviewer), 200},
+		"every room's reviewer": {mint(t, "*", "rev", room.RoleReviewer), 200},
+		"other room's reviewer": {mint(t, "exam-2", "rev", room.RoleReviewer), 403},
 	} {
 		if code, _ := get(tc.token, ""); code != tc.code {
 			t.Errorf("%s: HTTP %d, want %d", name, code, tc.code)

@@ -81,6 +81,11 @@ func (s *session) admit(m *Inbound) (Grant, error) {
 		// Fatal: an admin token is the API tier's, never a media client's.
 		return Grant{}, &ProtocolError{Code: CodeForbidden, Message: "admin tokens do not join media", Fatal: true}
 	}
+	if grant.Role == room.RoleReviewer {
+		// A reviewer judges the session afterwards, from its trail and
+		// recordings; it never watches live media.
+		return Grant{}, &ProtocolError{Code: CodeForbidden, Message: "reviewer tokens do not join media", Fatal: true}
+	}
 	return grant, nil
 }
 

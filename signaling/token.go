@@ -17,7 +17,8 @@ import (
 // and this node.
 const tokenLeeway = 5 * time.Second
 
-// AllRooms is an admin token's room claim.
+// AllRooms is the room claim of a token for every room: an admin's
+// always, a reviewer's when it judges every room.
 const AllRooms = "*"
 
 // Claims are a join token's claims (DESIGN.md, "Join tokens").
@@ -113,8 +114,8 @@ func VerifyToken(secret []byte, token string) (Grant, error) {
 	if c.Subject == "" || c.Room == "" {
 		return Grant{}, fmt.Errorf("%w: sub and room are required", ErrTokenInvalid)
 	}
-	if (c.Room == AllRooms) != (role == room.RoleAdmin) {
-		return Grant{}, fmt.Errorf("%w: only admin tokens have room %q", ErrTokenInvalid, AllRooms)
+	if err := checkRoomScope(role, c.Room); err != nil {
+		return Grant{}, err
 	}
 	name := c.Name
 	if name == "" {
@@ -135,6 +136,18 @@ func VerifyToken(secret []byte, token string) (Grant, error) {
 	}
 	return Grant{Identity: c.Subject, Name: name, Room: c.Room, Role: role, Expires: c.ExpiresAt.Time, Require: require,
 		Record: c.Record, Device: c.Device}, nil
+}
+
+// checkRoomScope: an admin token's room is always "*" (every room); a
+// reviewer's may be (DESIGN.md, "Join tokens"); nobody else's is.
+func checkRoomScope(role room.Role, roomName string) error {
+	switch {
+	case role == room.RoleAdmin && roomName != AllRooms:
+		return fmt.Errorf("%w: an admin token's room is %q", ErrTokenInvalid, AllRooms)
+	case roomName == AllRooms && role != room.RoleAdmin && role != room.RoleReviewer:
+		return fmt.Errorf("%w: only admin and reviewer tokens have room %q", ErrTokenInvalid, AllRooms)
+	}
+	return nil
 }
 
 // TokenSpec is what MintToken puts in a token.
@@ -168,6 +181,9 @@ func MintToken(secret []byte, s TokenSpec) (string, error) {
 	}
 	if err := checkDevice(s.Device, s.Role); err != nil {
 		return "", fmt.Errorf("signaling: %w", err)
+	}
+	if err := checkRoomScope(s.Role, s.Room); err != nil {
+		return "", err
 	}
 	now := time.Now()
 	expires := now.Add(s.TTL)

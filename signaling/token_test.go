@@ -52,6 +52,8 @@ func TestVerifyToken(t *testing.T) {
 		{"unknown role", signed(t, hs256, key, claims(func(c jwt.MapClaims) { c["role"] = "superuser" })), room.ErrUnknownRole},
 		{"no subject", signed(t, hs256, key, claims(func(c jwt.MapClaims) { delete(c, "sub") })), ErrTokenInvalid},
 		{"student for all rooms", signed(t, hs256, key, claims(func(c jwt.MapClaims) { c["room"] = "*" })), ErrTokenInvalid},
+		{"proctor for all rooms", signed(t, hs256, key, claims(func(c jwt.MapClaims) { c["room"] = "*"; c["role"] = "proctor" })), ErrTokenInvalid},
+		{"admin of one room", signed(t, hs256, key, claims(func(c jwt.MapClaims) { c["role"] = "admin" })), ErrTokenInvalid},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -109,6 +111,8 @@ func TestJoinRefusals(t *testing.T) {
 		{"unknown role", signed(t, hs256, key, claims(func(c jwt.MapClaims) { c["role"] = "examiner" })), "", CodeRoleUnknown},
 		{"no token", "", "", CodeTokenMissing},
 		{"admin joins media", mint(t, "*", "api", room.RoleAdmin), "", CodeForbidden},
+		{"reviewer joins media", mint(t, "exam-1", "rev", room.RoleReviewer), "", CodeForbidden},
+		{"reviewer of every room joins media", mint(t, "*", "rev", room.RoleReviewer), "", CodeForbidden},
 		{"room full", mint(t, "full", "s4", room.RoleStudent), "", CodeRoomFull},
 		{"node full", mint(t, "third", "s5", room.RoleStudent), "", CodeNodeFull},
 	}

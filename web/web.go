@@ -112,6 +112,7 @@ func HandlerWith(opts Options) http.Handler {
 	h := &handler{files: make(map[string]file), csp: csp}
 	h.add("/student", "assets/student.html")
 	h.add("/proctor", "assets/proctor.html")
+	h.add("/review", "assets/review.html")
 	h.addTree("/sdk/", "assets/sdk")
 	h.addTree("/static/", "assets/static")
 	return h

@@ -356,7 +356,7 @@ func (n *node) openRoutes() error {
 	t.Handle("POST /v1/node/drain", httpapi.Admin(), "drain: no new rooms here; running rooms go on", n.drainHandler(true))
 	t.Handle("DELETE /v1/node/drain", httpapi.Admin(), "stop draining", n.drainHandler(false))
 	audit.RegisterAPI(t, n.trail)
-	record.RegisterAPI(t, n.rec)
+	record.RegisterAPI(t, n.rec, n.recordingKeys)
 	cluster.RegisterAPI(t, n.cluster, n.metrics.RedisError)
 	var webOpts web.Options
 	if n.redis != nil {
@@ -366,6 +366,7 @@ func (n *node) openRoutes() error {
 	pages := web.HandlerWith(webOpts)
 	t.Handle("GET /student", anyone, "the student page", pages)
 	t.Handle("GET /proctor", anyone, "the proctor page", pages)
+	t.Handle("GET /review", anyone, "the review page", pages)
 	t.Handle("GET /sdk/", anyone, "the browser SDK", pages)
 	t.Handle("GET /static/", anyone, "the pages' scripts and styles", pages)
 	t.HandleFunc("GET /{$}", anyone, "what this server is", func(w http.ResponseWriter, r *http.Request) {

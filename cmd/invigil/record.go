@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"time"
@@ -157,3 +158,9 @@ func recordPolicy(all bool, rec *record.Recorder) room.PublishHook {
 }
 
 var _ record.Source = (*sfu.Track)(nil)
+
+// recordingKeys is GET /v1/recordings/keys: the keys that verify this
+// node's manifests, current and retired.
+func (n *node) recordingKeys(*http.Request) (*record.Keyring, error) {
+	return n.rec.PublicKeys(), nil
+}

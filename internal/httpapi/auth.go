@@ -52,6 +52,23 @@ func AdminOrProctor() Access {
 		}}
 }
 
+// Reviewer routes need an admin token, or a reviewer token of the
+// path's {room} or of every room ("*"): the evidence after an exam.
+func Reviewer() Access {
+	return Access{name: "admin or reviewer", refusal: "only an admin or a reviewer of this room may read this",
+		allow: func(g Grant, r *http.Request) bool {
+			return g.Role == room.RoleAdmin || g.Role == room.RoleReviewer && (g.Room == "*" || g.Room == r.PathValue("room"))
+		}}
+}
+
+// ReviewerOrProctor routes are Reviewer's, and also the room's proctor's
+// (the room's trail, which a proctor follows live).
+func ReviewerOrProctor() Access {
+	rev, prox := Reviewer(), AdminOrProctor()
+	return Access{name: "admin, the room's proctor, or a reviewer", refusal: "only an admin, this room's proctor or a reviewer of it may read this",
+		allow: func(g Grant, r *http.Request) bool { return rev.allow(g, r) || prox.allow(g, r) }}
+}
+
 // grantKey is the context key of a request's Grant.
 type grantKey struct{}
 
