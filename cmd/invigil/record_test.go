@@ -36,13 +36,7 @@ func TestRecordClaim(t *testing.T) {
 	}
 	alice.Close()
 
-	mint := func(roomName, id string, role room.Role) string {
-		tok, err := signaling.MintToken([]byte(secret), signaling.TokenSpec{Room: roomName, Identity: id, Role: role, TTL: time.Minute})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
+	mint := func(roomName, id string, role room.Role) string { return mintFor(t, roomName, id, role) }
 	list := func(token string) (int, []*record.Manifest) {
 		req, _ := http.NewRequest(http.MethodGet, srv.base+"/v1/rooms/exam-r/recordings", nil)
 		if token != "" {
@@ -96,21 +90,8 @@ func TestRecordClaim(t *testing.T) {
 // as stored and verifies with GET /v1/recordings/keys, which needs no
 // token.
 func TestRecordingsForReviewers(t *testing.T) {
-	dataDir := t.TempDir()
-	srv := startServe(t, "--api-secret", secret, "--data-dir", dataDir, "--record")
-	ws := "ws" + srv.base[len("http"):] + "/v1/rtc"
-	proctor := testclient.Join(t, ws, secret, "exam-v", "proctor-1", room.RoleProctor)
-	alice := testclient.Join(t, ws, secret, "exam-v", "alice", room.RoleStudent)
-	testclient.Eventually(t, 10*time.Second, "media from alice", func() bool { return proctor.PacketsFrom(alice.Me.SID) > 60 })
-	alice.Close()
-
-	mint := func(roomName, id string, role room.Role) string {
-		tok, err := signaling.MintToken([]byte(secret), signaling.TokenSpec{Room: roomName, Identity: id, Role: role, TTL: time.Minute})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
+	srv, dataDir := recordAlice(t)
+	mint := func(roomName, id string, role room.Role) string { return mintFor(t, roomName, id, role) }
 	get := func(path, token string, header ...string) (*http.Response, []byte) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, srv.base+path, nil)
@@ -216,4 +197,14 @@ func TestRecordingsForReviewers(t *testing.T) {
 	if _, err := record.VerifySignature(raw, record.Trust{Keys: ring}); err != nil {
 		t.Errorf("the served manifest does not verify with the served keys: %v", err)
 	}
+}
+
+// mintFor signs a minute-long token of role for identity id in roomName.
+func mintFor(t *testing.T, roomName, id string, role room.Role) string {
+	t.Helper()
+	tok, err := signaling.MintToken([]byte(secret), signaling.TokenSpec{Room: roomName, Identity: id, Role: role, TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }

@@ -28,13 +28,7 @@ import (
 // keyring file.
 func recordedSession(t *testing.T) (dir, keyring string) {
 	t.Helper()
-	dataDir := t.TempDir()
-	srv := startServe(t, "--api-secret", secret, "--data-dir", dataDir, "--record")
-	ws := "ws" + srv.base[len("http"):] + "/v1/rtc"
-	proctor := testclient.Join(t, ws, secret, "exam-v", "proctor-1", room.RoleProctor)
-	alice := testclient.Join(t, ws, secret, "exam-v", "alice", room.RoleStudent)
-	testclient.Eventually(t, 10*time.Second, "media from alice", func() bool { return proctor.PacketsFrom(alice.Me.SID) > 60 })
-	alice.Close()
+	_, dataDir := recordAlice(t)
 	dir = filepath.Join(dataDir, "recordings", "exam-v", "alice")
 	testclient.Eventually(t, 10*time.Second, "alice's manifest final", func() bool {
 		paths, _ := filepath.Glob(filepath.Join(dir, "*"+record.ManifestSuffix))
@@ -45,6 +39,21 @@ func recordedSession(t *testing.T) (dir, keyring string) {
 		return err == nil && !m.Ended.IsZero() && len(m.Files) > 0
 	})
 	return dir, filepath.Join(dataDir, "recording-keys", record.KeyringFile)
+}
+
+// recordAlice runs a node with --record in which student alice of room
+// exam-v publishes until a proctor has had 60 of her packets, and then
+// leaves; it returns the node and its data directory.
+func recordAlice(t *testing.T) (srv *served, dataDir string) {
+	t.Helper()
+	dataDir = t.TempDir()
+	srv = startServe(t, "--api-secret", secret, "--data-dir", dataDir, "--record")
+	ws := "ws" + srv.base[len("http"):] + "/v1/rtc"
+	proctor := testclient.Join(t, ws, secret, "exam-v", "proctor-1", room.RoleProctor)
+	alice := testclient.Join(t, ws, secret, "exam-v", "alice", room.RoleStudent)
+	testclient.Eventually(t, 10*time.Second, "media from alice", func() bool { return proctor.PacketsFrom(alice.Me.SID) > 60 })
+	alice.Close()
+	return srv, dataDir
 }
 
 // copySession copies a student's directory, so a case can damage it.
