@@ -120,7 +120,7 @@ func (pr *proctor) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		if !ok {
 			continue
 		}
-		rs.delay.add(time.Duration(now.UnixNano() - st.sent))
+		rs.delay.add(time.Duration(r.clock() - st.sent))
 		if rs.video && int(st.layer) < maxLayers {
 			rs.layers[st.layer]++
 			if st.layer == pr.topLayer {

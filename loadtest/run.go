@@ -35,8 +35,11 @@ const (
 
 // run is one load run's state.
 type run struct {
-	cfg      Config
-	log      *slog.Logger
+	cfg Config
+	log *slog.Logger
+	// epoch starts the run's clock: stamps carry nanoseconds since it
+	// (monotonic; sender and receiver are this process).
+	epoch    time.Time
 	kit      *peerKit
 	wsURL    string
 	prefix   string
@@ -85,7 +88,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		prefix = "load-" + hex.EncodeToString(id[:]) + "-"
 	}
 	r := &run{
-		cfg: cfg, log: cfg.Logger, wsURL: wsURL, prefix: prefix,
+		cfg: cfg, log: cfg.Logger, wsURL: wsURL, prefix: prefix, epoch: time.Now(),
 		layers:       cameraLayers(cfg.SingleLayer),
 		tokenTTL:     cfg.Duration + tokenSlack,
 		connCtx:      context.WithoutCancel(ctx),
@@ -114,6 +117,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	return res, nil
 }
+
+// clock is nanoseconds since the run's epoch, on the monotonic clock.
+func (r *run) clock() int64 { return int64(time.Since(r.epoch)) }
 
 // mark is a snapshot of the counters at one moment.
 type mark struct {
