@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,7 +41,8 @@ type run struct {
 	// epoch starts the run's clock: stamps carry nanoseconds since it
 	// (monotonic; sender and receiver are this process).
 	epoch    time.Time
-	kit      *peerKit
+	kit      *peerKit // --client pion
+	lean     *leanKit // --client lean
 	wsURL    string
 	prefix   string
 	layers   []videoLayer
@@ -77,6 +79,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if cfg.Client == "" {
+		cfg.Client = ClientLean
+	}
 	if cfg.FocusEvery == 0 || cfg.SingleLayer {
 		cfg.FocusEvery = 0
 	}
@@ -103,11 +108,19 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		startServer = s
 	}
-	kit, err := newPeerKit(r.log, &r.nacks)
-	if err != nil {
-		return nil, err
+	if cfg.Client == ClientPion {
+		kit, err := newPeerKit(r.log, &r.nacks)
+		if err != nil {
+			return nil, err
+		}
+		r.kit = kit
+	} else {
+		lean, err := newLeanKit(r)
+		if err != nil {
+			return nil, err
+		}
+		r.lean = lean
 	}
-	r.kit = kit
 	res, err := r.execute(ctx, startServer)
 	if err != nil {
 		return res, err
@@ -155,12 +168,20 @@ func (r *run) execute(ctx context.Context, startServer procSample) (*Result, err
 	stopSend := make(chan struct{})
 	snd := &sender{r: r, rng: mrand.New(mrand.NewPCG(uint64(start.at.UnixNano()), 1))}
 	sendDone := make(chan struct{})
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		defer close(sendDone)
-		snd.loop(stopSend)
-	}()
+	if r.lean != nil {
+		for _, p := range append(slices.Clip(students), proctors...) {
+			r.lean.newPeer(p)
+		}
+		r.lean.start()
+		close(sendDone)
+	} else {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			defer close(sendDone)
+			snd.loop(stopSend)
+		}()
+	}
 
 	// Proctors first, as at an exam's start; the ramp waits for them.
 	joined := make(chan struct{}, len(proctors))
@@ -236,15 +257,38 @@ flow:
 	// everyone still connected, then leave.
 	close(stopSend)
 	<-sendDone
+	if r.lean != nil {
+		r.lean.stopSending()
+	}
 	stopAt := time.Now()
 	time.Sleep(drain)
 	end := r.mark()
 	end.at = stopAt
 	r.log.Info("stopping", "elapsed", end.at.Sub(start.at).Round(time.Millisecond))
-	if err := r.teardown(); err != nil {
+	err := r.teardown()
+	if r.lean != nil {
+		r.lean.close()
+	}
+	if err != nil {
 		return nil, err
 	}
-	return r.result(students, proctors, snd.stats, start, steady, end), nil
+	return r.result(students, proctors, r.sendFigures(snd), start, steady, end), nil
+}
+
+// sendFigures is how well the run's sender kept its schedule, with
+// either client.
+type sendFigures struct {
+	lateMax, lateP99     time.Duration
+	skipped, writeErrors int64
+}
+
+func (r *run) sendFigures(snd *sender) sendFigures {
+	if r.lean != nil {
+		st := &r.lean.pacer.stats
+		return sendFigures{lateMax: st.lateMax, lateP99: st.late.quantile(0.99), skipped: st.skippedFrames, writeErrors: st.writeErrors}
+	}
+	st := &snd.stats
+	return sendFigures{lateMax: st.lateMax, lateP99: st.late.quantile(0.99), skipped: st.skippedFrames, writeErrors: st.writeErrors}
 }
 
 // participants makes every participant of the run, students in their

@@ -40,6 +40,7 @@ type sendState struct {
 // senderStats is what the sender counts; read after it ends.
 type senderStats struct {
 	lateMax        time.Duration // furthest behind schedule a frame was sent
+	late           delayHist     // how far behind schedule each frame was sent
 	skippedFrames  int64         // frames dropped because the sender lagged
 	writeErrors    int64
 	packetsByLayer [maxLayers]int64
@@ -91,15 +92,16 @@ func (s *sender) sendDue(st *student, now time.Time) {
 		tx.audioSeq = uint16(s.rng.Uint32())
 	}
 	for !now.Before(tx.nextVideo) {
-		if late := now.Sub(tx.nextVideo); late > maxSendLag {
+		late := now.Sub(tx.nextVideo)
+		if late > maxSendLag {
 			skipped := int64(late / frameInterval)
 			s.stats.skippedFrames += skipped
 			tx.frame += uint32(skipped)
 			tx.nextVideo = tx.nextVideo.Add(time.Duration(skipped) * frameInterval)
 			continue
-		} else if late > s.stats.lateMax {
-			s.stats.lateMax = late
 		}
+		s.stats.lateMax = max(s.stats.lateMax, late)
+		s.stats.late.add(late)
 		s.videoFrame(st, out)
 		tx.nextVideo = tx.nextVideo.Add(frameInterval)
 	}
