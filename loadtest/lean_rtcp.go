@@ -110,33 +110,3 @@ func appendNACK(b []byte, sender, media uint32, first, last uint16) []byte {
 // maxNACKItems bounds one NACK: 4 FCIs are 68 packets, more than a
 // loopback gap worth repairing.
 const maxNACKItems = 4
-
-// nackSeqs calls fn with every sequence number an FCI list asks for.
-func nackSeqs(fci []byte, fn func(seq uint16)) {
-	for ; len(fci) >= 4; fci = fci[4:] {
-		pid, blp := binary.BigEndian.Uint16(fci), binary.BigEndian.Uint16(fci[2:])
-		fn(pid)
-		for i := range uint16(16) {
-			if blp&(1<<i) != 0 {
-				fn(pid + i + 1)
-			}
-		}
-	}
-}
-
-// walkRTCP calls fn with each packet of a compound RTCP packet: its type,
-// count/format field, and body after the 4-byte header. It stops at the
-// first malformed packet.
-func walkRTCP(b []byte, fn func(pt, count int, body []byte)) {
-	for len(b) >= 4 {
-		if b[0]>>6 != 2 {
-			return
-		}
-		n := 4 * (int(binary.BigEndian.Uint16(b[2:])) + 1)
-		if n > len(b) {
-			return
-		}
-		fn(int(b[1]), int(b[0]&0x1F), b[4:n])
-		b = b[n:]
-	}
-}
