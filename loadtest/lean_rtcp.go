@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"encoding/binary"
+	"slices"
 	"time"
 )
 
@@ -41,7 +42,8 @@ func rtcpHeader(b []byte, count, pt int, words int) {
 
 // appendSR appends a sender report without report blocks.
 func appendSR(b []byte, ssrc uint32, ntp uint64, ts, packets, octets uint32) []byte {
-	p := make28(b)
+	b = slices.Grow(b, 28)
+	p := b[len(b) : len(b)+28]
 	rtcpHeader(p, 0, rtcpSR, 7)
 	binary.BigEndian.PutUint32(p[4:], ssrc)
 	binary.BigEndian.PutUint64(p[8:], ntp)
@@ -50,8 +52,6 @@ func appendSR(b []byte, ssrc uint32, ntp uint64, ts, packets, octets uint32) []b
 	binary.BigEndian.PutUint32(p[24:], octets)
 	return b[:len(b)+28]
 }
-
-func make28(b []byte) []byte { return b[len(b) : len(b)+28] }
 
 // reportBlock is one RR report block (RFC 3550 §6.4.1).
 type reportBlock struct {
@@ -66,6 +66,7 @@ type reportBlock struct {
 func appendRR(b []byte, sender uint32, blocks []reportBlock) []byte {
 	n := min(len(blocks), maxRRBlocks)
 	size := 8 + n*rrBlockBytes
+	b = slices.Grow(b, size)
 	p := b[len(b) : len(b)+size]
 	rtcpHeader(p, n, rtcpRR, size/4)
 	binary.BigEndian.PutUint32(p[4:], sender)
@@ -97,6 +98,7 @@ func appendNACK(b []byte, sender, media uint32, first, last uint16) []byte {
 		n++
 	}
 	size := 12 + 4*n
+	b = slices.Grow(b, size)
 	p := b[len(b) : len(b)+size]
 	rtcpHeader(p, fmtNACK, rtcpRTPFB, size/4)
 	binary.BigEndian.PutUint32(p[4:], sender)
