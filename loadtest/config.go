@@ -31,6 +31,16 @@ const (
 	minSecretBytes = 32
 )
 
+// Clients: how the synthetic participants reach the node.
+const (
+	// ClientLean is the load generator's own transport (lean.go): one
+	// shared socket, a few goroutines for everyone. The default.
+	ClientLean = "lean"
+	// ClientPion is a pion PeerConnection per participant: an
+	// independent implementation to check the lean client against.
+	ClientPion = "pion"
+)
+
 // Config describes one load run.
 type Config struct {
 	// URL is the node's base http(s) URL, e.g. http://127.0.0.1:7880;
@@ -55,6 +65,8 @@ type Config struct {
 	// FocusEvery is how often each proctor focuses the next student of
 	// its room; 0 never focuses. Ignored with SingleLayer.
 	FocusEvery time.Duration
+	// Client is ClientLean (also when empty) or ClientPion.
+	Client string
 	// ServerPID, when not 0, is the local node's process: its CPU time
 	// and RSS are read from /proc at the start and end of the run.
 	ServerPID int
@@ -87,6 +99,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: ramp %s must be ≥ 0 and shorter than the duration %s", ErrConfig, c.Ramp, c.Duration)
 	case c.FocusEvery < 0:
 		return fmt.Errorf("%w: negative focus interval", ErrConfig)
+	case c.Client != "" && c.Client != ClientLean && c.Client != ClientPion:
+		return fmt.Errorf("%w: client %q: want %s or %s", ErrConfig, c.Client, ClientLean, ClientPion)
 	case c.ServerPID < 0:
 		return fmt.Errorf("%w: negative server pid", ErrConfig)
 	case len(c.RoomPrefix) > 64 || strings.ContainsAny(c.RoomPrefix, " \t\r\n/"):

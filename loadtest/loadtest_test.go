@@ -26,7 +26,7 @@ func TestVP8PayloadIsValid(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := make([]byte, 300)
 			sent := time.Now().UnixNano()
-			writeVP8(p, 0x1234, tc.start, tc.key, l, 2000, stamp{layer: 1, seq: 77, sent: sent})
+			writeVP8(p, vp8Frame{pic: 0x1234, tl0: 7, tid: 2, sync: true, keyIdx: 3}, tc.start, tc.key, l, 2000, stamp{layer: 1, seq: 77, sent: sent})
 			// pion's depacketizer is an independent reading of RFC 7741.
 			var d codecs.VP8Packet
 			body, err := d.Unmarshal(p)
@@ -36,7 +36,10 @@ func TestVP8PayloadIsValid(t *testing.T) {
 			if d.X != 1 || d.S != b(tc.start) || d.PID != 0 || d.I != 1 || d.PictureID != 0x1234 {
 				t.Errorf("descriptor: X=%d S=%d PID=%d I=%d picture ID %#x", d.X, d.S, d.PID, d.I, d.PictureID)
 			}
-			if got := (&codecs.VP8PartitionHeadChecker{}).IsPartitionHead(p); got != tc.start {
+			if d.L != 1 || d.T != 1 || d.K != 1 || d.TL0PICIDX != 7 || d.TID != 2 || d.Y != 1 || d.KEYIDX != 3 {
+				t.Errorf("temporal: L=%d T=%d K=%d TL0PICIDX %d TID %d Y %d KEYIDX %d", d.L, d.T, d.K, d.TL0PICIDX, d.TID, d.Y, d.KEYIDX)
+			}
+			if got := (&codecs.VP8Packet{}).IsPartitionHead(p); got != tc.start {
 				t.Errorf("partition head %v, want %v", got, tc.start)
 			}
 			if tc.start {
@@ -53,6 +56,36 @@ func TestVP8PayloadIsValid(t *testing.T) {
 				t.Errorf("stamp %+v %v", st, ok)
 			}
 		})
+	}
+}
+
+// TestL1T3 checks the low layer's temporal pattern (RFC 7741 §4.2):
+// TIDs 0,2,1,2 restarting at a keyframe, TL0PICIDX one more per base
+// frame, KEYIDX one more per keyframe, Y on all but the frame that refers
+// to the TID-1 frame.
+func TestL1T3(t *testing.T) {
+	v := vp8Stream{pic: 0x7FFE, tl0: 254, temporal: true}
+	want := []struct {
+		key    bool
+		tid    uint8
+		tl0    uint8
+		sync   bool
+		keyIdx uint8
+	}{
+		{true, 0, 255, true, 1}, {false, 2, 255, true, 1}, {false, 1, 255, true, 1}, {false, 2, 255, false, 1},
+		{false, 0, 0, true, 1}, {false, 2, 0, true, 1}, {true, 0, 1, true, 2}, {false, 2, 1, true, 2},
+	}
+	for i, w := range want {
+		f := v.next(w.key)
+		if f.tid != w.tid || f.tl0 != w.tl0 || f.sync != w.sync || f.keyIdx != w.keyIdx || f.pic != uint16((0x7FFE+i)&0x7FFF) {
+			t.Errorf("frame %d: %+v, want tid %d tl0 %d sync %v keyidx %d", i, f, w.tid, w.tl0, w.sync, w.keyIdx)
+		}
+	}
+	base := vp8Stream{}
+	for range 5 {
+		if f := base.next(false); f.tid != 0 {
+			t.Errorf("a layer without temporal layers sent TID %d", f.tid)
+		}
 	}
 }
 

@@ -71,14 +71,15 @@ func (l videoLayer) deltaBytes() int {
 
 func (l videoLayer) keyBytes() int { return keyframeWeight * l.deltaBytes() }
 
-// Layout of every synthetic payload. Video: a 4-byte VP8 payload
+// Layout of every synthetic payload. Video: a 6-byte VP8 payload
 // descriptor (RFC 7741 §4.2: X=1, S on a frame's first packet, partition
-// 0, I=1 with a 15-bit picture ID), then on a frame's first packet the VP8
-// payload header (RFC 6386 §9.1: the 3-byte frame tag, and on a keyframe
-// the start code and dimensions, 10 bytes in all), then the stamp at a
-// fixed offset. Audio: the Opus TOC byte, then the stamp.
+// 0; I=1 with a 15-bit picture ID, L=1 with TL0PICIDX, T=1 and K=1 with
+// TID, Y and KEYIDX), then on a frame's first packet the VP8 payload
+// header (RFC 6386 §9.1: the 3-byte frame tag, and on a keyframe the
+// start code and dimensions, 10 bytes in all), then the stamp at a fixed
+// offset. Audio: the Opus TOC byte, then the stamp.
 const (
-	vp8DescriptorSize = 4
+	vp8DescriptorSize = 6
 	vp8KeyHeaderSize  = 10
 	stampAtVideo      = vp8DescriptorSize + vp8KeyHeaderSize
 	stampAtAudio      = 1
@@ -89,7 +90,8 @@ const (
 
 // stamp is what each packet tells its receiver: which layer it belongs
 // to, its place in the sender's stream of that layer, and when it was
-// sent (unix nanoseconds; sender and receiver share a clock).
+// sent (nanoseconds on the run's monotonic clock; sender and receiver
+// are one process).
 type stamp struct {
 	layer uint8
 	seq   uint32
@@ -110,16 +112,68 @@ func readStamp(p []byte) (stamp, bool) {
 	return stamp{layer: p[1], seq: binary.BigEndian.Uint32(p[2:]), sent: int64(binary.BigEndian.Uint64(p[6:]))}, true
 }
 
-// writeVP8 fills p, one packet's payload of a frame of frameBytes, with
+// l1t3 is the temporal layer of each frame in a group of four (RFC 7741
+// §4.2's TID; the L1T3 structure browsers use for VP8): 0, 2, 1, 2.
+var l1t3 = [4]uint8{0, 2, 1, 2}
+
+// vp8Stream numbers one layer's frames as an encoder does: picture ID,
+// TL0PICIDX (one more at each temporal-layer-0 frame), the temporal
+// pattern's position (restarted at every keyframe) and KEYIDX (one more
+// at each keyframe). temporal says whether the layer is L1T3 (the low
+// layer) or all base layer.
+type vp8Stream struct {
+	pic      uint16
+	tl0, pos uint8
+	keyIdx   uint8
+	temporal bool
+}
+
+// vp8Frame is what one frame's descriptors say.
+type vp8Frame struct {
+	pic    uint16
+	tl0    uint8
+	tid    uint8
+	sync   bool // Y: decodable from the last base-layer frame alone
+	keyIdx uint8
+}
+
+// next returns the next frame's descriptor fields.
+func (v *vp8Stream) next(key bool) vp8Frame {
+	if key {
+		v.pos = 0
+		v.keyIdx = (v.keyIdx + 1) & 0x1F
+	}
+	var tid uint8
+	if v.temporal {
+		tid = l1t3[v.pos%4]
+	}
+	// The second TID-2 frame of a group refers to the TID-1 frame,
+	// not the base: it is the only one without Y.
+	sync := key || v.pos%4 != 3
+	if tid == 0 {
+		v.tl0++
+	}
+	f := vp8Frame{pic: v.pic, tl0: v.tl0, tid: tid, sync: sync, keyIdx: v.keyIdx}
+	v.pic = (v.pic + 1) & 0x7FFF
+	v.pos++
+	return f
+}
+
+// writeVP8 fills p, one packet's payload of frame f of frameBytes, with
 // the descriptor, the payload header when start, and the stamp. len(p)
 // must be at least stampAtVideo+stampSize.
-func writeVP8(p []byte, picID uint16, start, key bool, l videoLayer, frameBytes int, s stamp) {
+func writeVP8(p []byte, f vp8Frame, start, key bool, l videoLayer, frameBytes int, s stamp) {
 	p[0] = 0x80 // X
 	if start {
 		p[0] |= 0x10 // S, partition index 0
 	}
-	p[1] = 0x80 // I
-	p[2], p[3] = 0x80|byte(picID>>8)&0x7F, byte(picID)
+	p[1] = 0x80 | 0x40 | 0x20 | 0x10 // I, L, T, K
+	p[2], p[3] = 0x80|byte(f.pic>>8)&0x7F, byte(f.pic)
+	p[4] = f.tl0
+	p[5] = f.tid<<6 | f.keyIdx&0x1F
+	if f.sync {
+		p[5] |= 0x20
+	}
 	clear(p[vp8DescriptorSize:stampAtVideo])
 	if start {
 		// Frame tag: P (0 = keyframe), version 0, show_frame, and a

@@ -54,6 +54,7 @@ type participant struct {
 	failure   atomic.Pointer[string]
 
 	sig   *signalConn            // set at register, then read-only
+	lean  *leanPeer              // the lean client's transport; nil with --client pion
 	pc    *webrtc.PeerConnection // set by the session before any callback
 	early []webrtc.ICECandidateInit
 
@@ -103,6 +104,19 @@ func (p *participant) session(ctx context.Context, joined chan<- struct{}) {
 		return
 	}
 	notify()
+	if p.lean != nil {
+		if err := p.lean.begin(ctx); err != nil {
+			p.fail("publish", err)
+			return
+		}
+		for {
+			m, err := sig.recv(ctx)
+			if err != nil {
+				return
+			}
+			p.lean.handle(ctx, m)
+		}
+	}
 	pc, err := p.r.kit.newPeerConnection()
 	if err != nil {
 		p.fail("peer_connection", err)
@@ -312,6 +326,9 @@ func (p *participant) shutdown() {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
+	if p.lean != nil {
+		p.lean.shutdown()
+	}
 	if p.pc != nil {
 		if err := p.pc.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			p.r.log.Debug("close peer connection", "identity", p.identity, "err", err)

@@ -92,40 +92,45 @@ func (pr *proctor) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 	pr.mu.Lock()
 	pr.streams = append(pr.streams, rs)
 	pr.mu.Unlock()
-	r := pr.p.r
-	var from *student
 	buf := make([]byte, 1500)
 	for {
 		n, _, err := tr.Read(buf)
 		if err != nil {
 			return
 		}
-		now := time.Now()
 		seq, payload, ok := rtpSeqPayload(buf[:n])
 		if !ok {
 			continue
 		}
-		if rs.packets == 0 {
-			// The student registered its sid before it could publish.
-			if from = r.studentBySID(rs.sid); from != nil {
-				from.noteFirstMedia(now)
-			}
+		pr.account(rs, time.Now(), pr.p.r.clock(), seq, payload, n)
+	}
+}
+
+// account counts one received packet of rs (n bytes on the wire),
+// received at wall (and clock, on the run's clock). Only rs's reader
+// calls it.
+func (pr *proctor) account(rs *recvStream, wall time.Time, clock int64, seq uint16, payload []byte, n int) {
+	r := pr.p.r
+	if rs.packets == 0 {
+		// The student registered its sid before it could publish.
+		if from := r.studentBySID(rs.sid); from != nil {
+			from.noteFirstMedia(wall)
 		}
-		rs.packets++
-		rs.bytes += int64(n)
-		r.forwarded.Add(1)
-		r.forwardedBytes.Add(int64(n))
-		rs.seq.add(seq)
-		st, ok := stampOf(payload, rs.video)
-		if !ok {
-			continue
-		}
-		rs.delay.add(time.Duration(now.UnixNano() - st.sent))
-		if rs.video && int(st.layer) < maxLayers {
-			rs.layers[st.layer]++
-			if st.layer == pr.topLayer {
-				pr.noteTopLayer(rs.sid, now)
-			}
+	}
+	rs.packets++
+	rs.bytes += int64(n)
+	r.forwarded.Add(1)
+	r.forwardedBytes.Add(int64(n))
+	rs.seq.add(seq)
+	st, ok := stampOf(payload, rs.video)
+	if !ok {
+		return
+	}
+	rs.delay.add(time.Duration(clock - st.sent))
+	if rs.video && int(st.layer) < maxLayers {
+		rs.layers[st.layer]++
+		if st.layer == pr.topLayer {
+			pr.noteTopLayer(rs.sid, wall)
 		}
 	}
 }

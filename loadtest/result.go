@@ -15,6 +15,7 @@ import (
 // from a few seconds after the last join to the stop of media, without
 // the join storm's handshakes; the others cover the whole run.
 type Result struct {
+	Client          string   `json:"client"` // lean or pion
 	Rooms           int      `json:"rooms"`
 	StudentsPerRoom int      `json:"students_per_room"`
 	ProctorsPerRoom int      `json:"proctors_per_room"`
@@ -69,8 +70,13 @@ type Result struct {
 	// The load generator's own cost, and whether it kept its schedule.
 	LoadgenCPUSeconds float64 `json:"loadgen_cpu_seconds"`
 	SendLateMaxMS     float64 `json:"send_late_max_ms"`
-	SkippedFrames     int64   `json:"skipped_frames"`
-	SendErrors        int64   `json:"send_errors"`
+	SendLateP99MS     float64 `json:"send_late_p99_ms"` // a frame's send time − its schedule
+	// LoadgenMicrosPerPacket is the load generator's CPU over the RTP
+	// packets it sent and received (sent + forwarded), beside the
+	// node's CPUMicrosPerPacket over the same packets.
+	LoadgenMicrosPerPacket float64 `json:"loadgen_cpu_us_per_packet"`
+	SkippedFrames          int64   `json:"skipped_frames"`
+	SendErrors             int64   `json:"send_errors"`
 
 	ServerCPUSeconds    float64 `json:"server_cpu_seconds,omitempty"`
 	ServerRSSBytes      int64   `json:"server_rss_bytes,omitempty"` // at the end, everyone connected
@@ -84,18 +90,20 @@ type Result struct {
 	SteadyLoadgenCPUSeconds float64 `json:"steady_loadgen_cpu_seconds,omitempty"`
 	SteadyServerCPUSeconds  float64 `json:"steady_server_cpu_seconds,omitempty"`
 	SteadyCPUMicrosPerPkt   float64 `json:"steady_cpu_us_per_packet,omitempty"`
+	SteadyLoadgenMicrosPkt  float64 `json:"steady_loadgen_cpu_us_per_packet,omitempty"`
 }
 
 // result computes the Result once every goroutine of the run has ended.
-func (r *run) result(students, proctors []*participant, ss senderStats, start mark, steady *mark, end mark) *Result {
+func (r *run) result(students, proctors []*participant, sf sendFigures, start mark, steady *mark, end mark) *Result {
 	c := r.cfg
 	res := &Result{
-		Rooms: c.Rooms, StudentsPerRoom: c.StudentsPerRoom, ProctorsPerRoom: c.ProctorsPerRoom,
+		Client: c.Client, Rooms: c.Rooms, StudentsPerRoom: c.StudentsPerRoom, ProctorsPerRoom: c.ProctorsPerRoom,
 		DurationSeconds: round(end.at.Sub(start.at).Seconds(), 3), RampSeconds: c.Ramp.Seconds(),
 		Failures: map[string]int{}, ServerErrors: maps.Clone(r.serverErrors),
 		SentPackets: end.sent, ForwardedPackets: end.forwarded, ForwardedBytes: end.fwdBytes,
 		NACKs: r.nacks.Load(), LoadgenCPUSeconds: round((end.self - start.self).Seconds(), 3),
-		SendLateMaxMS: ms(ss.lateMax), SkippedFrames: ss.skippedFrames, SendErrors: ss.writeErrors,
+		SendLateMaxMS: ms(sf.lateMax), SendLateP99MS: ms(sf.lateP99), SkippedFrames: sf.skipped, SendErrors: sf.writeErrors,
+		LoadgenMicrosPerPacket: perPacket(end.self-start.self, end.sent+end.forwarded),
 	}
 	for _, l := range r.layers {
 		res.Layers = append(res.Layers, l.rid)
@@ -183,6 +191,7 @@ func (r *run) result(students, proctors []*participant, ss senderStats, start ma
 		res.SteadySeconds = round(end.at.Sub(steady.at).Seconds(), 3)
 		res.SteadySentPackets, res.SteadyForwardedPackets = end.sent-steady.sent, end.forwarded-steady.forwarded
 		res.SteadyLoadgenCPUSeconds = round((end.self - steady.self).Seconds(), 3)
+		res.SteadyLoadgenMicrosPkt = perPacket(end.self-steady.self, res.SteadySentPackets+res.SteadyForwardedPackets)
 		if steady.serverOK && end.serverOK {
 			cpu := end.server.cpu - steady.server.cpu
 			res.SteadyServerCPUSeconds = round(cpu.Seconds(), 3)
@@ -241,8 +250,8 @@ func (res *Result) WriteText(w io.Writer) error {
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, args...)...) }
-	row("run", "%d rooms × (%d students + %d proctors), %s, %.1f s (ramp %.1f s)",
-		res.Rooms, res.StudentsPerRoom, res.ProctorsPerRoom, layers, res.DurationSeconds, res.RampSeconds)
+	row("run", "%s client, %d rooms × (%d students + %d proctors), %s, %.1f s (ramp %.1f s)",
+		res.Client, res.Rooms, res.StudentsPerRoom, res.ProctorsPerRoom, layers, res.DurationSeconds, res.RampSeconds)
 	row("connected", "students %d/%d, proctors %d/%d", res.StudentsConnected, res.StudentsAttempted, res.ProctorsConnected, res.ProctorsAttempted)
 	if len(res.Failures) > 0 {
 		row("failures", "%s", formatCounts(res.Failures))
@@ -264,16 +273,16 @@ func (res *Result) WriteText(w io.Writer) error {
 	if res.FocusSwitches+res.FocusMissed > 0 {
 		row("focus switch", "p50 %.0f ms, p99 %.0f ms (%d switches, %d missed)", res.FocusP50MS, res.FocusP99MS, res.FocusSwitches, res.FocusMissed)
 	}
-	row("load generator", "%.2f CPU s; sender at most %.1f ms late, %d frames skipped, %d write errors",
-		res.LoadgenCPUSeconds, res.SendLateMaxMS, res.SkippedFrames, res.SendErrors)
+	row("load generator", "%.2f CPU s, %.2f µs/packet; sends p99 %.2f ms late, at most %.1f ms; %d frames skipped, %d write errors",
+		res.LoadgenCPUSeconds, res.LoadgenMicrosPerPacket, res.SendLateP99MS, res.SendLateMaxMS, res.SkippedFrames, res.SendErrors)
 	if res.ServerRSSBytes > 0 {
 		row("server", "%.2f CPU s, %.2f µs/packet; RSS %.1f MiB (%.1f MiB at start, %.0f KiB per student)",
 			res.ServerCPUSeconds, res.CPUMicrosPerPacket, float64(res.ServerRSSBytes)/(1<<20),
 			float64(res.ServerRSSStartBytes)/(1<<20), float64(res.RSSPerStudentBytes)/(1<<10))
 	}
 	if res.SteadySeconds > 0 {
-		row("steady window", "%.1f s: %d sent + %d forwarded; load generator %.2f CPU s; server %.2f CPU s, %.2f µs/packet",
-			res.SteadySeconds, res.SteadySentPackets, res.SteadyForwardedPackets, res.SteadyLoadgenCPUSeconds,
+		row("steady window", "%.1f s: %d sent + %d forwarded; load generator %.2f CPU s, %.2f µs/packet; server %.2f CPU s, %.2f µs/packet",
+			res.SteadySeconds, res.SteadySentPackets, res.SteadyForwardedPackets, res.SteadyLoadgenCPUSeconds, res.SteadyLoadgenMicrosPkt,
 			res.SteadyServerCPUSeconds, res.SteadyCPUMicrosPerPkt)
 	}
 	return tw.Flush()

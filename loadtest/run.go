@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,9 +36,13 @@ const (
 
 // run is one load run's state.
 type run struct {
-	cfg      Config
-	log      *slog.Logger
-	kit      *peerKit
+	cfg Config
+	log *slog.Logger
+	// epoch starts the run's clock: stamps carry nanoseconds since it
+	// (monotonic; sender and receiver are this process).
+	epoch    time.Time
+	kit      *peerKit // --client pion
+	lean     *leanKit // --client lean
 	wsURL    string
 	prefix   string
 	layers   []videoLayer
@@ -74,6 +79,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if cfg.Client == "" {
+		cfg.Client = ClientLean
+	}
 	if cfg.FocusEvery == 0 || cfg.SingleLayer {
 		cfg.FocusEvery = 0
 	}
@@ -85,7 +93,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		prefix = "load-" + hex.EncodeToString(id[:]) + "-"
 	}
 	r := &run{
-		cfg: cfg, log: cfg.Logger, wsURL: wsURL, prefix: prefix,
+		cfg: cfg, log: cfg.Logger, wsURL: wsURL, prefix: prefix, epoch: time.Now(),
 		layers:       cameraLayers(cfg.SingleLayer),
 		tokenTTL:     cfg.Duration + tokenSlack,
 		connCtx:      context.WithoutCancel(ctx),
@@ -100,11 +108,19 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		startServer = s
 	}
-	kit, err := newPeerKit(r.log, &r.nacks)
-	if err != nil {
-		return nil, err
+	if cfg.Client == ClientPion {
+		kit, err := newPeerKit(r.log, &r.nacks)
+		if err != nil {
+			return nil, err
+		}
+		r.kit = kit
+	} else {
+		lean, err := newLeanKit(r)
+		if err != nil {
+			return nil, err
+		}
+		r.lean = lean
 	}
-	r.kit = kit
 	res, err := r.execute(ctx, startServer)
 	if err != nil {
 		return res, err
@@ -114,6 +130,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	return res, nil
 }
+
+// clock is nanoseconds since the run's epoch, on the monotonic clock.
+func (r *run) clock() int64 { return int64(time.Since(r.epoch)) }
 
 // mark is a snapshot of the counters at one moment.
 type mark struct {
@@ -149,12 +168,20 @@ func (r *run) execute(ctx context.Context, startServer procSample) (*Result, err
 	stopSend := make(chan struct{})
 	snd := &sender{r: r, rng: mrand.New(mrand.NewPCG(uint64(start.at.UnixNano()), 1))}
 	sendDone := make(chan struct{})
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		defer close(sendDone)
-		snd.loop(stopSend)
-	}()
+	if r.lean != nil {
+		for _, p := range append(slices.Clip(students), proctors...) {
+			r.lean.newPeer(p)
+		}
+		r.lean.start()
+		close(sendDone)
+	} else {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			defer close(sendDone)
+			snd.loop(stopSend)
+		}()
+	}
 
 	// Proctors first, as at an exam's start; the ramp waits for them.
 	joined := make(chan struct{}, len(proctors))
@@ -230,15 +257,38 @@ flow:
 	// everyone still connected, then leave.
 	close(stopSend)
 	<-sendDone
+	if r.lean != nil {
+		r.lean.stopSending()
+	}
 	stopAt := time.Now()
 	time.Sleep(drain)
 	end := r.mark()
 	end.at = stopAt
 	r.log.Info("stopping", "elapsed", end.at.Sub(start.at).Round(time.Millisecond))
-	if err := r.teardown(); err != nil {
+	err := r.teardown()
+	if r.lean != nil {
+		r.lean.close()
+	}
+	if err != nil {
 		return nil, err
 	}
-	return r.result(students, proctors, snd.stats, start, steady, end), nil
+	return r.result(students, proctors, r.sendFigures(snd), start, steady, end), nil
+}
+
+// sendFigures is how well the run's sender kept its schedule, with
+// either client.
+type sendFigures struct {
+	lateMax, lateP99     time.Duration
+	skipped, writeErrors int64
+}
+
+func (r *run) sendFigures(snd *sender) sendFigures {
+	if r.lean != nil {
+		st := &r.lean.pacer.stats
+		return sendFigures{lateMax: st.lateMax, lateP99: st.late.quantile(0.99), skipped: st.skippedFrames, writeErrors: st.writeErrors}
+	}
+	st := &snd.stats
+	return sendFigures{lateMax: st.lateMax, lateP99: st.late.quantile(0.99), skipped: st.skippedFrames, writeErrors: st.writeErrors}
 }
 
 // participants makes every participant of the run, students in their

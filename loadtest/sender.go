@@ -29,7 +29,7 @@ type sendState struct {
 	frame                uint32 // frames since start, paused layers included
 	videoTS0, audioTS0   uint32
 	seq                  [maxLayers]uint16 // next RTP sequence number per layer
-	pic                  [maxLayers]uint16 // next VP8 picture ID per layer
+	vp8                  [maxLayers]vp8Stream
 	n                    [maxLayers]uint32 // packets sent per layer (the stamp's seq)
 	wasOff               [maxLayers]bool
 	audioSeq             uint16
@@ -40,6 +40,7 @@ type sendState struct {
 // senderStats is what the sender counts; read after it ends.
 type senderStats struct {
 	lateMax        time.Duration // furthest behind schedule a frame was sent
+	late           delayHist     // how far behind schedule each frame was sent
 	skippedFrames  int64         // frames dropped because the sender lagged
 	writeErrors    int64
 	packetsByLayer [maxLayers]int64
@@ -86,20 +87,21 @@ func (s *sender) sendDue(st *student, now time.Time) {
 		tx.videoTS0, tx.audioTS0 = s.rng.Uint32(), s.rng.Uint32()
 		for i := range tx.seq {
 			tx.seq[i] = uint16(s.rng.Uint32())
-			tx.pic[i] = uint16(s.rng.Uint32()) & 0x7FFF
+			tx.vp8[i] = vp8Stream{pic: uint16(s.rng.Uint32()) & 0x7FFF, tl0: uint8(s.rng.Uint32()), temporal: i == 0 && len(st.layers) > 1}
 		}
 		tx.audioSeq = uint16(s.rng.Uint32())
 	}
 	for !now.Before(tx.nextVideo) {
-		if late := now.Sub(tx.nextVideo); late > maxSendLag {
+		late := now.Sub(tx.nextVideo)
+		if late > maxSendLag {
 			skipped := int64(late / frameInterval)
 			s.stats.skippedFrames += skipped
 			tx.frame += uint32(skipped)
 			tx.nextVideo = tx.nextVideo.Add(time.Duration(skipped) * frameInterval)
 			continue
-		} else if late > s.stats.lateMax {
-			s.stats.lateMax = late
 		}
+		s.stats.lateMax = max(s.stats.lateMax, late)
+		s.stats.late.add(late)
 		s.videoFrame(st, out)
 		tx.nextVideo = tx.nextVideo.Add(frameInterval)
 	}
@@ -134,6 +136,7 @@ func (s *sender) videoFrame(st *student, out *outTracks) {
 		if key {
 			size = l.keyBytes()
 		}
+		f := tx.vp8[i].next(key)
 		packets := (size + maxPacketPayload - 1) / maxPacketPayload
 		per := size / packets
 		for j := range packets {
@@ -142,7 +145,7 @@ func (s *sender) videoFrame(st *student, out *outTracks) {
 				chunk = size - per*(packets-1)
 			}
 			p := s.buf[:vp8DescriptorSize+max(chunk, vp8KeyHeaderSize+stampSize)]
-			writeVP8(p, tx.pic[i], j == 0, key, l, size, stamp{layer: uint8(i), seq: tx.n[i], sent: time.Now().UnixNano()})
+			writeVP8(p, f, j == 0, key, l, size, stamp{layer: uint8(i), seq: tx.n[i], sent: s.r.clock()})
 			s.header(j == packets-1, tx.seq[i], ts)
 			if out.ridExt != 0 && out.midExt != 0 {
 				_ = s.pkt.Header.SetExtension(out.midExt, out.mid)
@@ -158,7 +161,6 @@ func (s *sender) videoFrame(st *student, out *outTracks) {
 			s.stats.packetsByLayer[i]++
 			s.r.sent.Add(1)
 		}
-		tx.pic[i] = (tx.pic[i] + 1) & 0x7FFF
 	}
 }
 
@@ -166,7 +168,7 @@ func (s *sender) videoFrame(st *student, out *outTracks) {
 func (s *sender) audioFrame(st *student, out *outTracks) {
 	tx := &st.tx
 	p := s.buf[:audioBytes]
-	writeOpus(p, stamp{seq: tx.audioN, sent: time.Now().UnixNano()})
+	writeOpus(p, stamp{seq: tx.audioN, sent: s.r.clock()})
 	s.header(false, tx.audioSeq, tx.audioTS0+tx.audioFrames*uint32(audioTicks))
 	s.pkt.Payload = p
 	tx.audioSeq++

@@ -33,6 +33,7 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&c.RoomPrefix, "room-prefix", "", "prefix of room names and identities (default: load-<random>-)")
 	fs.BoolVar(&c.SingleLayer, "single-layer", false, "publish one video layer (640×360, 500 kb/s) instead of simulcast q+h")
 	fs.DurationVar(&c.FocusEvery, "focus-every", loadtest.DefaultFocusEvery, "each proctor focuses the next student this often (0: never)")
+	fs.StringVar(&c.Client, "client", loadtest.ClientLean, "lean: the load generator's own transport, one socket for everyone (Linux, root); pion: a pion PeerConnection per participant")
 	fs.IntVar(&c.ServerPID, "server-pid", 0, "the node's pid when it runs on this host: report its CPU time and RSS from /proc")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	cpuProfile := fs.String("cpu-profile", "", "write the load generator's own CPU profile to this file (go tool pprof)")
