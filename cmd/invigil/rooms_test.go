@@ -17,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/invigil/invigil/internal/pionlog"
 	"github.com/invigil/invigil/internal/testclient"
+	"github.com/invigil/invigil/internal/testredis"
 	"github.com/invigil/invigil/room"
 	"github.com/invigil/invigil/turn"
 	pionturn "github.com/pion/turn/v5"
@@ -406,5 +407,71 @@ func TestRoomsAPIAccess(t *testing.T) {
 	}
 	if code, body := api(t, http.MethodPost, srv.base+"/v1/rooms/exam-a/messages", adminToken(t), map[string]any{"text": strings.Repeat("x", 3000)}); code != http.StatusBadRequest {
 		t.Errorf("a long message: %d %v, want 400", code, body)
+	}
+}
+
+// TestRoomsAPICluster: three nodes on one real Redis, a room on each.
+// GET /v1/rooms from any node lists all three with their nodes; a call
+// about a room through a node that does not hold it is forwarded there:
+// GET shows the holder's participants, DELETE ends the room (its student
+// gets leave room_ended) and the marker, in Redis, refuses the old token
+// on every node; a revocation for every room through one node cuts the
+// identity off on another.
+func TestRoomsAPICluster(t *testing.T) {
+	rs := testredis.Start(t, 0)
+	ids := []string{"a", "b", "c"}
+	bases := map[string]string{}
+	for _, id := range ids {
+		bases[id] = startServe(t, "--api-secret", secret, "--redis-url", rs.URL(), "--node-id", id).base
+	}
+	admin := adminToken(t)
+	students := map[string]*testclient.Client{}
+	tokens := map[string]string{}
+	for _, id := range ids {
+		tokens[id] = testclient.Mint(t, secret, "exam-"+id, "student-"+id, room.RoleStudent)
+		students[id] = testclient.JoinWith(t, wsURL(bases[id]), testclient.Options{Token: tokens[id], Identity: "student-" + id, Role: room.RoleStudent})
+	}
+	for _, from := range ids {
+		testclient.Eventually(t, 10*time.Second, "node "+from+" listing every node's room", func() bool {
+			code, body := api(t, http.MethodGet, bases[from]+"/v1/rooms", admin, nil)
+			rooms, _ := body["rooms"].([]any)
+			if code != http.StatusOK || len(rooms) != 3 {
+				return false
+			}
+			for i, id := range ids {
+				r := rooms[i].(map[string]any)
+				if r["room"] != "exam-"+id || r["node_id"] != id || r["students"] != 1.0 {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	code, body := api(t, http.MethodGet, bases["a"]+"/v1/rooms/exam-c", admin, nil)
+	if code != http.StatusOK || body["node_id"] != "c" || len(body["participants"].([]any)) != 1 {
+		t.Errorf("GET exam-c through a: %d %v", code, body)
+	}
+	code, body = api(t, http.MethodDelete, bases["a"]+"/v1/rooms/exam-b", admin, nil)
+	if code != http.StatusOK || body["ended"] != 1.0 {
+		t.Fatalf("DELETE exam-b through a: %d %v", code, body)
+	}
+	if m := next(t, students["b"], "leave", nil); m.Reason != room.ReasonRoomEnded {
+		t.Errorf("b's student left with %q, want room_ended", m.Reason)
+	}
+	for _, id := range ids {
+		if got := joinCode(t, bases[id], tokens["b"]); got != "room_ended" {
+			t.Errorf("the old token of exam-b through %s: %q, want room_ended", id, got)
+		}
+	}
+	until := time.Now().Add(time.Hour)
+	code, body = api(t, http.MethodPost, bases["a"]+"/v1/revocations", admin, map[string]any{"identity": "student-c", "room": "*", "until": until})
+	if code != http.StatusOK {
+		t.Fatalf("revoke student-c through a: %d %v", code, body)
+	}
+	if m := next(t, students["c"], "leave", nil); m.Reason != room.ReasonRevoked {
+		t.Errorf("c's student left with %q, want revoked", m.Reason)
+	}
+	if got := joinCode(t, bases["b"], testclient.Mint(t, secret, "exam-x", "student-c", room.RoleStudent)); got != "revoked" {
+		t.Errorf("student-c joining elsewhere: %q, want revoked", got)
 	}
 }
