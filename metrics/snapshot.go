@@ -4,7 +4,7 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // turnRefusalReasons are the reason label values of
 // invigil_turn_refusals_total, always all present.
-var turnRefusalReasons = []string{"bad_credentials", "expired", "forbidden_peer", "quota", "bandwidth"}
+var turnRefusalReasons = []string{"bad_credentials", "expired", "forbidden_peer", "quota", "bandwidth", "denied"}
 
 // snapshotCollector turns the scrape-time snapshots of Sources into
 // metrics, so nothing on the forwarding path touches Prometheus.

@@ -24,9 +24,16 @@ func RegisterAPI(t *httpapi.Routes, r *Recorder, keys KeySource) {
 
 func listHandler(r *Recorder) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		ms, err := r.List(req.Context(), req.PathValue("room"))
+		name := req.PathValue("room")
+		if !safeName(name) {
+			httpapi.Fail(w, httpapi.CodeMalformed, "the room name cannot name a recording directory")
+			return
+		}
+		ms, err := r.List(req.Context(), name)
 		if err != nil {
-			httpapi.Fail(w, httpapi.CodeMalformed, err.Error())
+			// A store fault: its text stays on the server.
+			r.log.Error("recordings not listed", "room", name, "err", err)
+			httpapi.Fail(w, httpapi.CodeInternal, "the recordings could not be listed")
 			return
 		}
 		if ms == nil {

@@ -25,4 +25,11 @@ var (
 	// ErrNoStudent is returned for a request about a student who is not
 	// in the room.
 	ErrNoStudent = errors.New("room: no such student in the room")
+	// ErrRoomEnded is returned by Join for a token issued (iat) at or
+	// before the second an admin ended the room.
+	ErrRoomEnded = errors.New("room: the room was ended")
+	// ErrRevoked is returned for an identity an admin revoked.
+	ErrRevoked = errors.New("room: the identity is revoked")
+	// ErrNoRoom is returned for a room that is not open on this node.
+	ErrNoRoom = errors.New("room: no such room on this node")
 )

@@ -22,6 +22,12 @@ const (
 	EventDisconnect       = "disconnect"
 	EventReconnect        = "reconnect"
 	EventAdmitted         = "admitted"
+	// EventAdminAction is an API call that changed the room (end, end a
+	// participant, message, revoke, lift); its actor is the admin token's
+	// subject.
+	EventAdminAction = "admin_action"
+	// EventRevoked is a session cut off because its identity was revoked.
+	EventRevoked = "revoked"
 	// The recorder's (package record): recording_started,
 	// recording_stopped, recording_gap, recording_deleted.
 )

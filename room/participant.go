@@ -91,6 +91,14 @@ const (
 	ReasonShutdown   = "server_shutdown"
 	// ReasonEnded: a proctor ended the student's session.
 	ReasonEnded = "ended_by_proctor"
+	// ReasonEndedByAdmin: the exam platform ended the participant's
+	// session (POST /v1/rooms/{room}/participants/{identity}/end).
+	ReasonEndedByAdmin = "ended_by_admin"
+	// ReasonRoomEnded: the exam platform ended the room for everyone
+	// (DELETE /v1/rooms/{room}).
+	ReasonRoomEnded = "room_ended"
+	// ReasonRevoked: the exam platform revoked the identity.
+	ReasonRevoked = "revoked"
 )
 
 // Participant is one client session in a room.
@@ -112,6 +120,9 @@ type Participant struct {
 	// Require lists the sources (camera, microphone, screen) the
 	// participant must publish to be admitted; see admitted.
 	Require []string
+	// Issued is the token's iat: a room ended at or after that second
+	// refuses it (ErrRoomEnded).
+	Issued time.Time
 
 	// Guarded by the room's mu: what the participant publishes now and,
 	// for a proctor, how it looks at students.
@@ -127,6 +138,9 @@ type Participant struct {
 	// admitted is set once every required source was published; guarded
 	// by the room's mu.
 	admitted bool
+	// stalled is set while the media watchdog holds a camera of the
+	// student stalled; guarded by the room's mu.
+	stalled bool
 }
 
 // Tile is one student tile a proctor's page shows.

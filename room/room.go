@@ -12,8 +12,9 @@ import (
 
 // Room is one exam room on this node.
 type Room struct {
-	name  string
-	rooms *Rooms
+	name    string
+	rooms   *Rooms
+	started time.Time // when its first participant joined
 
 	// mu guards participants, each participant's tracks, and emptyTimer.
 	// Announcements and subscriptions are made after it is released.

@@ -58,14 +58,15 @@ type Rooms struct {
 	cfg Config
 	log *slog.Logger
 
-	// mu guards rooms, total, draining, closed and hooks. Lock order:
-	// Rooms.mu, then Room.mu.
+	// mu guards rooms, total, draining, closed, hooks and ended. Lock
+	// order: Rooms.mu, then Room.mu.
 	mu       sync.Mutex
 	rooms    map[string]*Room
 	total    int
 	draining bool
 	closed   bool
 	hooks    []PublishHook
+	ended    endedMarks // rooms an admin ended, see End
 }
 
 // PublishHook is told of each track a student publishes, after the
@@ -127,6 +128,10 @@ func (r *Rooms) Join(name string, p *Participant) (*Room, []ParticipantInfo, err
 		r.mu.Unlock()
 		return nil, nil, ErrClosed
 	}
+	if r.ended.refuses(name, p.Issued) {
+		r.mu.Unlock()
+		return nil, nil, ErrRoomEnded
+	}
 	rm := r.rooms[name]
 	if rm == nil {
 		if r.draining {
@@ -142,7 +147,7 @@ func (r *Rooms) Join(name string, p *Participant) (*Room, []ParticipantInfo, err
 			r.mu.Unlock()
 			return nil, nil, ErrNodeFull
 		}
-		rm = &Room{name: name, rooms: r, participants: make(map[string]*Participant)}
+		rm = &Room{name: name, rooms: r, started: time.Now().UTC(), participants: make(map[string]*Participant)}
 		r.rooms[name] = rm
 		r.log.Info("room opened", "room", name)
 	}

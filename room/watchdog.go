@@ -89,12 +89,14 @@ func (r *Rooms) Watch(ctx context.Context, stallAfter time.Duration) {
 			switch {
 			case !stalled && now.Sub(last) >= stallAfter:
 				silentSince[c.t] = last
+				c.rm.setStalled(c.p, true)
 				delete(rates, c.t) // the bitrate starts afresh when packets come back
 				c.p.Log.Info("camera stalled", "track", c.t.ID(), "silent", now.Sub(last).Round(time.Millisecond))
 				c.rm.Record(EventMediaStalled, "", c.p.Identity, map[string]any{
 					"track_id": c.t.ID(), "source": c.t.Source(), "cause": "silence", "since": last.UTC(), "silent_ms": now.Sub(last).Milliseconds()})
 			case stalled && last.After(since):
 				delete(silentSince, c.t)
+				c.rm.setStalled(c.p, false)
 				c.p.Log.Info("camera resumed", "track", c.t.ID(), "silent", last.Sub(since).Round(time.Millisecond))
 				c.rm.Record(EventMediaResumed, "", c.p.Identity, map[string]any{
 					"track_id": c.t.ID(), "source": c.t.Source(), "cause": "silence", "stalled_ms": last.Sub(since).Milliseconds()})
@@ -142,6 +144,7 @@ func (r *Rooms) watchBitrate(rm *Room, p *Participant, t Track, rates map[Track]
 	case w.collapsed.IsZero() && w.healthy && bps < CollapseBitrate && now.Sub(t.LastPacket()) < window/2:
 		// Packets still come (silence is the other detector's), too few bits.
 		w.collapsed = now
+		rm.setStalled(p, true)
 		p.Log.Info("camera bitrate collapsed", "track", t.ID(), "bps", int(bps))
 		rm.Record(EventMediaStalled, "", p.Identity, withDevice(p.Device, map[string]any{
 			"track_id": t.ID(), "source": t.Source(), "cause": "bitrate", "bitrate_bps": int(bps), "threshold_bps": CollapseBitrate}))
@@ -150,6 +153,7 @@ func (r *Rooms) watchBitrate(rm *Room, p *Participant, t Track, rates map[Track]
 		rm.Record(EventMediaResumed, "", p.Identity, withDevice(p.Device, map[string]any{
 			"track_id": t.ID(), "source": t.Source(), "cause": "bitrate", "bitrate_bps": int(bps), "stalled_ms": now.Sub(w.collapsed).Milliseconds()}))
 		w.collapsed = time.Time{}
+		rm.setStalled(p, false)
 	}
 	if bps >= resumeBitrate {
 		w.healthy = true

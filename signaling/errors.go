@@ -43,6 +43,11 @@ const (
 	// CodeUnavailable: the cluster store cannot say who holds the room;
 	// retry with backoff.
 	CodeUnavailable = "unavailable"
+	// CodeRoomEnded: the exam platform ended the room after this token
+	// was issued; a token issued later joins.
+	CodeRoomEnded = "room_ended"
+	// CodeRevoked: the exam platform revoked this identity.
+	CodeRevoked = "revoked"
 )
 
 // Token errors, told apart because each has its own wire code.
@@ -61,6 +66,7 @@ var refusalCodes = map[string]bool{
 	CodeRoleUnknown: true, CodeRoomMismatch: true, CodeRoomFull: true, CodeNodeFull: true, CodeTooManyRooms: true,
 	CodeForbidden: true, CodeTooManyCandidates: true, CodeTooManyTracks: true, CodeSDPTooLarge: true,
 	CodeTooLarge: true, CodeJoinTimeout: true, CodeSlowConsumer: true, CodeDraining: true,
+	CodeRoomEnded: true, CodeRevoked: true,
 }
 
 // fatalCodes close the connection right after the error frame.
@@ -69,7 +75,7 @@ var fatalCodes = map[string]bool{
 	CodeTokenInvalid: true, CodeTokenExpired: true, CodeTokenNotYetValid: true,
 	CodeRoleUnknown: true, CodeRoomMismatch: true, CodeRoomFull: true, CodeNodeFull: true, CodeTooManyRooms: true,
 	CodeDraining: true, CodeSlowConsumer: true, CodeShuttingDown: true, CodeTooLarge: true,
-	CodeRedirect: true, CodeUnavailable: true,
+	CodeRedirect: true, CodeUnavailable: true, CodeRoomEnded: true, CodeRevoked: true,
 }
 
 // isFatal reports whether err ends the session.
@@ -109,6 +115,10 @@ func wireError(err error) (code, message string) {
 		return CodeDraining, "this server is draining and opens no new rooms; ask for the room's placement again"
 	case errors.Is(err, room.ErrTooManyRooms):
 		return CodeTooManyRooms, "this server holds its maximum number of rooms"
+	case errors.Is(err, room.ErrRoomEnded):
+		return CodeRoomEnded, "this exam has ended; a token issued after the end may join the room again"
+	case errors.Is(err, room.ErrRevoked):
+		return CodeRevoked, "this identity has been locked out of the exam"
 	case errors.Is(err, room.ErrClosed):
 		return CodeShuttingDown, "the server is shutting down"
 	case errors.Is(err, sfu.ErrGlare):

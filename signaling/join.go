@@ -30,7 +30,7 @@ func (s *session) join(m *Inbound) error {
 		log = log.With("device", grant.Device)
 	}
 	p := &room.Participant{SID: sid, Identity: grant.Identity, Device: grant.Device, Name: grant.Name, Role: grant.Role, Record: grant.Record,
-		Require: grant.Require, Notify: s, Log: log}
+		Require: grant.Require, Issued: grant.Issued, Notify: s, Log: log}
 	peer, err := s.srv.cfg.Engine.NewPeer(s.peerConfig(p, start))
 	if err != nil {
 		return err
@@ -85,6 +85,14 @@ func (s *session) admit(m *Inbound) (Grant, error) {
 		// A reviewer judges the session afterwards, from its trail and
 		// recordings; it never watches live media.
 		return Grant{}, &ProtocolError{Code: CodeForbidden, Message: "reviewer tokens do not join media", Fatal: true}
+	}
+	if g := s.srv.cfg.Gate; g != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), ownerTimeout)
+		err := g.Admit(ctx, grant.Room, grant.Identity, grant.Issued)
+		cancel()
+		if err != nil {
+			return Grant{}, err
+		}
 	}
 	return grant, nil
 }

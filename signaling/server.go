@@ -62,6 +62,9 @@ type Config struct {
 	// Owners, if set, says which node owns a room (cluster mode): a join
 	// for a room another node owns is answered with a redirect.
 	Owners Owners
+	// Gate, if set, refuses joins the exam platform has locked out: a
+	// room it ended, an identity it revoked.
+	Gate Gate
 	// Logger receives the package's lines; nil discards them.
 	Logger *slog.Logger
 }
@@ -72,6 +75,14 @@ type Owners interface {
 	// Owner returns the owning node's base URL, or local when this node
 	// owns (or has just claimed) the room.
 	Owner(ctx context.Context, room string) (url string, local bool, err error)
+}
+
+// Gate says whether a verified token may still join: it refuses (with
+// room.ErrRoomEnded or room.ErrRevoked) a token issued at or before the
+// second its room was ended, and an identity revoked for the room or
+// every room. It decides alone when its store cannot answer.
+type Gate interface {
+	Admit(ctx context.Context, room, identity string, issued time.Time) error
 }
 
 // Observer is told what signaling sees, for metrics. Calls are per

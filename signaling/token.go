@@ -47,6 +47,9 @@ type Grant struct {
 	Record   bool     // the token's record claim
 	Require  []string // sources a student must publish to be admitted
 	Device   string   // a student's additional device; "" for the main one
+	// Issued is the token's iat (zero when it has none): an ended room
+	// refuses tokens issued at or before the second it ended.
+	Issued time.Time
 }
 
 // checkRequire accepts a require claim: sources a student publishes.
@@ -134,8 +137,12 @@ func VerifyToken(secret []byte, token string) (Grant, error) {
 	if err := checkDevice(c.Device, role); err != nil {
 		return Grant{}, fmt.Errorf("%w: %v", ErrTokenInvalid, err)
 	}
+	var issued time.Time
+	if c.IssuedAt != nil {
+		issued = c.IssuedAt.Time
+	}
 	return Grant{Identity: c.Subject, Name: name, Room: c.Room, Role: role, Expires: c.ExpiresAt.Time, Require: require,
-		Record: c.Record, Device: c.Device}, nil
+		Record: c.Record, Device: c.Device, Issued: issued}, nil
 }
 
 // checkRoomScope: an admin token's room is always "*" (every room); a
@@ -224,6 +231,6 @@ func BearerVerifier(secret []byte) httpapi.Verifier {
 			code, msg := wireError(err)
 			return httpapi.Grant{}, &httpapi.Error{Status: http.StatusUnauthorized, Code: code, Message: msg}
 		}
-		return httpapi.Grant{Identity: g.Identity, Room: g.Room, Role: g.Role}, nil
+		return httpapi.Grant{Identity: g.Identity, Name: g.Name, Room: g.Room, Role: g.Role}, nil
 	}
 }

@@ -99,6 +99,12 @@ type Config struct {
 	// are paced. Zero means DefaultMaxBitsPerSecond; negative means
 	// unlimited.
 	MaxBitsPerSecond int
+	// Deny, if set, refuses identities whose REST credentials are
+	// otherwise valid (the exam platform revoked them): every request
+	// that authenticates (Allocate, Refresh, CreatePermission,
+	// ChannelBind, Connect) is answered 401. It is called per such
+	// request and must answer from memory.
+	Deny func(identity string) bool
 
 	// Logger receives the server's lines; nil discards them.
 	Logger *slog.Logger

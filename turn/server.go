@@ -195,6 +195,15 @@ func (s *Server) authenticate(ra *pionturn.RequestAttributes) (userID string, ke
 		})
 		return "", nil, false
 	}
+	if s.cfg.Deny != nil && s.cfg.Deny(identity) {
+		s.refuse(refDenied, func() []slog.Attr {
+			return []slog.Attr{
+				slog.String("client", addrString(ra.SrcAddr)), slog.String("user", identity),
+				slog.String("method", ra.Method.String()),
+			}
+		})
+		return "", nil, false
+	}
 	s.codes.authenticated(ra.SrcAddr, key)
 	return identity, key, true
 }

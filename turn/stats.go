@@ -27,6 +27,9 @@ const (
 	// RefusedQuota: the identity already holds MaxAllocationsPerUser
 	// allocations. 486 (508 when two Allocates race for the last slot).
 	RefusedQuota RefusalReason = "quota"
+	// RefusedDenied: the credential is valid but Config.Deny refuses its
+	// identity (the exam platform revoked it). 401.
+	RefusedDenied RefusalReason = "denied"
 	// RefusedBandwidth: a relayed UDP datagram dropped, or a TCP relay
 	// read or write delayed, by the per-allocation bandwidth cap.
 	RefusedBandwidth RefusalReason = "bandwidth"
@@ -41,13 +44,14 @@ const (
 	refForbiddenPeer
 	refQuota
 	refBandwidth
+	refDenied
 	numRefusals
 )
 
 // reason returns the exported name of r.
 func (r refusal) reason() RefusalReason {
 	return [numRefusals]RefusalReason{
-		RefusedBadCredentials, RefusedExpired, RefusedForbiddenPeer, RefusedQuota, RefusedBandwidth,
+		RefusedBadCredentials, RefusedExpired, RefusedForbiddenPeer, RefusedQuota, RefusedBandwidth, RefusedDenied,
 	}[r]
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/invigil/invigil/metrics"
 	"github.com/invigil/invigil/record"
 	"github.com/invigil/invigil/room"
+	"github.com/invigil/invigil/roomapi"
 	"github.com/invigil/invigil/sfu"
 	"github.com/invigil/invigil/signaling"
 	"github.com/invigil/invigil/web"
@@ -56,6 +57,8 @@ type node struct {
 	member     *cluster.Member
 	sig        *signaling.Server
 	routes     *httpapi.Routes
+	lockouts   *roomapi.Lockouts // ended rooms and revocations
+	roomAPI    *roomapi.API
 
 	// drainedSince is when the node began to drain (unix nanos; 0: not
 	// draining): a SIGTERM after `invigil drain` waits only what is left
@@ -73,6 +76,7 @@ func newNode(cfg serveConfig, log *slog.Logger) (*node, error) {
 		n.openMedia,
 		n.openTrail,
 		n.openRooms,
+		n.openRoomAPI,
 		n.openRecorder,
 		n.openListeners,
 		n.openTURN,
@@ -282,7 +286,7 @@ func (n *node) openTURN() error {
 			deny = append(deny, addrPort(l.Addr()))
 		}
 	}
-	t, err := startTURN(n.cfg, n.bindIP, media, deny, n.public, n.log)
+	t, err := startTURN(n.cfg, n.bindIP, media, deny, n.lockouts.Denied, n.public, n.log)
 	if err != nil {
 		return err
 	}
@@ -322,6 +326,7 @@ func (n *node) openSignaling() error {
 	c := n.cfg
 	sig, err := signaling.NewServer(signaling.Config{
 		Owners:         owners,
+		Gate:           n.lockouts,
 		ICEServers:     n.turn.iceServers,
 		Rooms:          n.rooms,
 		Engine:         signaling.SFU(n.engine),
@@ -358,6 +363,7 @@ func (n *node) openRoutes() error {
 	audit.RegisterAPI(t, n.trail)
 	record.RegisterAPI(t, n.rec, n.recordingKeys)
 	cluster.RegisterAPI(t, n.cluster, n.metrics.RedisError)
+	n.roomAPI.Register(t)
 	var webOpts web.Options
 	if n.redis != nil {
 		// A page follows a redirect to the node holding its room.
@@ -397,6 +403,7 @@ func (n *node) Run(ctx context.Context, stdout io.Writer) error {
 	defer func() { stopLoops(); wg.Wait() }()
 	wg.Go(func() { n.rooms.Watch(loops, n.cfg.stallAfter) })
 	wg.Go(func() { n.member.Run(loops) })
+	wg.Go(func() { n.roomAPI.Run(loops) })
 	if days := n.cfg.rec.retentionDays; days > 0 {
 		wg.Go(func() { n.rec.KeepFor(loops, time.Duration(days)*24*time.Hour, time.Hour) })
 	}

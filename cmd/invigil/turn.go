@@ -30,7 +30,7 @@ type turnNode struct {
 
 // startTURN starts the embedded STUN/TURN server (unless --turn-udp-port
 // is 0) and works out the iceServers every client is handed.
-func startTURN(cfg serveConfig, bindIP net.IP, media []netip.AddrPort, deny []netip.AddrPort, public string, log *slog.Logger) (*turnNode, error) {
+func startTURN(cfg serveConfig, bindIP net.IP, media []netip.AddrPort, deny []netip.AddrPort, denied func(identity string) bool, public string, log *slog.Logger) (*turnNode, error) {
 	n := &turnNode{secret: []byte(cfg.turnSecret), urls: splitList(cfg.turnURLs)}
 	if cfg.turnUDPPort == 0 {
 		return n, nil
@@ -78,6 +78,7 @@ func startTURN(cfg serveConfig, bindIP net.IP, media []netip.AddrPort, deny []ne
 		DenyAddrs:             deny,
 		MaxAllocationsPerUser: cfg.turnQuota,
 		MaxBitsPerSecond:      cfg.turnBitrate,
+		Deny:                  denied,
 		Logger:                log.With("component", "turn"),
 		PionLogs:              pionlog.New(log.With("component", "turn"), pionlog.Relay, time.Second),
 	})

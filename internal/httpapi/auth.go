@@ -11,6 +11,8 @@ import (
 // Grant is what a verified bearer token says about its bearer.
 type Grant struct {
 	Identity string
+	// Name is the token's display name (its sub when it has none).
+	Name string
 	// Room is the token's room claim; "*" for an admin.
 	Room string
 	Role room.Role

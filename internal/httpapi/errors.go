@@ -1,9 +1,11 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 )
 
@@ -28,6 +30,17 @@ const (
 	CodeNotFound = "not_found"
 	// CodeMethodNotAllowed (405): the route exists with other methods.
 	CodeMethodNotAllowed = "method_not_allowed"
+	// CodeRoomNotFound (404): the room is not open on any node.
+	CodeRoomNotFound = "room_not_found"
+	// CodeParticipantNotFound (404): no such student in the room.
+	CodeParticipantNotFound = "participant_not_found"
+	// CodeRevocationNotFound (404): no such revocation in force.
+	CodeRevocationNotFound = "revocation_not_found"
+	// CodeRecordingNotFound (404): no such recording or file.
+	CodeRecordingNotFound = "recording_not_found"
+	// CodeNodeUnreachable (502): the node that holds the room did not
+	// answer a forwarded call.
+	CodeNodeUnreachable = "node_unreachable"
 	// CodeNoCapacity (503): no ready node has room for the seats asked.
 	CodeNoCapacity = "no_capacity"
 	// CodeUnavailable (503): the cluster store (Redis) is unreachable.
@@ -43,7 +56,10 @@ func Codes() map[string]int {
 		CodeTokenInvalid: http.StatusUnauthorized, CodeTokenExpired: http.StatusUnauthorized,
 		CodeTokenNotYetValid: http.StatusUnauthorized, CodeRoleUnknown: http.StatusUnauthorized,
 		CodeForbidden: http.StatusForbidden, CodeNotFound: http.StatusNotFound,
-		CodeMethodNotAllowed: http.StatusMethodNotAllowed, CodeNoCapacity: http.StatusServiceUnavailable,
+		CodeMethodNotAllowed: http.StatusMethodNotAllowed, CodeRoomNotFound: http.StatusNotFound,
+		CodeParticipantNotFound: http.StatusNotFound, CodeRevocationNotFound: http.StatusNotFound,
+		CodeRecordingNotFound: http.StatusNotFound, CodeNodeUnreachable: http.StatusBadGateway,
+		CodeNoCapacity:  http.StatusServiceUnavailable,
 		CodeUnavailable: http.StatusServiceUnavailable, CodeInternal: http.StatusInternalServerError,
 	}
 }
@@ -88,6 +104,38 @@ func WriteError(w http.ResponseWriter, err error) {
 // Fail answers with code's status and msg.
 func Fail(w http.ResponseWriter, code, msg string) {
 	WriteError(w, Errorf(code, "%s", msg))
+}
+
+// maxBody bounds a request body: the API's bodies are a few fields.
+const maxBody = 64 << 10
+
+// ReadJSON decodes r's body into v: JSON, at most 64 KiB, no unknown
+// fields, one value. Its error is an *Error (malformed) for WriteError.
+func ReadJSON(r *http.Request, v any) error {
+	_, err := ReadJSONKeep(r, v)
+	return err
+}
+
+// ReadJSONKeep is ReadJSON that also returns the body it read, for a
+// handler that may still forward the request.
+func ReadJSONKeep(r *http.Request, v any) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody))
+	if err != nil {
+		return nil, Errorf(CodeMalformed, "the body could not be read (at most %d bytes): %v", maxBody, err)
+	}
+	return b, decodeJSON(b, v)
+}
+
+func decodeJSON(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return Errorf(CodeMalformed, "the body is not the JSON object this route takes: %v", err)
+	}
+	if dec.More() {
+		return Errorf(CodeMalformed, "the body holds more than one JSON value")
+	}
+	return nil
 }
 
 // WriteJSON answers 200 with v as JSON.

@@ -9,6 +9,8 @@ const ERRORS = {
   token_not_yet_valid: ['Too early', 'This exam link is not active yet. Try again at the scheduled start time.'],
   role_unknown: ['Invalid exam link', 'This exam link does not grant access to a proctored session.'],
   room_mismatch: ['Wrong exam room', 'This exam link belongs to a different exam room.'],
+  room_ended: ['The exam has ended', 'This exam has been ended for everyone. You can close this page.'],
+  revoked: ['Access withdrawn', 'Your access to this exam has been withdrawn. Contact exam support.'],
   room_full: ['Exam room full', 'The exam room has reached its maximum number of participants. Contact exam support.'],
   node_full: ['Server busy', 'The proctoring server is at capacity. Please try again in a minute.'],
   shutting_down: ['Server restarting', 'The proctoring server is restarting. Reload this page in a moment.'],

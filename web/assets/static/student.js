@@ -80,6 +80,13 @@ function watch(client) {
     endedReason = detail.reason || 'A proctor ended your exam session.';
   });
   client.addEventListener(ClientEvent.Closed, ({detail}) => {
+    if (detail.leaveReason === 'room_ended') {
+      // The exam platform ended the exam for everyone: no rejoin.
+      ui.title.textContent = 'The exam has ended';
+      document.body.dataset.ended = 'room_ended';
+      setStatus('ended', 'The exam has ended');
+      return;
+    }
     if (endedReason) {
       fail({title: 'Your session was ended by the proctor', detail: endedReason}, 'publish');
       return;
