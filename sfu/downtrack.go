@@ -9,7 +9,7 @@ import (
 )
 
 // maxOutExtensions is the capacity of the outgoing header's extension
-// array: the node sends no header extensions today, and room for a few
+// array: the node sends abs-send-time alone today, and room for a few
 // keeps a later one from allocating.
 const maxOutExtensions = 4
 
@@ -58,6 +58,7 @@ type DownTrack struct {
 	resentAt [resendMemory]resent
 	rtxPkt   rtp.Packet
 	rtxBuf   [maxCachedPacket + 2]byte
+	rtxAbs   [3]byte
 }
 
 // Resend limits. A subscriber repeats a NACK until the packet arrives; a
@@ -79,6 +80,7 @@ type binding struct {
 	pt      uint8
 	rtxSSRC uint32 // 0: no RTX (RFC 4588) negotiated; resend on ssrc
 	rtxPT   uint8
+	abs     uint8 // abs-send-time's extension id; 0: not negotiated
 }
 
 // munger maps one layer's incoming sequence numbers, timestamps and VP8
@@ -231,6 +233,10 @@ func (d *DownTrack) forward(s *sender, l *layer, pkt *rtp.Packet, raw []byte, in
 	out.SequenceNumber, out.Timestamp = seq, ts
 	out.Extension, out.ExtensionProfile = false, 0
 	out.Extensions = l.extBuf[:0]
+	if b.abs != 0 {
+		putAbsSendTime(&l.absBuf, info.now)
+		stampAbsSendTime(out, b.abs, l.absBuf[:])
+	}
 	out.Padding, out.PaddingSize = false, 0
 	payload := pkt.Payload
 	if pic >= 0 || tl0 >= 0 {
@@ -433,6 +439,10 @@ func (d *DownTrack) resend(s *sender, seq uint16, now int64) bool {
 	}
 	h := &d.rtxPkt.Header
 	h.Extension, h.ExtensionProfile, h.Extensions = false, 0, h.Extensions[:0]
+	if b.abs != 0 {
+		putAbsSendTime(&d.rtxAbs, now)
+		stampAbsSendTime(h, b.abs, d.rtxAbs[:])
+	}
 	h.Padding, h.PaddingSize = false, 0
 	h.Timestamp += m.tsOffset
 	payload := d.rtxPkt.Payload

@@ -98,6 +98,7 @@ type layer struct {
 	// a payload buffer for the packets a switch made us rewrite.
 	out     rtp.Header
 	extBuf  [maxOutExtensions]rtp.Extension
+	absBuf  [3]byte
 	payload [maxCachedPacket]byte
 }
 
