@@ -203,6 +203,9 @@ func (c *testClient) answer(n int) {
 		}
 		fmt.Fprintf(&b, "m=%s %d UDP/TLS/RTP/SAVPF %s\r\nc=IN IP4 0.0.0.0\r\n%sa=mid:%s\r\na=recvonly\r\na=rtcp-mux\r\n",
 			s.kind, port, strings.Join(pts, " "), c.transportLines("active"), s.mid)
+		if s.ext.abs != 0 { // accepted, as a browser does
+			fmt.Fprintf(&b, "a=extmap:%d %s\r\n", s.ext.abs, extAbsSendTime)
+		}
 		for _, cd := range s.codecs {
 			rtpmap := fmt.Sprintf("%d %s/%d", cd.pt, cd.name, cd.clockRate)
 			if cd.channels > 1 {

@@ -23,6 +23,7 @@ type vp8Descriptor struct {
 	picIDAt   int  // offset of the picture ID, 0 if absent
 	picID16   bool // M bit: the picture ID is 15 bits in two bytes
 	tl0At     int  // offset of TL0PICIDX, 0 if absent
+	tidAt     int  // offset of the TID/Y/KEYIDX byte when T is set, else 0
 	malformed bool
 }
 
@@ -58,6 +59,9 @@ func parseVP8(p []byte) (d vp8Descriptor) {
 			i++
 		}
 		if x&0x30 != 0 { // T or K: TID/Y/KEYIDX byte
+			if x&0x20 != 0 {
+				d.tidAt = i
+			}
 			i++
 		}
 	}
@@ -67,6 +71,16 @@ func parseVP8(p []byte) (d vp8Descriptor) {
 	}
 	d.size = i
 	return d
+}
+
+// tid is the packet's temporal layer (RFC 7741 §4.2, TID): 0 when the
+// descriptor carries none, so a stream without temporal layers is all
+// base layer.
+func (d vp8Descriptor) tid(p []byte) int {
+	if d.tidAt == 0 || d.tidAt >= len(p) {
+		return 0
+	}
+	return int(p[d.tidAt] >> 6)
 }
 
 // vp8KeyframeStart: a frame start whose payload header has P = 0

@@ -9,7 +9,7 @@ import (
 )
 
 // maxOutExtensions is the capacity of the outgoing header's extension
-// array: the node sends no header extensions today, and room for a few
+// array: the node sends abs-send-time alone today, and room for a few
 // keeps a later one from allocating.
 const maxOutExtensions = 4
 
@@ -34,13 +34,17 @@ type DownTrack struct {
 	// limit caps it when the subscriber's downlink cannot carry it.
 	target atomic.Int32
 	limit  atomic.Int32
+	// tidTarget is the highest VP8 temporal layer to forward (maxTID:
+	// all), set by the allocator; applied at a base-layer frame start.
+	tidTarget atomic.Int32
 
 	// mu guards m. It is held only to compute a packet's outgoing fields,
 	// never across a write: the current layer's reader takes it for every
 	// packet, another layer's reader only at a switch, the subscriber's
 	// reader to answer a NACK and the clock for a sender report.
-	mu sync.Mutex
-	m  munger
+	mu   sync.Mutex
+	m    munger
+	seqs *seqMap // video only: outgoing ↔ incoming sequence numbers
 
 	// Sent on the binding's SSRC, for sender reports (RFC 3550 §6.4.1);
 	// written by the source's reader only.
@@ -58,6 +62,7 @@ type DownTrack struct {
 	resentAt [resendMemory]resent
 	rtxPkt   rtp.Packet
 	rtxBuf   [maxCachedPacket + 2]byte
+	rtxAbs   [3]byte
 }
 
 // Resend limits. A subscriber repeats a NACK until the packet arrives; a
@@ -79,6 +84,7 @@ type binding struct {
 	pt      uint8
 	rtxSSRC uint32 // 0: no RTX (RFC 4588) negotiated; resend on ssrc
 	rtxPT   uint8
+	abs     uint8 // abs-send-time's extension id; 0: not negotiated
 }
 
 // munger maps one layer's incoming sequence numbers, timestamps and VP8
@@ -97,6 +103,12 @@ type munger struct {
 	lastTL0   uint8
 	lastAt    int64 // unix nanos of the last packet sent
 	rtxSeq    uint16
+	// Temporal layers (temporal.go): the TID limit applied now, the
+	// highest incoming seq of the run, and the incoming picture ID of the
+	// frame being dropped (-1: none).
+	tid     int
+	lastIn  uint16
+	dropPic int32
 	// waitKey: a packet was refused by the subscriber's backlog (or a
 	// tap's queue), so nothing more goes out until the layer's next
 	// keyframe, entered as a switch is: the stream continues with no gap
@@ -130,6 +142,11 @@ func newDownTrack(src *Track, sub *Peer, quality int) *DownTrack {
 		d.out = sub
 	}
 	d.m.layer = QualityOff
+	d.m.tid, d.m.dropPic = maxTID, -1
+	d.tidTarget.Store(maxTID)
+	if src.kind == KindVideo {
+		d.seqs = new(seqMap)
+	}
 	d.target.Store(int32(quality))
 	d.limit.Store(QualityHigh)
 	d.meter.clockRate = src.codec.ClockRate
@@ -221,8 +238,8 @@ func (d *DownTrack) forward(s *sender, l *layer, pkt *rtp.Packet, raw []byte, in
 	if b == nil {
 		return false
 	}
-	seq, ts, pic, tl0, ok := d.translate(l, pkt, info)
-	if !ok {
+	seq, ts, pic, tl0, verdict := d.translate(l, pkt, info)
+	if verdict == verdictDrop {
 		return false
 	}
 	out := &l.out
@@ -231,8 +248,16 @@ func (d *DownTrack) forward(s *sender, l *layer, pkt *rtp.Packet, raw []byte, in
 	out.SequenceNumber, out.Timestamp = seq, ts
 	out.Extension, out.ExtensionProfile = false, 0
 	out.Extensions = l.extBuf[:0]
+	if b.abs != 0 {
+		putAbsSendTime(&l.absBuf, info.now)
+		stampAbsSendTime(out, b.abs, l.absBuf[:])
+	}
 	out.Padding, out.PaddingSize = false, 0
 	payload := pkt.Payload
+	if verdict == verdictPad {
+		out.Padding, out.Marker = true, false
+		return d.out.writeRTP(s, out, paddingPayload(l.payload[:]), classVideo)
+	}
 	if pic >= 0 || tl0 >= 0 {
 		v, _ := d.src.vp8Fields(pkt.Payload, info)
 		payload = rewriteVP8(v, pkt.Payload, l.payload[:], pic, tl0)
@@ -280,51 +305,106 @@ func (d *DownTrack) waitForKeyframe(l *layer, seq uint16) {
 	}
 }
 
+// What translate decides for a packet.
+const (
+	verdictDrop = iota
+	verdictSend
+	// verdictPad: send padding in the packet's place (a late packet of a
+	// temporal layer the subscriber is not sent).
+	verdictPad
+)
+
 // translate decides whether the packet is forwarded and computes its
 // outgoing sequence number, timestamp and VP8 fields. It switches layers
-// on a keyframe of a layer closer to the wanted one.
-func (d *DownTrack) translate(l *layer, pkt *rtp.Packet, info *packetInfo) (seq uint16, ts uint32, pic, tl0 int32, ok bool) {
+// on a keyframe of a layer closer to the wanted one, and drops frames of
+// temporal layers above the target (temporal.go).
+func (d *DownTrack) translate(l *layer, pkt *rtp.Packet, info *packetInfo) (seq uint16, ts uint32, pic, tl0 int32, verdict int) {
 	want := d.want()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	m := &d.m
 	if want == QualityOff {
 		m.layer = QualityOff
-		return 0, 0, -1, -1, false
+		return 0, 0, -1, -1, verdictDrop
 	}
 	if m.waitKey && l.index == m.layer {
 		if !d.src.isKeyframe(pkt.Payload, info) {
-			return 0, 0, -1, -1, false
+			return 0, 0, -1, -1, verdictDrop
 		}
 		d.switchTo(l, pkt, info) // re-anchored: the stream continues seamlessly
 	}
 	if l.index != m.layer {
 		target := d.src.nearest(want)
 		if m.layer != QualityOff && abs(l.index-target) >= abs(m.layer-target) {
-			return 0, 0, -1, -1, false
+			return 0, 0, -1, -1, verdictDrop
 		}
 		// Video may only start or switch on a keyframe; audio frames
 		// are each decodable.
 		if d.src.kind == KindVideo && !d.src.isKeyframe(pkt.Payload, info) {
-			return 0, 0, -1, -1, false
+			return 0, 0, -1, -1, verdictDrop
 		}
 		d.switchTo(l, pkt, info)
 	}
 	switch since := int16(pkt.SequenceNumber - m.fromSeq); {
 	case since < 0:
-		return 0, 0, -1, -1, false // from before this layer's run began
+		return 0, 0, -1, -1, verdictDrop // from before this layer's run began
 	case since > runReach:
 		// Keep the run's start within reach: compared modulo 2^16, a
 		// start 2^15 packets back (four minutes of a 1 Mb/s layer)
 		// would look ahead, and the run would stop.
 		m.fromSeq = pkt.SequenceNumber - runReach
 	}
-	seq = pkt.SequenceNumber + m.seqOffset
-	ts = pkt.Timestamp + m.tsOffset
+	in := pkt.SequenceNumber
+	vp8, isVP8 := d.src.vp8Fields(pkt.Payload, info)
+	tid := 0
+	if isVP8 {
+		tid = vp8.tid(pkt.Payload)
+		if tid == 0 && vp8.start {
+			m.tid = int(d.tidTarget.Load())
+		}
+	}
+	tsOffset, picOffset, tl0Offset := m.tsOffset, m.picOffset, m.tl0Offset
+	if d.seqs == nil {
+		seq = in + m.seqOffset
+	} else if int16(in-m.lastIn) > 0 {
+		// In order, perhaps after a gap: the missing packets keep their
+		// numbers, for when they arrive late (a retransmission).
+		gap := in - m.lastIn - 1
+		for s := in - min(gap, seqMapSize); s != in; s++ {
+			d.seqs.record(s+m.seqOffset, s, seqForwarded, m)
+		}
+		m.lastIn = in
+		if tid > m.tid {
+			m.seqOffset--
+			if isVP8 && vp8.picIDAt != 0 {
+				if p := int32(vp8.pictureID(pkt.Payload)); p != m.dropPic {
+					m.dropPic = p
+					m.picOffset--
+				}
+			}
+			if !d.tap {
+				d.stats.temporalDrops.Add(1)
+			}
+			return 0, 0, -1, -1, verdictDrop
+		}
+		seq = in + m.seqOffset
+		d.seqs.record(seq, in, seqForwarded, m)
+	} else {
+		e, ok := d.seqs.forIn(in, l.index)
+		if !ok {
+			return 0, 0, -1, -1, verdictDrop // older than the map remembers
+		}
+		seq, tsOffset, picOffset, tl0Offset = e.out, e.tsOffset, e.picOffset, e.tl0Offset
+		if tid > m.tid {
+			e.state = seqPadding
+			return seq, pkt.Timestamp + tsOffset, -1, -1, verdictPad
+		}
+	}
+	ts = pkt.Timestamp + tsOffset
 	pic, tl0 = -1, -1
-	if vp8, isVP8 := d.src.vp8Fields(pkt.Payload, info); isVP8 {
+	if isVP8 {
 		if vp8.picIDAt != 0 {
-			p := (vp8.pictureID(pkt.Payload) + m.picOffset) & vp8.picIDMask()
+			p := (vp8.pictureID(pkt.Payload) + picOffset) & vp8.picIDMask()
 			pic = int32(p)
 			// Newer modulo the field's width: less than half the range ahead.
 			if diff := (p - m.lastPic) & vp8.picIDMask(); !m.started || (diff != 0 && diff <= vp8.picIDMask()/2) {
@@ -332,7 +412,7 @@ func (d *DownTrack) translate(l *layer, pkt *rtp.Packet, info *packetInfo) (seq 
 			}
 		}
 		if vp8.tl0At != 0 {
-			v := pkt.Payload[vp8.tl0At] + m.tl0Offset
+			v := pkt.Payload[vp8.tl0At] + tl0Offset
 			tl0 = int32(v)
 			m.lastTL0 = v
 		}
@@ -342,7 +422,7 @@ func (d *DownTrack) translate(l *layer, pkt *rtp.Packet, info *packetInfo) (seq 
 		m.lastAt = info.now
 	}
 	m.started = true
-	return seq, ts, pic, tl0, true
+	return seq, ts, pic, tl0, verdictSend
 }
 
 // runReach is how far behind the newest packet of a run a packet may be
@@ -359,6 +439,7 @@ func (d *DownTrack) switchTo(l *layer, pkt *rtp.Packet, info *packetInfo) {
 		d.stats.layerSwitches.Add(1)
 	}
 	m.layer, m.fromSeq = l.index, pkt.SequenceNumber
+	m.lastIn, m.dropPic = pkt.SequenceNumber-1, -1
 	m.waitKey = false
 	if !m.started {
 		return // the first layer passes through unchanged
@@ -412,36 +493,58 @@ func (d *DownTrack) resend(s *sender, seq uint16, now int64) bool {
 	}
 	d.mu.Lock()
 	m := d.m
+	var e seqEntry
+	var mapped bool
+	if d.seqs != nil {
+		e, mapped = d.seqs.forOut(seq)
+	}
 	var rtxSeq uint16
 	if b.rtxSSRC != 0 {
 		rtxSeq = d.m.rtxSeq
 		d.m.rtxSeq++
 	}
 	d.mu.Unlock()
-	if m.layer == QualityOff {
+	if !mapped {
 		return false
 	}
-	l := d.src.layers[m.layer].Load()
-	in := seq - m.seqOffset
-	if l == nil || l.cache == nil || int16(in-m.fromSeq) < 0 {
+	if e.state == seqPadding {
+		// The number carried padding: so does its retransmission.
+		h := &d.rtxPkt.Header
+		*h = rtp.Header{Version: 2, Padding: true, SSRC: b.ssrc, PayloadType: b.pt, SequenceNumber: seq,
+			Timestamp: m.lastTS, Extensions: h.Extensions[:0]}
+		if !d.out.writeRTP(s, h, paddingPayload(d.rtxBuf[:]), classVideo) {
+			return false
+		}
+		r.seq, r.at = seq, now
+		return true
+	}
+	if e.layer < 0 || int(e.layer) >= maxLayers {
+		return false
+	}
+	l := d.src.layers[e.layer].Load()
+	if l == nil || l.cache == nil {
 		return false
 	}
 	buf := d.rtxBuf[2:]
-	n := l.cache.get(in, buf)
+	n := l.cache.get(e.in, buf)
 	if n == 0 || d.rtxPkt.Unmarshal(buf[:n]) != nil {
 		return false
 	}
 	h := &d.rtxPkt.Header
 	h.Extension, h.ExtensionProfile, h.Extensions = false, 0, h.Extensions[:0]
+	if b.abs != 0 {
+		putAbsSendTime(&d.rtxAbs, now)
+		stampAbsSendTime(h, b.abs, d.rtxAbs[:])
+	}
 	h.Padding, h.PaddingSize = false, 0
-	h.Timestamp += m.tsOffset
+	h.Timestamp += e.tsOffset
 	payload := d.rtxPkt.Payload
 	if v := parseVP8(payload); d.src.mime == "video/vp8" && !v.malformed {
 		if v.picIDAt != 0 {
-			v.setPictureID(payload, (v.pictureID(payload)+m.picOffset)&v.picIDMask())
+			v.setPictureID(payload, (v.pictureID(payload)+e.picOffset)&v.picIDMask())
 		}
 		if v.tl0At != 0 {
-			payload[v.tl0At] += m.tl0Offset
+			payload[v.tl0At] += e.tl0Offset
 		}
 	}
 	if b.rtxSSRC == 0 {

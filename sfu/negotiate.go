@@ -190,7 +190,7 @@ func (p *Peer) bindSendsLocked() {
 			p.log.Debug("subscriber did not accept the codec", "track", d.src.id, "codec", d.src.Codec().MimeType, "err", ErrCodecNotNegotiated)
 			continue
 		}
-		b := &binding{ssrc: s.ssrc, pt: main.pt}
+		b := &binding{ssrc: s.ssrc, pt: main.pt, abs: s.ext.abs}
 		if rtx != nil && s.rtx != 0 && p.clientHasPT(s, rtx.pt) {
 			b.rtxSSRC, b.rtxPT = s.rtx, rtx.pt
 		}
@@ -312,6 +312,14 @@ func (p *Peer) linesLocked(answer bool) []mline {
 			l.ext = p.extEntries(s.kind)
 			l.rids = s.rids // mirrored (RFC 8851 §5.1), and kept in re-offers
 		}
+		if send {
+			// abs-send-time on what the node sends, so the subscriber's
+			// estimator (and its REMB) sees the node's send times. An
+			// answer keeps it only where the client offered it.
+			if id := p.absIDLocked(); id != 0 && (!answer || s.ext.abs == id) {
+				l.ext = appendExt(l.ext, extEntry{id: id, uri: extAbsSendTime})
+			}
+		}
 		lines = append(lines, l)
 	}
 	return lines
@@ -369,6 +377,34 @@ func (p *Peer) extEntries(kind string) []extEntry {
 	}
 	add(p.ext.twcc, extTWCC)
 	return out
+}
+
+// appendExt adds e unless an entry of its URI is there already.
+func appendExt(list []extEntry, e extEntry) []extEntry {
+	for _, x := range list {
+		if x.uri == e.uri {
+			return list
+		}
+	}
+	return append(list, e)
+}
+
+// absIDLocked is the session's id for abs-send-time: the client's, when
+// it has mapped the extension, else one the node picks once — 2, as
+// Chromium numbers it, unless the client uses 2 for something else, then
+// the lowest one-byte id (RFC 8285 §4.2) nobody uses. 0: none free.
+func (p *Peer) absIDLocked() uint8 {
+	if p.ext.abs != 0 {
+		return p.ext.abs
+	}
+	for _, id := range [...]uint8{2, 1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14} {
+		if p.ext.used&(1<<id) == 0 {
+			p.ext.abs = id
+			p.ext.used |= 1 << id
+			return id
+		}
+	}
+	return 0
 }
 
 // setupFor is the node's a=setup answering a client's: it takes the role

@@ -21,6 +21,10 @@ const (
 	extRID        = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"                             // RFC 8852 §3.1
 	extRepairedID = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"                    // RFC 8852 §3.2
 	extTWCC       = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01" // transport-wide CC
+	// extAbsSendTime is webrtc.org's abs-send-time: the send time of a
+	// packet, which a receiver's delay-based estimator (and so its REMB)
+	// is computed from.
+	extAbsSendTime = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 )
 
 // Bounds on a client's SDP: far above what a browser sends, small enough
@@ -106,7 +110,10 @@ type ssrcInfo struct {
 // extIDs are the header extension ids a section negotiated (RFC 8285):
 // 0 when absent. With BUNDLE they are the same in every section.
 type extIDs struct {
-	mid, rid, rrid, twcc uint8
+	mid, rid, rrid, twcc, abs uint8
+	// used has bit i set for every id i the client mapped, whatever the
+	// URI: an id the node picks for itself must be none of them.
+	used uint16
 }
 
 // merge takes the ids o names.
@@ -123,6 +130,10 @@ func (e *extIDs) merge(o extIDs) {
 	if o.twcc != 0 {
 		e.twcc = o.twcc
 	}
+	if o.abs != 0 {
+		e.abs = o.abs
+	}
+	e.used |= o.used
 }
 
 // clientSection is one media section of a client's SDP.
@@ -271,7 +282,10 @@ func parseSection(m *sdp.MediaDescription) (clientSection, error) {
 				s.ext.rrid = id
 			case extTWCC:
 				s.ext.twcc = id
+			case extAbsSendTime:
+				s.ext.abs = id
 			}
+			s.ext.used |= 1 << (id & 15)
 		case "rid":
 			// a=rid:<id> <direction> [restrictions] (RFC 8851 §10)
 			f := strings.Fields(a.Value)
