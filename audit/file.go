@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/invigil/invigil/room"
@@ -42,6 +43,7 @@ type FileStore struct {
 type roomLog struct {
 	f    *os.File
 	seq  int64
+	size int64 // bytes of complete lines: a failed write is cut back to it
 	path string
 }
 
@@ -149,10 +151,15 @@ func (s *FileStore) commit(batch []appendReq) {
 			_, err = rl.f.Write(append(line, '\n'))
 		}
 		if err != nil {
+			// A partial line (a full disk) is cut off, so the lines
+			// written after it once there is room again stay readable.
+			rl.f.Truncate(rl.size)
+			rl.f.Seek(rl.size, io.SeekStart)
 			results[i].err = fmt.Errorf("audit: write event: %w", err)
 			continue
 		}
 		rl.seq = e.Seq
+		rl.size += int64(len(line)) + 1
 		results[i].e = e
 		touched[rl] = append(touched[rl], i)
 	}
@@ -192,7 +199,7 @@ func (s *FileStore) openLocked(roomName string) (*roomLog, error) {
 		f.Close()
 		return nil, fmt.Errorf("audit: recover %s: %w", path, err)
 	}
-	rl := &roomLog{f: f, seq: seq, path: path}
+	rl := &roomLog{f: f, seq: seq, size: good, path: path}
 	s.rooms[roomName] = rl
 	return rl, nil
 }
@@ -268,4 +275,89 @@ func (s *FileStore) Close() error {
 		errs = append(errs, rl.f.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// raise makes the next sequence number of room's log at least seq+1:
+// the stream already has seq (events another node numbered before this
+// one took the room). It returns the log's last sequence number.
+func (s *FileStore) raise(roomName string, seq int64) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rl, err := s.openLocked(roomName)
+	if err != nil {
+		return 0, err
+	}
+	rl.seq = max(rl.seq, seq)
+	return rl.seq, nil
+}
+
+// last is room's last sequence number, opening (and recovering) its log.
+func (s *FileStore) last(roomName string) (int64, error) {
+	return s.raise(roomName, 0)
+}
+
+// roomNames lists the rooms with a log in the directory.
+func (s *FileStore) roomNames() ([]string, error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("audit: list events: %w", err)
+	}
+	var out []string
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".jsonl")
+		if !ok || e.IsDir() {
+			continue
+		}
+		if r, err := url.PathUnescape(name); err == nil {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// readFrom reads up to limit events of room's log from byte offset off
+// on, skipping those with Seq ≤ after; it returns them with their JSON
+// lines, the offset after each one's line, and the offset after the
+// last line it read.
+func (s *FileStore) readFrom(roomName string, off, after int64, limit int) ([]room.Event, [][]byte, []int64, int64, error) {
+	f, err := os.Open(s.path(roomName))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil, nil, off, nil
+	}
+	if err != nil {
+		return nil, nil, nil, off, fmt.Errorf("audit: read events: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return nil, nil, nil, off, err
+	}
+	br := bufio.NewReaderSize(f, 64<<10)
+	var evs []room.Event
+	var lines [][]byte
+	var ends []int64
+	for len(evs) < limit {
+		line, err := br.ReadBytes('\n')
+		if err != nil {
+			break // EOF, or a torn last line the writer will cut off
+		}
+		var e room.Event
+		raw := bytes.TrimSpace(line)
+		if json.Unmarshal(raw, &e) != nil {
+			break
+		}
+		off += int64(len(line))
+		if e.Seq > after {
+			evs, lines, ends = append(evs, e), append(lines, raw), append(ends, off)
+		}
+	}
+	return evs, lines, ends, off, nil
+}
+
+// size is the length of room's log (0 when it has none).
+func (s *FileStore) size(roomName string) int64 {
+	fi, err := os.Stat(s.path(roomName))
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
 }

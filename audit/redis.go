@@ -22,7 +22,7 @@ import (
 // appendonly (fsync every second, or always) it also survives a Redis
 // restart (docs/cluster.md).
 type RedisStore struct {
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	prefix string
 }
 
@@ -30,7 +30,7 @@ var _ Store = (*RedisStore)(nil)
 
 // NewRedisStore stores events through rdb, under keys that start with
 // prefix (the cluster's, so several deployments can share one Redis).
-func NewRedisStore(rdb *redis.Client, prefix string) *RedisStore {
+func NewRedisStore(rdb redis.UniversalClient, prefix string) *RedisStore {
 	return &RedisStore{rdb: rdb, prefix: prefix}
 }
 
