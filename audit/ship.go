@@ -21,16 +21,18 @@ if #lastEntry > 0 then tail = tonumber(string.match(lastEntry[1][1], '^(%d+)')) 
 
 // adoptScript makes ARGV[1] the writer of a room (KEYS[1] its trail
 // record, KEYS[2] its stream) and answers {"ok", tail, given-up writer}
-// or, while another writer was seen less than ARGV[3] ms ago,
+// or, while another writer was seen less than ARGV[3] ms ago (and, with
+// ARGV[4] set, its heartbeat key ARGV[4]..writer lives),
 // {"wait", writer, ms left}.
 var adoptScript = redis.NewScript(`
-local node, now, timeout = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local node, now, timeout, beats = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local w = redis.call('HGET', KEYS[1], 'writer')
 local forced = ''
 if w and w ~= node then
   local seen = tonumber(redis.call('HGET', KEYS[1], 'seen') or '0') or 0
   local left = seen + timeout - now
-  if left > 0 then return {'wait', w, tostring(left)} end
+  local alive = beats == '' or redis.call('EXISTS', beats .. w) == 1
+  if left > 0 and alive then return {'wait', w, tostring(left)} end
   forced = w
   redis.call('HSET', KEYS[1], 'forced_from', w, 'forced_at', now)
 end
@@ -248,6 +250,7 @@ func (s *Spool) shipRoom(ctx context.Context, name string) error {
 		case "gap":
 			// The stream lost events (a failover, a Redis without its
 			// AOF): ship ours again from its tail.
+			s.reships.Add(1)
 			s.log.Warn("audit stream is behind this node's spool: re-shipping", "room", name, "stream_seq", tail, "spooled_seq", last)
 			s.mu.Lock()
 			r.shipped, r.off = tail, 0

@@ -21,9 +21,12 @@ const (
 	DefaultSpoolMaxBytes = 256 << 20
 	// DefaultHandoverTimeout is how long a node that takes a room waits
 	// for the room's previous writer, silent since, to ship what it may
-	// still hold before it numbers the room's events itself. Longer than
-	// a lease (10 s) plus a restart, so a node SIGKILLed and restarted
-	// by its supervisor hands its rooms over with nothing out of order.
+	// still hold before it numbers the room's events itself. A writer
+	// that is alive says so every touchEvery (3 s) while it holds the
+	// room or events of it; with SpoolConfig.Heartbeats, a writer whose
+	// node heartbeat is gone is not waited for at all. So the wait is
+	// for a live node, still shipping the room's backlog (after a Redis
+	// outage, say): it bounds a live writer whose shipping is stuck.
 	DefaultHandoverTimeout = 20 * time.Second
 )
 
@@ -67,6 +70,11 @@ type SpoolConfig struct {
 	MaxBytes int64
 	// HandoverTimeout: see DefaultHandoverTimeout (0 is that).
 	HandoverTimeout time.Duration
+	// Heartbeats, when set, is the key prefix of the nodes' heartbeats
+	// (the cluster's "node:"): a previous writer whose heartbeat key is
+	// gone is dead to placement, which has moved its rooms already, and
+	// is not waited for; its events that come later go to events-late.
+	Heartbeats string
 	// Held says whether this node holds room now (has participants in
 	// it); a room it no longer holds is handed over once shipped.
 	Held func(room string) bool
@@ -92,6 +100,10 @@ type SpoolStats struct {
 	// Gaps are shipments that had to leave a gap in a stream (events the
 	// stream lost that no spool here had).
 	Gaps uint64
+	// Reships are the times a room's stream was found behind what it had
+	// been shipped (Redis lost events: a restart without its AOF, a
+	// failover) and this node's spool was shipped again from its tail.
+	Reships uint64
 	// Full is true while new events are refused.
 	Full bool
 	// RedisDown is true while shipping fails.
@@ -128,8 +140,8 @@ type Spool struct {
 	rooms        map[string]*spoolRoom
 	backlogBytes int64
 
-	refused, shipped, late, gaps atomic.Uint64
-	full, down                   atomic.Bool
+	refused, shipped, late, gaps, reships atomic.Uint64
+	full, down                            atomic.Bool
 }
 
 // spoolRoom is one room's shipping state.
@@ -271,7 +283,7 @@ func (s *Spool) Prepare(ctx context.Context, roomName string) error {
 		return nil
 	}
 	res, err := adoptScript.Run(ctx, s.cfg.Redis, []string{s.recordKey(roomName), s.streamKey(roomName)},
-		s.cfg.NodeID, time.Now().UnixMilli(), s.cfg.HandoverTimeout.Milliseconds()).StringSlice()
+		s.cfg.NodeID, time.Now().UnixMilli(), s.cfg.HandoverTimeout.Milliseconds(), s.cfg.Heartbeats).StringSlice()
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
@@ -348,7 +360,7 @@ func (s *Spool) Stats() SpoolStats {
 	b := s.backlogBytes
 	s.mu.Unlock()
 	return SpoolStats{BacklogEvents: events, BacklogBytes: b, Refused: s.refused.Load(), Shipped: s.shipped.Load(),
-		Late: s.late.Load(), Gaps: s.gaps.Load(), Full: s.full.Load() || b >= s.cfg.MaxBytes, RedisDown: s.down.Load()}
+		Late: s.late.Load(), Gaps: s.gaps.Load(), Reships: s.reships.Load(), Full: s.full.Load() || b >= s.cfg.MaxBytes, RedisDown: s.down.Load()}
 }
 
 // Full says whether new events are refused now (/readyz is 503 then).

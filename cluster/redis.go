@@ -75,6 +75,11 @@ func (r *Redis) Client() *redis.Client { return r.rdb }
 // Prefix starts every key of this cluster's (the audit store's too).
 func (r *Redis) Prefix() string { return r.prefix }
 
+// HeartbeatPrefix starts the key of each node's heartbeat ("node:<id>",
+// gone NodeTTL after the node's last one): the trail spool asks it
+// whether a room's previous writer is alive.
+func (r *Redis) HeartbeatPrefix() string { return r.prefix + "node:" }
+
 func unavailable(err error) error {
 	if err == nil {
 		return nil

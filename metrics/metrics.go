@@ -95,6 +95,8 @@ type Sources struct {
 	TURN      func() TURNStats
 	Recording func() RecordingStats
 	Webhook   func() WebhookStats
+	// Trail is the audit spool (cluster mode); nil: no invigil_trail_*.
+	Trail func() TrailStats
 }
 
 // Metrics is a node's Prometheus registry and the collectors in it.
@@ -193,6 +195,9 @@ func New(cfg Config) *Metrics {
 // calls it once, when its components exist and before it serves.
 func (m *Metrics) AddSources(s Sources) {
 	m.reg.MustRegister(newSnapshotCollector(s))
+	if s.Trail != nil {
+		m.reg.MustRegister(newTrailCollector(s.Trail))
+	}
 }
 
 // Handler serves the exposition format on GET /metrics.

@@ -42,9 +42,11 @@ type node struct {
 	tcp        net.Listener // ICE-TCP; nil with --rtc-tcp-port -1
 	bindIP     net.IP       // where media and TURN bind; nil: the wildcard
 	engine     *sfu.Engine
-	redis      *cluster.Redis // nil for a node alone
-	trail      audit.Store    // the audit store, behind the webhook when there is one
-	webhook    *audit.Webhook // nil without --webhook-url
+	redis      *cluster.Redis             // nil for a node alone
+	trail      audit.Store                // the audit store, behind the webhook when there is one
+	spool      *audit.Spool               // the trail in cluster mode (nil alone)
+	held       atomic.Pointer[room.Rooms] // n.rooms for the spool's shipper, once made
+	webhook    *audit.Webhook             // nil without --webhook-url
 	rooms      *room.Rooms
 	health     *metrics.Health
 	rec        *record.Recorder
@@ -170,9 +172,10 @@ func (n *node) openMedia() error {
 	return nil
 }
 
-// openTrail opens the audit store: a Redis Stream per room in cluster
-// mode (a room keeps one sequence when it moves between nodes), else a
-// file per room under --data-dir; and the webhook in front of it. The
+// openTrail opens the audit store: in cluster mode the spool, fsynced
+// under --data-dir and shipped to a Redis Stream per room (a room keeps
+// one sequence when it moves between nodes), else a file per room under
+// --data-dir; and the webhook in front of it. The
 // Redis connection is the cluster's too; it closes last of the three,
 // after the recorder and rooms have recorded their last events.
 func (n *node) openTrail() error {
@@ -184,7 +187,9 @@ func (n *node) openTrail() error {
 		}
 		n.redis = r
 		n.onClose(func() { r.Close() })
-		n.trail = audit.NewRedisStore(r.Client(), r.Prefix())
+		if err := n.openSpool(r); err != nil {
+			return err
+		}
 	} else {
 		fs, err := audit.NewFileStore(filepath.Join(n.cfg.dataDir, "events"), n.log.With("component", "events"))
 		if err != nil {
@@ -218,9 +223,10 @@ func (n *node) openRooms() error {
 		return err
 	}
 	n.rooms = rooms
+	n.held.Store(rooms)
 	n.health = &metrics.Health{Full: func() bool {
 		s := rooms.Stats()
-		return s.Students+s.Proctors >= n.cfg.maxPerNode
+		return s.Students+s.Proctors >= n.cfg.maxPerNode || n.spoolFull()
 	}}
 	return nil
 }
@@ -321,7 +327,7 @@ func (n *node) openCluster() error {
 func (n *node) openSignaling() error {
 	var owners signaling.Owners
 	if n.redis != nil {
-		owners = n.member
+		owners = spoolOwners{member: n.member, spool: n.spool}
 	}
 	c := n.cfg
 	sig, err := signaling.NewServer(signaling.Config{
@@ -381,7 +387,7 @@ func (n *node) openRoutes() error {
 	})
 	n.routes = t
 
-	n.metrics.AddSources(metrics.Sources{
+	sources := metrics.Sources{
 		Rooms: func() metrics.RoomStats {
 			s := n.rooms.Stats()
 			return metrics.RoomStats{Rooms: s.Rooms, Students: s.Students, Proctors: s.Proctors}
@@ -390,7 +396,11 @@ func (n *node) openRoutes() error {
 		TURN:      n.turn.stats,
 		Recording: n.recordingStats,
 		Webhook:   n.webhookStats,
-	})
+	}
+	if n.spool != nil {
+		sources.Trail = n.trailStats
+	}
+	n.metrics.AddSources(sources)
 	return nil
 }
 
