@@ -30,11 +30,6 @@ type Stats struct {
 	// TemporalDrops counts video packets not sent to a subscriber because
 	// their VP8 temporal layer was above the one its downlink fits.
 	TemporalDrops uint64
-	// BandwidthLimited is the subscribers whose downlink estimate holds
-	// back what they asked for now (a lower layer, fewer frames, or
-	// paused tiles); TilesPaused the down-tracks paused to fit one.
-	BandwidthLimited int64
-	TilesPaused      int64
 	// Drops counts packets the node did not send, by reason (DropReasons
 	// names them).
 	Drops          [numDropReasons]uint64
@@ -85,8 +80,6 @@ type counters struct {
 	dtlsFailures           atomic.Uint64
 	readErrors             atomic.Uint64
 	temporalDrops          atomic.Uint64
-	limitedSubs            atomic.Int64
-	pausedTiles            atomic.Int64
 	drops                  [numDropReasons]atomic.Uint64
 	tracksOut              [2]atomic.Int64 // by kindIndex
 	peers                  atomic.Int64
@@ -94,31 +87,29 @@ type counters struct {
 
 func (c *counters) snapshot() Stats {
 	s := Stats{
-		PacketsIn:        c.packetsIn.Load(),
-		BytesIn:          c.bytesIn.Load(),
-		PacketsOut:       c.packetsOut.Load(),
-		BytesOut:         c.bytesOut.Load(),
-		WriteErrors:      c.writeErrors.Load(),
-		Malformed:        c.malformed.Load(),
-		PacketsLost:      c.packetsLost.Load(),
-		NACKs:            c.nacks.Load(),
-		NACKsSent:        c.nacksSent.Load(),
-		Retransmits:      c.retransmits.Load(),
-		PLIsSent:         c.plisSent.Load(),
-		PLIsThrottled:    c.plisFolded.Load(),
-		LayerSwitches:    c.layerSwitches.Load(),
-		SRTPErrors:       c.srtpErrors.Load(),
-		UnknownSource:    c.unknownSource.Load(),
-		UnknownSSRC:      c.unknownSSRC.Load(),
-		STUNRefused:      c.stunRefused.Load(),
-		DTLSFailures:     c.dtlsFailures.Load(),
-		ReadErrors:       c.readErrors.Load(),
-		TemporalDrops:    c.temporalDrops.Load(),
-		BandwidthLimited: c.limitedSubs.Load(),
-		TilesPaused:      c.pausedTiles.Load(),
-		AudioTracksOut:   c.tracksOut[0].Load(),
-		VideoTracksOut:   c.tracksOut[1].Load(),
-		Peers:            c.peers.Load(),
+		PacketsIn:      c.packetsIn.Load(),
+		BytesIn:        c.bytesIn.Load(),
+		PacketsOut:     c.packetsOut.Load(),
+		BytesOut:       c.bytesOut.Load(),
+		WriteErrors:    c.writeErrors.Load(),
+		Malformed:      c.malformed.Load(),
+		PacketsLost:    c.packetsLost.Load(),
+		NACKs:          c.nacks.Load(),
+		NACKsSent:      c.nacksSent.Load(),
+		Retransmits:    c.retransmits.Load(),
+		PLIsSent:       c.plisSent.Load(),
+		PLIsThrottled:  c.plisFolded.Load(),
+		LayerSwitches:  c.layerSwitches.Load(),
+		SRTPErrors:     c.srtpErrors.Load(),
+		UnknownSource:  c.unknownSource.Load(),
+		UnknownSSRC:    c.unknownSSRC.Load(),
+		STUNRefused:    c.stunRefused.Load(),
+		DTLSFailures:   c.dtlsFailures.Load(),
+		ReadErrors:     c.readErrors.Load(),
+		TemporalDrops:  c.temporalDrops.Load(),
+		AudioTracksOut: c.tracksOut[0].Load(),
+		VideoTracksOut: c.tracksOut[1].Load(),
+		Peers:          c.peers.Load(),
 	}
 	for i := range c.drops {
 		s.Drops[i] = c.drops[i].Load()

@@ -76,9 +76,6 @@ func (s *seqMap) forOut(out uint16) (seqEntry, bool) {
 	return e, e.state != seqUnused && e.out == out
 }
 
-// TemporalTarget is the highest VP8 temporal layer forwarded now.
-func (d *DownTrack) TemporalTarget() int { return int(d.tidTarget.Load()) }
-
 // setTemporalTarget sets the highest temporal layer to forward (maxTID:
 // all); it takes effect at the next base-layer frame.
 func (d *DownTrack) setTemporalTarget(tid int) {

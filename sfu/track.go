@@ -90,11 +90,6 @@ type layer struct {
 	packetsIn  atomic.Uint64
 	packetsOut atomic.Uint64 // packets written to subscribers
 	bytesOut   atomic.Uint64
-	// tidBytes is bytes in by VP8 temporal layer (all in 0 for a stream
-	// without them): what each frame rate of the layer costs a subscriber.
-	tidBytes [maxTID + 1]atomic.Uint64
-	// temporal is set once a packet names a temporal layer above 0.
-	temporal atomic.Bool
 
 	lastPLI    atomic.Int64 // unix nanos of the last PLI sent
 	pliPending atomic.Bool  // a deferred PLI is scheduled
@@ -265,15 +260,6 @@ func (t *Track) forward(s *sender, l *layer, pkt *rtp.Packet, raw []byte, at int
 	// bytes; the rest are metrics.
 	n := uint64(len(raw))
 	l.bytes.Store(l.bytes.Load() + n)
-	if t.kind == KindVideo {
-		tid := 0
-		if v, ok := t.vp8Fields(pkt.Payload, &info); ok {
-			if tid = v.tid(pkt.Payload); tid > 0 && !l.temporal.Load() {
-				l.temporal.Store(true)
-			}
-		}
-		l.tidBytes[tid].Store(l.tidBytes[tid].Load() + n)
-	}
 	l.packetsIn.Store(l.packetsIn.Load() + 1)
 	l.packetsOut.Store(l.packetsOut.Load() + sent)
 	l.bytesOut.Store(l.bytesOut.Load() + sent*n)
