@@ -271,22 +271,8 @@ func (lp *leanPeer) handle(ctx context.Context, m inMsg) {
 			return
 		}
 		lp.setRemote(d)
-	case typeLayers:
-		if p.student != nil {
-			p.student.setLayers(m.Mid, m.Active)
-		}
-	case typeParticipantJoined:
-		if p.proctor != nil {
-			p.proctor.noteStudents(m.Participant)
-		}
-	case typeParticipantLeft:
-		if p.proctor != nil {
-			p.proctor.forget(m.Participant.Identity)
-		}
-	case typeError:
-		p.r.serverError(m.Code)
-	case typeLeave:
-		p.r.log.Debug("server ended the session", "identity", p.identity, "reason", m.Reason)
+	default:
+		p.handleRoom(m)
 	}
 }
 

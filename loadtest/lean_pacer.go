@@ -169,19 +169,11 @@ func (pc *pacer) videoFrame(ls *leanStudent, now int64) int {
 		}
 		key := s.forceKey[i].Swap(false) || periodic || ls.wasOff[i]
 		ls.wasOff[i] = false
-		size := l.deltaBytes()
-		if key {
-			size = l.keyBytes()
-		}
+		size, packets := l.frameSize(key)
 		v := &ls.video[i]
 		f := v.vp8.next(key)
-		packets := (size + maxPacketPayload - 1) / maxPacketPayload
-		per := size / packets
 		for j := range packets {
-			chunk := per
-			if j == packets-1 {
-				chunk = size - per*(packets-1)
-			}
+			chunk := frameChunk(size, packets, j)
 			pk := &v.ring[v.seq%ringSize]
 			*pk = sentPacket{valid: true, marker: j == packets-1, start: j == 0, key: key, seq: v.seq, twcc: ls.twcc,
 				ts: ts, frameBytes: int32(size), payloadSize: int32(vp8DescriptorSize + max(chunk, vp8KeyHeaderSize+stampSize)),

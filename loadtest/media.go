@@ -71,6 +71,26 @@ func (l videoLayer) deltaBytes() int {
 
 func (l videoLayer) keyBytes() int { return keyframeWeight * l.deltaBytes() }
 
+// frameSize is the size of one frame of l (a keyframe or not) and how
+// many packets carry it.
+func (l videoLayer) frameSize(key bool) (size, packets int) {
+	size = l.deltaBytes()
+	if key {
+		size = l.keyBytes()
+	}
+	return size, (size + maxPacketPayload - 1) / maxPacketPayload
+}
+
+// frameChunk is how many of a size-byte frame's bytes its packet j of
+// packets carries: an even share, the last packet the rest.
+func frameChunk(size, packets, j int) int {
+	per := size / packets
+	if j == packets-1 {
+		return size - per*(packets-1)
+	}
+	return per
+}
+
 // Layout of every synthetic payload. Video: a 6-byte VP8 payload
 // descriptor (RFC 7741 §4.2: X=1, S on a frame's first packet, partition
 // 0; I=1 with a 15-bit picture ID, L=1 with TL0PICIDX, T=1 and K=1 with

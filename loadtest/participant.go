@@ -104,39 +104,42 @@ func (p *participant) session(ctx context.Context, joined chan<- struct{}) {
 		return
 	}
 	notify()
+	handle := p.handle
 	if p.lean != nil {
 		if err := p.lean.begin(ctx); err != nil {
 			p.fail("publish", err)
 			return
 		}
-		for {
-			m, err := sig.recv(ctx)
-			if err != nil {
-				return
-			}
-			p.lean.handle(ctx, m)
-		}
-	}
-	pc, err := p.r.kit.newPeerConnection()
-	if err != nil {
-		p.fail("peer_connection", err)
+		handle = p.lean.handle
+	} else if !p.startPeerConnection(ctx) {
 		return
-	}
-	p.pc = pc
-	p.watch()
-	if p.student != nil {
-		if err := p.student.publish(ctx); err != nil {
-			p.fail("publish", err)
-			return
-		}
 	}
 	for {
 		m, err := sig.recv(ctx)
 		if err != nil {
 			return
 		}
-		p.handle(ctx, m)
+		handle(ctx, m)
 	}
+}
+
+// startPeerConnection opens the pion client's PeerConnection and, for a
+// student, publishes; false when that failed (and was counted).
+func (p *participant) startPeerConnection(ctx context.Context) bool {
+	pc, err := p.r.kit.newPeerConnection()
+	if err != nil {
+		p.fail("peer_connection", err)
+		return false
+	}
+	p.pc = pc
+	p.watch()
+	if p.student != nil {
+		if err := p.student.publish(ctx); err != nil {
+			p.fail("publish", err)
+			return false
+		}
+	}
+	return true
 }
 
 // join sends the join with a fresh token and waits for joined.
@@ -215,6 +218,20 @@ func (p *participant) handle(ctx context.Context, m inMsg) {
 		p.flushEarly()
 	case typeCandidate:
 		p.addCandidate(m.Candidate)
+	case typeError:
+		// A glare error needs nothing more: the server's crossing offer
+		// is answered as it arrives (answer rolls ours back and offers
+		// again once stable).
+		p.r.serverError(m.Code)
+	default:
+		p.handleRoom(m)
+	}
+}
+
+// handleRoom applies a server frame that is the same whichever client
+// (pion or lean) carries the media: layers, participants, errors, leave.
+func (p *participant) handleRoom(m inMsg) {
+	switch m.Type {
 	case typeLayers:
 		if p.student != nil {
 			p.student.setLayers(m.Mid, m.Active)
@@ -228,9 +245,6 @@ func (p *participant) handle(ctx context.Context, m inMsg) {
 			p.proctor.forget(m.Participant.Identity)
 		}
 	case typeError:
-		// A glare error needs nothing more: the server's crossing offer
-		// is answered as it arrives (answer rolls ours back and offers
-		// again once stable).
 		p.r.serverError(m.Code)
 	case typeLeave:
 		p.r.log.Debug("server ended the session", "identity", p.identity, "reason", m.Reason)

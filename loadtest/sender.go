@@ -132,18 +132,10 @@ func (s *sender) videoFrame(st *student, out *outTracks) {
 		}
 		key := st.forceKey[i].Swap(false) || periodic || tx.wasOff[i]
 		tx.wasOff[i] = false
-		size := l.deltaBytes()
-		if key {
-			size = l.keyBytes()
-		}
+		size, packets := l.frameSize(key)
 		f := tx.vp8[i].next(key)
-		packets := (size + maxPacketPayload - 1) / maxPacketPayload
-		per := size / packets
 		for j := range packets {
-			chunk := per
-			if j == packets-1 {
-				chunk = size - per*(packets-1)
-			}
+			chunk := frameChunk(size, packets, j)
 			p := s.buf[:vp8DescriptorSize+max(chunk, vp8KeyHeaderSize+stampSize)]
 			writeVP8(p, f, j == 0, key, l, size, stamp{layer: uint8(i), seq: tx.n[i], sent: s.r.clock()})
 			s.header(j == packets-1, tx.seq[i], ts)
