@@ -67,16 +67,7 @@ func (r *Rooms) List() []Summary {
 	out := make([]Summary, 0, len(r.rooms))
 	for _, rm := range r.rooms {
 		s := Summary{Room: rm.name, Started: rm.started}
-		rm.mu.Lock()
-		for _, p := range rm.participants {
-			switch p.Role {
-			case RoleStudent:
-				s.Students++
-			case RoleProctor:
-				s.Proctors++
-			}
-		}
-		rm.mu.Unlock()
+		s.Students, s.Proctors = rm.countRoles()
 		out = append(out, s)
 	}
 	slices.SortFunc(out, func(a, b Summary) int { return strings.Compare(a.Room, b.Room) })

@@ -331,18 +331,26 @@ func (r *Rooms) Stats() Stats {
 	defer r.mu.Unlock()
 	s := Stats{Rooms: len(r.rooms)}
 	for _, rm := range r.rooms {
-		rm.mu.Lock()
-		for _, p := range rm.participants {
-			switch p.Role {
-			case RoleStudent:
-				s.Students++
-			case RoleProctor:
-				s.Proctors++
-			}
-		}
-		rm.mu.Unlock()
+		students, proctors := rm.countRoles()
+		s.Students += students
+		s.Proctors += proctors
 	}
 	return s
+}
+
+// countRoles counts the room's students and proctors; it takes rm.mu.
+func (rm *Room) countRoles() (students, proctors int) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	for _, p := range rm.participants {
+		switch p.Role {
+		case RoleStudent:
+			students++
+		case RoleProctor:
+			proctors++
+		}
+	}
+	return students, proctors
 }
 
 // Close refuses further joins and evicts every participant with reason.
