@@ -61,6 +61,13 @@ func wsURL(base string) string { return "ws" + strings.TrimPrefix(base, "http") 
 // joinReply sends a join to base and returns the first message back.
 func joinReply(t *testing.T, base, roomName, identity string, role room.Role) map[string]any {
 	t.Helper()
+	return joinWith(t, base, testclient.Mint(t, secret, roomName, identity, role))
+}
+
+// joinWith sends a join with token to base and returns the first message
+// back.
+func joinWith(t *testing.T, base, token string) map[string]any {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ws, _, err := websocket.Dial(ctx, wsURL(base), nil)
@@ -68,7 +75,7 @@ func joinReply(t *testing.T, base, roomName, identity string, role room.Role) ma
 		t.Fatal(err)
 	}
 	defer ws.CloseNow()
-	b, _ := json.Marshal(map[string]any{"v": 1, "type": "join", "token": testclient.Mint(t, secret, roomName, identity, role), "id": "j"})
+	b, _ := json.Marshal(map[string]any{"v": 1, "type": "join", "token": token, "id": "j"})
 	if err := ws.Write(ctx, websocket.MessageText, b); err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/invigil/invigil/internal/pionlog"
 	"github.com/invigil/invigil/internal/testclient"
 	"github.com/invigil/invigil/internal/testredis"
@@ -56,27 +54,12 @@ func api(t testing.TB, method, url, token string, body any) (int, map[string]any
 // error it is answered with ("" when it joined).
 func joinCode(t *testing.T, base, token string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ws, _, err := websocket.Dial(ctx, wsURL(base), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
-	b, _ := json.Marshal(map[string]any{"v": 1, "type": "join", "token": token, "id": "j"})
-	if err := ws.Write(ctx, websocket.MessageText, b); err != nil {
-		t.Fatal(err)
-	}
-	_, msg, err := ws.Read(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m struct{ Type, Code string }
-	json.Unmarshal(msg, &m)
-	if m.Type == "joined" {
+	m := joinWith(t, base, token)
+	if m["type"] == "joined" {
 		return ""
 	}
-	return m.Code
+	code, _ := m["code"].(string)
+	return code
 }
 
 // issuedAt is a student token issued at iat, valid a minute.
