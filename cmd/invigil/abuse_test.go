@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/invigil/invigil/internal/testclient"
 	"github.com/invigil/invigil/room"
+	"github.com/invigil/invigil/signaling"
 	dto "github.com/prometheus/client_model/go"
 )
 
@@ -195,13 +196,21 @@ func (a *abuse) idleConnections(t *testing.T) {
 	if len(a.idle) != 2000 || refused.Load() != 0 || other.Load() != 0 {
 		t.Fatalf("2,000 idle connections from 20 addresses: %d open, %d refused, %d failed; want all open", len(a.idle), refused.Load(), other.Load())
 	}
+	start := time.Now()
 	attack(150, net.IPv4(127, 0, 2, 1))
 	wg.Wait()
+	elapsed := time.Since(start)
 	a.refused = refused.Load()
-	t.Logf("idle connections: %d held open, %d refused with 429, %d failed otherwise", len(a.idle), a.refused, other.Load())
-	// The bucket refills at 20/s while the 150 dial: ~100 plus a few open.
-	if other.Load() != 0 || len(a.idle)-2000 < 100 || a.refused < 30 || int64(len(a.idle)-2000)+a.refused != 150 {
-		t.Fatalf("150 dials from one address with a burst of 100: %d more open, %d refused; want ~100 and ~50", len(a.idle)-2000, a.refused)
+	opened := len(a.idle) - 2000
+	t.Logf("idle connections: %d held open, %d refused with 429, %d failed otherwise; the 150 took %v", len(a.idle), a.refused, other.Load(), elapsed)
+	// The bucket holds the burst (100) and refills at the rate (20/s)
+	// while the 150 dial, so at most 100 + 20/s × elapsed (+1 for the
+	// token in progress) open; on a loaded machine the dials take longer
+	// and more may open, never more than that.
+	allowed := signaling.DefaultConnBurstPerIP + int(signaling.DefaultConnRatePerIP*elapsed.Seconds()) + 1
+	if other.Load() != 0 || opened < signaling.DefaultConnBurstPerIP || opened > allowed || int64(opened)+a.refused != 150 {
+		t.Fatalf("150 dials from one address with a burst of %d in %v: %d more open, %d refused; want between %d and %d open, the rest refused",
+			signaling.DefaultConnBurstPerIP, elapsed, opened, a.refused, signaling.DefaultConnBurstPerIP, allowed)
 	}
 	if open := value(parse(t, scrape(t, a.srv.base)), "invigil_websocket_connections", nil); open < float64(len(a.idle)) {
 		t.Errorf("invigil_websocket_connections %v while %d idle connections are open", open, len(a.idle))
