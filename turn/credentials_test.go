@@ -117,9 +117,13 @@ func TestWrongCredentialsAnswer401(t *testing.T) {
 func TestCredentialExpiringMidAllocation(t *testing.T) {
 	ts := newTestServer(t, nil)
 	c := dialRaw(t, "udp", ts.udpAddr(), "alice")
-	c.username, c.password = Credentials([]byte(testSecret), "alice", time.Now().Add(time.Second))
+	// The expiry is whole seconds (the username's Unix time): 2 s ahead
+	// leaves the Allocate at least 1 s of validity however slow it is, and
+	// the credential has expired once the clock is past that second.
+	expires := time.Now().Add(2 * time.Second)
+	c.username, c.password = Credentials([]byte(testSecret), "alice", expires)
 	c.allocate(protoUDP)
-	time.Sleep(1100 * time.Millisecond) // the expiry is whole seconds, at most 1 s ahead
+	time.Sleep(time.Until(time.Unix(expires.Unix(), 0)) + 100*time.Millisecond)
 	if _, code := c.request(stun.MethodRefresh, lifetime(600)); code != 401 {
 		t.Fatalf("Refresh with an expired credential: code %d, want 401", code)
 	}
