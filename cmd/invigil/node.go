@@ -179,9 +179,9 @@ func (n *node) openMedia() error {
 // Redis connection is the cluster's too; it closes last of the three,
 // after the recorder and rooms have recorded their last events.
 func (n *node) openTrail() error {
-	if n.cfg.redisURL != "" {
+	if n.cfg.clusterMode() {
 		cluster.SetRedisLogger(n.log)
-		r, err := cluster.NewRedis(n.cfg.redisURL, "")
+		r, err := n.cfg.openRedis()
 		if err != nil {
 			return err
 		}

@@ -61,6 +61,8 @@ type serveConfig struct {
 	joinTimeout     time.Duration
 	nodeID          string
 	redisURL        string
+	sentinelAddrs   string // cluster mode through Redis Sentinel (cluster.go)
+	sentinelMaster  string
 	spoolMaxBytes   int64         // cluster mode: the trail spool's limit (trail.go)
 	handoverTimeout time.Duration // cluster mode: the trail's hand-over wait (trail.go)
 	stallAfter      time.Duration
@@ -114,6 +116,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.webhookURL, "webhook-url", "", "POST every audit event here (JSON, signed with --webhook-secret, at least once, Idempotency-Key room:seq)")
 	fs.StringVar(&c.webhookSecret, "webhook-secret", "", "HMAC-SHA256 key for webhook signatures, at least 32 bytes (required with --webhook-url)")
 	fs.StringVar(&c.redisURL, "redis-url", "", "cluster mode: Redis for occupancy, room placement and redirects, e.g. redis://10.0.0.5:6379/0 (empty: this node alone)")
+	sentinelFlags(fs, &c)
 	trailFlags(fs, &c)
 	fs.StringVar(&c.nodeID, "node-id", "", "this node's name in the cluster and in audit events (default: the hostname)")
 	fs.BoolVar(&c.dev, "dev", false, "development mode: fixed dev secret, loopback only, prints ready-to-open links")
@@ -204,6 +207,9 @@ func (c serveConfig) validate() error {
 	}
 	if _, err := parsePrefixes(c.turnAllowPeers); err != nil {
 		return fmt.Errorf("--turn-allow-peers: %w", err)
+	}
+	if err := c.validateSentinel(); err != nil {
+		return err
 	}
 	if err := c.validateTrail(); err != nil {
 		return err
