@@ -13,6 +13,7 @@ import (
 
 	"github.com/invigil/invigil/audit"
 	"github.com/invigil/invigil/internal/testclient"
+	"github.com/invigil/invigil/internal/testredis"
 	"github.com/invigil/invigil/room"
 )
 
@@ -120,15 +121,30 @@ func (o *outboxReceiver) state() (map[string][]int64, map[string]int) {
 // SIGKILLed and restarted on its --data-dir; the restarted node resumes
 // delivery from the persisted cursors on its own (no new event), and
 // once the receiver recovers every event of the trail has been accepted,
-// in order per room, signed, and none accepted twice.
+// in order per room, signed, and none accepted twice. On one node (the
+// cursors under --data-dir) and in cluster mode (the spool for the
+// trail, the cursors in a real redis-server).
 func TestWebhookOutboxRestart(t *testing.T) {
+	t.Run("one node", func(t *testing.T) { outboxRestart(t, nil) })
+	t.Run("cluster", func(t *testing.T) {
+		rs := testredis.Start(t, 0)
+		outboxRestart(t, []string{"--redis-url", rs.URL()})
+	})
+}
+
+func outboxRestart(t *testing.T, extra []string) {
 	const hookSecret = "webhook-secret-0123456789abcdef-xyz"
 	o := &outboxReceiver{accepted: map[string][]int64{}, refused: map[string]int{}}
 	recv := httptest.NewServer(o.handler(t, hookSecret))
 	defer recv.Close()
-	args := []string{"--webhook-url", recv.URL, "--webhook-secret", hookSecret, "--webhook-max-delay", "500ms",
-		"--data-dir", t.TempDir(), "--node-id", "a", "--log-level", "info"}
+	args := append([]string{"--webhook-url", recv.URL, "--webhook-secret", hookSecret, "--webhook-max-delay", "500ms",
+		"--data-dir", t.TempDir(), "--node-id", "a", "--log-level", "info"}, extra...)
 	n1 := startNodeProc(t, args...)
+	if len(extra) > 0 {
+		for _, r := range []string{"exam-w1", "exam-w2"} {
+			testclient.Eventually(t, 5*time.Second, "placement", func() bool { code, _ := place(t, n1.base, r, 2); return code == http.StatusOK })
+		}
+	}
 	p1 := testclient.Join(t, wsURL(n1.base), secret, "exam-w1", "proctor-1", room.RoleProctor)
 	alice := testclient.Join(t, wsURL(n1.base), secret, "exam-w1", "alice", room.RoleStudent)
 	testclient.Eventually(t, 10*time.Second, "exam-w1's first events accepted", func() bool {
