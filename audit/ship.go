@@ -394,6 +394,7 @@ func (s *Spool) keepAll(ctx context.Context) error {
 		case res[0] == s.cfg.NodeID && tail < r.shipped:
 			// The stream lost what we shipped: ship it again.
 			s.log.Warn("audit stream lacks events this node shipped (a failover?): re-shipping", "room", it.name, "stream_seq", tail, "shipped_seq", r.shipped)
+			s.reships.Add(1)
 			r.shipped, r.off = tail, 0
 			s.poke()
 		}

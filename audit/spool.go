@@ -377,3 +377,6 @@ func (s *Spool) Close() error {
 	})
 	return err
 }
+
+// roomNames are the rooms spooled here (the webhook's resume reads them).
+func (s *Spool) roomNames() ([]string, error) { return s.local.roomNames() }

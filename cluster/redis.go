@@ -61,12 +61,61 @@ func NewRedis(url, prefix string) (*Redis, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: --redis-url: %w", err)
 	}
-	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = time.Second, time.Second, time.Second
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = redisTimeout, redisTimeout, redisTimeout
 	opt.MaxRetries = 1
+	return withPrefix(redis.NewClient(opt), prefix), nil
+}
+
+// redisTimeout bounds each dial, read and write: a node must not hang a
+// join on a Redis that stopped answering.
+const redisTimeout = time.Second
+
+// Sentinel names a primary that Redis Sentinel watches, for
+// NewRedisSentinel.
+type Sentinel struct {
+	// Addrs are host:port of the sentinels (any of them will do; the
+	// client learns the others).
+	Addrs []string
+	// Master is the name the sentinels monitor the primary under.
+	Master string
+	// URL, when set, gives the username, password and database
+	// (redis://[user:pass@]host/db); its host is not used.
+	URL string
+}
+
+// NewRedisSentinel connects to the primary that the sentinels in s name,
+// through go-redis's failover client: when the sentinels fail over, the
+// client follows the new primary (it listens for +switch-master and asks
+// the sentinels again when a connection fails). What a failover can lose
+// and how the trail makes up for it: docs/cluster.md, "Redis Sentinel".
+// Like NewRedis, it does not fail when Redis is down.
+func NewRedisSentinel(s Sentinel, prefix string) (*Redis, error) {
+	if len(s.Addrs) == 0 || s.Master == "" {
+		return nil, errors.New("cluster: Redis Sentinel needs sentinel addresses and a master name")
+	}
+	opt := &redis.FailoverOptions{
+		MasterName:    s.Master,
+		SentinelAddrs: s.Addrs,
+		DialTimeout:   redisTimeout,
+		ReadTimeout:   redisTimeout,
+		WriteTimeout:  redisTimeout,
+		MaxRetries:    1,
+	}
+	if s.URL != "" {
+		u, err := redis.ParseURL(s.URL)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: --redis-url: %w", err)
+		}
+		opt.Username, opt.Password, opt.DB = u.Username, u.Password, u.DB
+	}
+	return withPrefix(redis.NewFailoverClient(opt), prefix), nil
+}
+
+func withPrefix(rdb *redis.Client, prefix string) *Redis {
 	if prefix == "" {
 		prefix = "invigil:"
 	}
-	return &Redis{rdb: redis.NewClient(opt), prefix: prefix}, nil
+	return &Redis{rdb: rdb, prefix: prefix}
 }
 
 // Client is the underlying go-redis client (the audit store shares it).

@@ -32,6 +32,7 @@ import (
 
 	"github.com/invigil/invigil/internal/logbuf"
 	"github.com/invigil/invigil/internal/testclient"
+	"github.com/invigil/invigil/internal/testredis"
 )
 
 // secret is the API secret of the nodes the tests start (40 bytes).
@@ -398,7 +399,9 @@ func TestStaticBinary(t *testing.T) {
 }
 
 // TestMetricNamesExported: every metric the alert rules and the dashboard
-// name is exported by a running node, as a # HELP or # TYPE line.
+// name is exported by a running node, as a # HELP or # TYPE line. The
+// trail's (invigil_trail_*) exist in cluster mode only: those are looked
+// for on a second node, on a real redis-server.
 func TestMetricNamesExported(t *testing.T) {
 	used := map[string][]string{} // name -> where
 	for _, e := range alertExprs(t) {
@@ -421,6 +424,17 @@ func TestMetricNamesExported(t *testing.T) {
 		t.Fatalf("GET /metrics: %d %s", code, body)
 	}
 	families := exportedFamilies(body)
+	r := testredis.Start(t, 0)
+	cn := startNode(t, "--redis-url", r.URL())
+	code, body = get(t, cn.base+"/metrics", "")
+	if code != http.StatusOK {
+		t.Fatalf("GET /metrics (cluster mode): %d %s", code, body)
+	}
+	for name, typ := range exportedFamilies(body) {
+		if strings.HasPrefix(name, "invigil_trail_") {
+			families[name] = typ
+		}
+	}
 	for name, where := range used {
 		if _, ok := families[name]; ok {
 			continue

@@ -179,9 +179,9 @@ func (n *node) openMedia() error {
 // Redis connection is the cluster's too; it closes last of the three,
 // after the recorder and rooms have recorded their last events.
 func (n *node) openTrail() error {
-	if n.cfg.redisURL != "" {
+	if n.cfg.clusterMode() {
 		cluster.SetRedisLogger(n.log)
-		r, err := cluster.NewRedis(n.cfg.redisURL, "")
+		r, err := n.cfg.openRedis()
 		if err != nil {
 			return err
 		}
@@ -199,9 +199,7 @@ func (n *node) openTrail() error {
 		n.trail = fs
 	}
 	if n.cfg.webhookURL != "" {
-		hook := audit.NewWebhook(n.trail, n.cfg.webhookURL, []byte(n.cfg.webhookSecret), n.log.With("component", "webhook"))
-		n.onClose(func() { hook.Close() })
-		n.webhook, n.trail = hook, hook
+		return n.openWebhook()
 	}
 	return nil
 }
@@ -535,7 +533,7 @@ func (n *node) webhookStats() metrics.WebhookStats {
 		return metrics.WebhookStats{}
 	}
 	s := n.webhook.Stats()
-	return metrics.WebhookStats{Delivered: s.Delivered, Failed: s.Failed, Dropped: s.Dropped}
+	return metrics.WebhookStats{Delivered: s.Delivered, Failed: s.DeadLettered}
 }
 
 // mediaStats converts the sfu's snapshot for the metrics package, which

@@ -38,51 +38,55 @@ const (
 
 // serveConfig is serve's resolved configuration.
 type serveConfig struct {
-	httpAddr        string
-	rtcUDPPort      int
-	rtcTCPPort      int
-	nodeIP          string
-	udpBuffer       int
-	udpReaders      int
-	apiSecret       string
-	publicURL       string
-	dataDir         string
-	dev             bool
-	logLevel        string
-	logFormat       string
-	maxPerRoom      int
-	maxPerNode      int
-	maxRooms        int
-	maxConnsPerIP   int
-	connRatePerIP   float64
-	connBurstPerIP  int
-	messageRate     float64
-	messageRateIP   float64
-	joinTimeout     time.Duration
-	nodeID          string
-	redisURL        string
-	spoolMaxBytes   int64         // cluster mode: the trail spool's limit (trail.go)
-	handoverTimeout time.Duration // cluster mode: the trail's hand-over wait (trail.go)
-	stallAfter      time.Duration
-	resumeWindow    time.Duration
-	webhookURL      string
-	webhookSecret   string
-	turnUDPPort     int
-	turnTLSPort     int
-	turnCert        string
-	turnKey         string
-	turnSecret      string
-	turnAllowPeers  string
-	turnURLs        string
-	turnQuota       int
-	turnBitrate     int
-	emptyTimeout    time.Duration
-	allowedOrigins  string
-	adminAddr       string
-	agentAddr       string
-	shutdownTimeout time.Duration
-	rec             recordFlags
-	drainTimeout    time.Duration
+	httpAddr           string
+	rtcUDPPort         int
+	rtcTCPPort         int
+	nodeIP             string
+	udpBuffer          int
+	udpReaders         int
+	apiSecret          string
+	publicURL          string
+	dataDir            string
+	dev                bool
+	logLevel           string
+	logFormat          string
+	maxPerRoom         int
+	maxPerNode         int
+	maxRooms           int
+	maxConnsPerIP      int
+	connRatePerIP      float64
+	connBurstPerIP     int
+	messageRate        float64
+	messageRateIP      float64
+	joinTimeout        time.Duration
+	nodeID             string
+	redisURL           string
+	sentinelAddrs      string // cluster mode through Redis Sentinel (cluster.go)
+	sentinelMaster     string
+	spoolMaxBytes      int64         // cluster mode: the trail spool's limit (trail.go)
+	handoverTimeout    time.Duration // cluster mode: the trail's hand-over wait (trail.go)
+	stallAfter         time.Duration
+	resumeWindow       time.Duration
+	webhookURL         string
+	webhookSecret      string
+	webhookMaxAttempts int           // the outbox (webhook.go)
+	webhookMaxDelay    time.Duration // the outbox (webhook.go)
+	turnUDPPort        int
+	turnTLSPort        int
+	turnCert           string
+	turnKey            string
+	turnSecret         string
+	turnAllowPeers     string
+	turnURLs           string
+	turnQuota          int
+	turnBitrate        int
+	emptyTimeout       time.Duration
+	allowedOrigins     string
+	adminAddr          string
+	agentAddr          string
+	shutdownTimeout    time.Duration
+	rec                recordFlags
+	drainTimeout       time.Duration
 }
 
 func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
@@ -111,9 +115,11 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.dataDir, "data-dir", "./data", "audit log and recordings when no Redis")
 	fs.DurationVar(&c.resumeWindow, "resume-window", room.DefaultResumeWindow, "how long a student whose connection was lost stays in the room to come back as the same participant (0s: leave at once)")
 	fs.DurationVar(&c.stallAfter, "stall-after", room.DefaultStallAfter, "a connected student's camera silent this long is a media_stalled event")
-	fs.StringVar(&c.webhookURL, "webhook-url", "", "POST every audit event here (JSON, signed with --webhook-secret, at least once, Idempotency-Key room:seq)")
+	fs.StringVar(&c.webhookURL, "webhook-url", "", "POST every audit event here (JSON, signed with --webhook-secret over timestamp.body, at least once, in order per room, from a persisted cursor; Idempotency-Key room:seq)")
 	fs.StringVar(&c.webhookSecret, "webhook-secret", "", "HMAC-SHA256 key for webhook signatures, at least 32 bytes (required with --webhook-url)")
+	webhookFlags(fs, &c)
 	fs.StringVar(&c.redisURL, "redis-url", "", "cluster mode: Redis for occupancy, room placement and redirects, e.g. redis://10.0.0.5:6379/0 (empty: this node alone)")
+	sentinelFlags(fs, &c)
 	trailFlags(fs, &c)
 	fs.StringVar(&c.nodeID, "node-id", "", "this node's name in the cluster and in audit events (default: the hostname)")
 	fs.BoolVar(&c.dev, "dev", false, "development mode: fixed dev secret, loopback only, prints ready-to-open links")
@@ -204,6 +210,12 @@ func (c serveConfig) validate() error {
 	}
 	if _, err := parsePrefixes(c.turnAllowPeers); err != nil {
 		return fmt.Errorf("--turn-allow-peers: %w", err)
+	}
+	if err := c.validateWebhook(); err != nil {
+		return err
+	}
+	if err := c.validateSentinel(); err != nil {
+		return err
 	}
 	if err := c.validateTrail(); err != nil {
 		return err
