@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # install-test-deps.sh: installs the external programs Invigil's tests start
-# themselves (Chromium, coturn's turnutils_uclient, redis-server, HAProxy,
+# themselves (Chromium, coturn's turnutils_uclient, redis-server and
+# redis-sentinel, HAProxy,
 # nginx, promtool, ffprobe) or check files with (systemd-analyze) on
 # Debian/Ubuntu, only when some are missing. kubectl is not among them:
 # Debian's (1.20) embeds a kustomize too old for the manifests; the
@@ -24,6 +25,7 @@ deps=(
   "chromium:chromium"
   "turnutils_uclient:coturn"
   "redis-server:redis-server"
+  "redis-sentinel:redis-sentinel"
   "haproxy:haproxy"
   "nginx:nginx"
   "promtool:prometheus"
