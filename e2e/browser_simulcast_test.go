@@ -285,7 +285,14 @@ func TestBrowserSimulcastFocus(t *testing.T) {
 		}
 	}
 	sc.checkPaused()
-	start := grid
+	// A control window as long as the cycle's two holds, before any click:
+	// the freezes the machine itself causes (a starved decoder or
+	// renderer) without a switch. The cycle may add at most maxFreezes
+	// to what the control window saw; on an idle machine it sees none.
+	lows := map[string][2]int{"alice": {0, lowMaxHeight}, "bob": {0, lowMaxHeight}}
+	control := sc.hold("control, no switch", grid, lows)
+	control = sc.hold("control, no switch", control, lows)
+	start := control
 
 	// Focus alice: high layer within switchTimeout, bob stays low.
 	sc.click("alice")
@@ -340,8 +347,9 @@ func TestBrowserSimulcastFocus(t *testing.T) {
 		t.Logf("(d) %s over focus/unfocus: %d frames decoded, %d keyframes, %d dropped, %d freezes (%.2fs), ssrc %d→%d",
 			id, e.FramesDecoded-s.FramesDecoded, e.KeyFramesDecoded-s.KeyFramesDecoded, e.FramesDropped-s.FramesDropped,
 			e.FreezeCount-s.FreezeCount, e.TotalFreezesDuration-s.TotalFreezesDuration, s.SSRC, e.SSRC)
-		if n := e.FreezeCount - s.FreezeCount; n > maxFreezes {
-			t.Errorf("(d) %s froze %d times over the switches, want ≤ %d", id, n, maxFreezes)
+		idle := s.FreezeCount - grid.tile(id).Video.FreezeCount
+		if n := e.FreezeCount - s.FreezeCount; n > maxFreezes+idle {
+			t.Errorf("(d) %s froze %d times over the switches, want ≤ %d (%d, plus the %d of the control window without a switch)", id, n, maxFreezes+idle, maxFreezes, idle)
 		}
 		if n := e.FramesDropped - s.FramesDropped; n > maxDroppedFrames {
 			t.Errorf("(d) %s: %d frames dropped over the switches, want ≤ %d", id, n, maxDroppedFrames)
