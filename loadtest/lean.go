@@ -490,13 +490,21 @@ func (k *leanKit) receive() {
 	for i := range ms {
 		ms[i].Buf = mem[i*lanes.MaxDatagram : (i+1)*lanes.MaxDatagram]
 	}
+	var batches, datagrams int64
+	defer func() {
+		k.r.log.Debug("lean receive loop", "batches", batches, "datagrams", datagrams)
+	}()
 	for {
 		n, err := rd.Read(ms)
 		if err != nil {
 			return
 		}
+		batches++
+		datagrams += int64(n)
+		// One reading of the clock per batch: the wall time and the
+		// run's clock (r.clock) of it.
 		wall := time.Now()
-		now := k.r.clock()
+		now := int64(wall.Sub(k.r.epoch))
 		for i := range n {
 			m := &ms[i]
 			lp := k.peerAt(m.Local)

@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"testing"
@@ -148,6 +149,42 @@ func TestLeanNodeTransport(t *testing.T) {
 	} {
 		if _, ok := udpLoopbackCandidate(tc.line); ok != tc.ok {
 			t.Errorf("%q: used %v, want %v", tc.line, ok, tc.ok)
+		}
+	}
+}
+
+// TestSSRCTable checks the proctors' stream lookup against a map: every
+// SSRC of tables from empty to several hundred streams is found, and
+// SSRCs not in them are not; the larger tables are up to half full, so
+// many SSRCs share a home slot and are found by probing.
+func TestSSRCTable(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{0, 1, 3, 4, 5, 50, 333} {
+		want := map[uint32]*leanRecv{}
+		var all []*leanRecv
+		for len(all) < n {
+			ssrc := rng.Uint32()
+			if _, dup := want[ssrc]; dup {
+				continue
+			}
+			lr := &leanRecv{ssrc: ssrc}
+			want[ssrc] = lr
+			all = append(all, lr)
+		}
+		tab := newSSRCTable(all)
+		for ssrc, lr := range want {
+			if got := tab.find(ssrc); got != lr {
+				t.Fatalf("%d streams: %d found %p, want %p", n, ssrc, got, lr)
+			}
+		}
+		for range 1000 {
+			ssrc := rng.Uint32()
+			if got := tab.find(ssrc); got != want[ssrc] {
+				t.Fatalf("%d streams: %d found %p, want %p", n, ssrc, got, want[ssrc])
+			}
+		}
+		if len(tab.all) != n {
+			t.Errorf("%d streams: all has %d", n, len(tab.all))
 		}
 	}
 }
