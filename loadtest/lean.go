@@ -19,6 +19,7 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/stun/v4"
+	"github.com/pion/webrtc/v4"
 )
 
 // The lean client (--client lean): every participant's ICE, DTLS and
@@ -131,10 +132,11 @@ func (k *leanKit) peerAt(a netip.Addr) *leanPeer {
 // newPeer makes participant p's lean transport; call before start.
 func (k *leanKit) newPeer(p *participant) *leanPeer {
 	i := len(k.peers)
-	var sid [8]byte
+	var sid, tie [8]byte
 	_, _ = rand.Read(sid[:])
+	_, _ = rand.Read(tie[:])
 	lp := &leanPeer{k: k, p: p, local: leanAddr(i), ufrag: randomToken(16), pwd: randomToken(32),
-		sessionID: binary.BigEndian.Uint64(sid[:]) >> 2, ssrc: randomSSRC()}
+		sessionID: binary.BigEndian.Uint64(sid[:]) >> 2, ssrc: randomSSRC(), tieBreaker: binary.BigEndian.Uint64(tie[:])}
 	if p.student != nil {
 		lp.st = newLeanStudent(lp, k.r.layers)
 	}
@@ -185,10 +187,21 @@ type leanPeer struct {
 
 	state atomic.Int32
 	// Set by the session goroutine before state leaves peerIdle, then
-	// read-only.
+	// read-only. controlling is the ICE role (RFC 8445 §6.1.1): against
+	// an ICE-lite node always, against a full agent when this side
+	// offered (a student); tieBreaker is the role's for every check.
 	node                       netip.AddrPort
 	nodeUfrag, nodePwd, nodeFP string
+	controlling                bool
+	dtlsServer                 bool // the node's setup is active
+	tieBreaker                 uint64
 	pipe                       *dtlsPipe
+
+	// The session goroutine's until state leaves peerIdle: whether the
+	// node's description arrived, and the node's first trickled
+	// candidate (RFC 8838) if it came before the description.
+	described bool
+	early     netip.AddrPort
 
 	// keys is set by the handshake before state becomes peerConnected.
 	keys *srtpPair
@@ -252,7 +265,7 @@ func (lp *leanPeer) handle(ctx context.Context, m inMsg) {
 			p.fail("sdp_answer", err)
 			return
 		}
-		lp.setRemote(d)
+		lp.setRemote(d, true)
 	case typeOffer:
 		d, err := parseNodeSDP(m.SDP)
 		if err != nil {
@@ -270,20 +283,55 @@ func (lp *leanPeer) handle(ctx context.Context, m inMsg) {
 		if err := p.sig.send(ctx, outMsg{Type: typeAnswer, SDP: lp.proctorAnswer(d, lp.version+1)}); err != nil {
 			return
 		}
-		lp.setRemote(d)
+		lp.setRemote(d, false)
+	case typeCandidate:
+		lp.addCandidate(m.Candidate)
 	default:
 		p.handleRoom(m)
 	}
 }
 
-// setRemote takes the node's transport from its first description and
-// hands the participant to the control loop's ICE checks.
-func (lp *leanPeer) setRemote(d *nodeDesc) {
-	if lp.state.Load() != peerIdle {
+// setRemote takes the node's transport from its first description
+// (weOffered: it is the answer to ours) and, once the node's candidate
+// is known too, hands the participant to the control loop's ICE checks.
+func (lp *leanPeer) setRemote(d *nodeDesc, weOffered bool) {
+	if lp.state.Load() != peerIdle || lp.described {
 		return
 	}
-	lp.node, lp.nodeUfrag, lp.nodePwd, lp.nodeFP = d.candidate, d.ufrag, d.pwd, d.fingerprint
-	k, local, node := lp.k, lp.local, lp.node
+	lp.described = true
+	lp.nodeUfrag, lp.nodePwd, lp.nodeFP = d.ufrag, d.pwd, d.fingerprint
+	lp.controlling = d.lite || weOffered
+	lp.dtlsServer = d.setup == "active"
+	switch {
+	case d.candidate.IsValid():
+		lp.startChecks(d.candidate)
+	case lp.early.IsValid():
+		lp.startChecks(lp.early)
+	}
+}
+
+// addCandidate takes a candidate the node trickled, as a full agent
+// does instead of listing them in its description: the first UDP host
+// candidate on loopback is the one checked (media never leaves this
+// host, and one pair is enough).
+func (lp *leanPeer) addCandidate(c *webrtc.ICECandidateInit) {
+	if c == nil || lp.state.Load() != peerIdle {
+		return
+	}
+	ap, ok := udpLoopbackCandidate(c.Candidate)
+	switch {
+	case !ok:
+	case lp.described:
+		lp.startChecks(ap)
+	case !lp.early.IsValid():
+		lp.early = ap
+	}
+}
+
+// startChecks sets the node's address and starts the ICE checks.
+func (lp *leanPeer) startChecks(node netip.AddrPort) {
+	lp.node = node
+	k, local := lp.k, lp.local
 	lp.pipe = newDTLSPipe(net.UDPAddrFromAddrPort(node), func(b []byte) error { return k.conn.WriteTo(b, local, node) })
 	lp.state.Store(peerChecking)
 }
@@ -313,7 +361,7 @@ func (lp *leanPeer) handshake() {
 	}
 	go func() {
 		defer p.wg.Done()
-		conn, keys, err := dtlsHandshake(context.Background(), lp.pipe, lp.k.cert, lp.nodeFP)
+		conn, keys, err := dtlsHandshake(context.Background(), lp.pipe, lp.k.cert, lp.nodeFP, lp.dtlsServer)
 		if err != nil {
 			lp.state.Store(peerFailed)
 			p.fail("dtls", err)
@@ -336,16 +384,20 @@ func (lp *leanPeer) handshake() {
 	}()
 }
 
-// bindingRequest is an ICE check toward the node (RFC 8445 §7.2.2): the
-// client is controlling and nominates with USE-CANDIDATE while checking.
+// bindingRequest is an ICE check toward the node (RFC 8445 §7.2.2) in
+// the participant's role: controlling, it nominates with USE-CANDIDATE
+// while checking (aggressive nomination: there is one pair); controlled,
+// it only checks and the node nominates.
 func (lp *leanPeer) bindingRequest(nominate bool) []byte {
-	var tie [8]byte
-	_, _ = rand.Read(tie[:])
 	setters := []stun.Setter{stun.BindingRequest, stun.TransactionID,
-		stun.NewUsername(lp.nodeUfrag + ":" + lp.ufrag),
-		ice.PriorityAttr(2130706431), ice.AttrControlling(binary.BigEndian.Uint64(tie[:]))}
-	if nominate {
-		setters = append(setters, ice.UseCandidate())
+		stun.NewUsername(lp.nodeUfrag + ":" + lp.ufrag), ice.PriorityAttr(2130706431)}
+	if lp.controlling {
+		setters = append(setters, ice.AttrControlling(lp.tieBreaker))
+		if nominate {
+			setters = append(setters, ice.UseCandidate())
+		}
+	} else {
+		setters = append(setters, ice.AttrControlled(lp.tieBreaker))
 	}
 	setters = append(setters, stun.NewShortTermIntegrity(lp.nodePwd), stun.Fingerprint)
 	m, err := stun.Build(setters...)
@@ -438,13 +490,21 @@ func (k *leanKit) receive() {
 	for i := range ms {
 		ms[i].Buf = mem[i*lanes.MaxDatagram : (i+1)*lanes.MaxDatagram]
 	}
+	var batches, datagrams int64
+	defer func() {
+		k.r.log.Debug("lean receive loop", "batches", batches, "datagrams", datagrams)
+	}()
 	for {
 		n, err := rd.Read(ms)
 		if err != nil {
 			return
 		}
+		batches++
+		datagrams += int64(n)
+		// One reading of the clock per batch: the wall time and the
+		// run's clock (r.clock) of it.
 		wall := time.Now()
-		now := k.r.clock()
+		now := int64(wall.Sub(k.r.epoch))
 		for i := range n {
 			m := &ms[i]
 			lp := k.peerAt(m.Local)
@@ -465,9 +525,10 @@ func (lp *leanPeer) in(b []byte, from netip.AddrPort, wall time.Time, now int64,
 	case c <= 3:
 		lp.stunIn(b, from, w)
 	case c >= 20 && c <= 63:
-		if lp.state.Load() >= peerHandshake {
-			lp.pipe.push(b)
-		}
+		// A node that is the DTLS client may start as soon as its own
+		// checks succeed, before ours is answered: the pipe holds the
+		// records until the handshake reads them.
+		lp.pipe.push(b)
 	case c >= 128 && c <= 191 && len(b) >= 12:
 		if lp.state.Load() != peerConnected {
 			return

@@ -17,7 +17,8 @@ import (
 )
 
 // The lean client's DTLS-SRTP (RFC 5763, RFC 5764): pion/dtls runs the
-// handshake as the DTLS client over a pipe the receive loop feeds, and
+// handshake over a pipe the receive loop feeds, as the DTLS client unless
+// the node chose to be (a full pion agent answers setup:active), and
 // the exported keys make pion/srtp contexts. After the handshake the
 // connection stays open and idle until teardown: a close_notify would
 // end the node's session.
@@ -160,10 +161,11 @@ type srtpPair struct {
 	rx, tx *srtp.Context
 }
 
-// dtlsHandshake runs the client side over pipe, checks the node's
-// certificate against its SDP fingerprint, and derives the SRTP contexts
-// (RFC 5764 §4.2), AEAD_AES_128_GCM preferred.
-func dtlsHandshake(ctx context.Context, pipe *dtlsPipe, cert tls.Certificate, nodeFP string) (*dtls.Conn, *srtpPair, error) {
+// dtlsHandshake runs the handshake over pipe, as the DTLS client unless
+// server is set (the node answered an offer with setup:active), checks
+// the node's certificate against its SDP fingerprint, and derives the
+// SRTP contexts (RFC 5764 §4.2), AEAD_AES_128_GCM preferred.
+func dtlsHandshake(ctx context.Context, pipe *dtlsPipe, cert tls.Certificate, nodeFP string, server bool) (*dtls.Conn, *srtpPair, error) {
 	verify := func(raw [][]byte, _ [][]*x509.Certificate) error {
 		if len(raw) == 0 {
 			return errors.New("the node sent no certificate")
@@ -173,13 +175,28 @@ func dtlsHandshake(ctx context.Context, pipe *dtlsPipe, cert tls.Certificate, no
 		}
 		return nil
 	}
-	conn, err := dtls.ClientWithOptions(pipe, pipe.remote,
-		dtls.WithCertificates(cert),
-		dtls.WithSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80),
-		dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
-		dtls.WithInsecureSkipVerify(true),
-		dtls.WithVerifyPeerCertificate(verify),
-	)
+	var conn *dtls.Conn
+	var err error
+	if server {
+		// RFC 5763 §5: each side proves the certificate its fingerprint
+		// names, so the client's is required.
+		conn, err = dtls.ServerWithOptions(pipe, pipe.remote,
+			dtls.WithCertificates(cert),
+			dtls.WithSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80),
+			dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
+			dtls.WithClientAuth(dtls.RequireAnyClientCert),
+			dtls.WithInsecureSkipVerify(true),
+			dtls.WithVerifyPeerCertificate(verify),
+		)
+	} else {
+		conn, err = dtls.ClientWithOptions(pipe, pipe.remote,
+			dtls.WithCertificates(cert),
+			dtls.WithSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80),
+			dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
+			dtls.WithInsecureSkipVerify(true),
+			dtls.WithVerifyPeerCertificate(verify),
+		)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("dtls: %w", err)
 	}
@@ -189,7 +206,7 @@ func dtlsHandshake(ctx context.Context, pipe *dtlsPipe, cert tls.Certificate, no
 		_ = conn.Close()
 		return nil, nil, fmt.Errorf("dtls handshake: %w", err)
 	}
-	keys, err := srtpKeys(conn)
+	keys, err := srtpKeys(conn, !server)
 	if err != nil {
 		_ = conn.Close()
 		return nil, nil, err
@@ -197,7 +214,7 @@ func dtlsHandshake(ctx context.Context, pipe *dtlsPipe, cert tls.Certificate, no
 	return conn, keys, nil
 }
 
-func srtpKeys(conn *dtls.Conn) (*srtpPair, error) {
+func srtpKeys(conn *dtls.Conn, client bool) (*srtpPair, error) {
 	dp, ok := conn.SelectedSRTPProtectionProfile()
 	if !ok {
 		return nil, errors.New("dtls: no SRTP profile negotiated")
@@ -216,7 +233,7 @@ func srtpKeys(conn *dtls.Conn) (*srtpPair, error) {
 		return nil, errors.New("dtls: no connection state")
 	}
 	cfg := srtp.Config{Profile: profile}
-	if err := cfg.ExtractSessionKeysFromDTLS(&state, true); err != nil {
+	if err := cfg.ExtractSessionKeysFromDTLS(&state, client); err != nil {
 		return nil, fmt.Errorf("export SRTP keys: %w", err)
 	}
 	rx, err := srtp.CreateContext(cfg.Keys.RemoteMasterKey, cfg.Keys.RemoteMasterSalt, profile)

@@ -39,8 +39,16 @@ const (
 type nodeDesc struct {
 	ufrag, pwd  string
 	fingerprint string
-	candidate   netip.AddrPort // the node's loopback UDP host candidate
-	sections    []nodeSection
+	// lite: the node is an ICE-lite agent (RFC 8445 §2.5), always
+	// controlled; a full agent is controlling when it offers.
+	lite bool
+	// setup is the node's DTLS role (RFC 8842 §5.2): "active", the
+	// node is the DTLS client (a pion answer); otherwise this side is.
+	setup string
+	// candidate is the node's loopback UDP host candidate if the
+	// description lists one; a full agent trickles it instead.
+	candidate netip.AddrPort
+	sections  []nodeSection
 }
 
 // nodeSection is one media section of a node offer.
@@ -74,6 +82,8 @@ func parseNodeSDP(text string) (*nodeDesc, error) {
 	out.ufrag, _ = d.Attribute("ice-ufrag")
 	out.pwd, _ = d.Attribute("ice-pwd")
 	out.fingerprint, _ = d.Attribute("fingerprint")
+	_, out.lite = d.Attribute("ice-lite")
+	out.setup, _ = d.Attribute("setup")
 	for _, m := range d.MediaDescriptions {
 		s := nodeSection{kind: m.MediaName.Media, port: m.MediaName.Port.Value, formats: m.MediaName.Formats,
 			proto: strings.Join(m.MediaName.Protos, "/"), dir: "sendrecv", pt: -1}
@@ -95,6 +105,10 @@ func parseNodeSDP(text string) (*nodeDesc, error) {
 			case "fingerprint":
 				if out.fingerprint == "" {
 					out.fingerprint = a.Value
+				}
+			case "setup":
+				if out.setup == "" {
+					out.setup = a.Value
 				}
 			case "candidate":
 				if ap, ok := udpLoopbackCandidate(a.Value); ok && !out.candidate.IsValid() {
@@ -150,19 +164,16 @@ func parseNodeSDP(text string) (*nodeDesc, error) {
 	if out.ufrag == "" || out.pwd == "" || out.fingerprint == "" {
 		return nil, fmt.Errorf("%w: no ICE credentials or fingerprint", errNodeSDP)
 	}
-	if !out.candidate.IsValid() {
-		return nil, fmt.Errorf("%w: no UDP host candidate on loopback", errNodeSDP)
-	}
 	return out, nil
 }
 
-// udpLoopbackCandidate reads an a=candidate value (RFC 8839 §5.1:
-// foundation, component, transport, priority, address, port, "typ",
-// type) and returns its address if it is a UDP candidate on an IPv4
-// loopback address.
+// udpLoopbackCandidate reads an a=candidate value, or a trickled
+// candidate's line (RFC 8839 §5.1: foundation, component, transport,
+// priority, address, port, "typ", type), and returns its address if it
+// is a UDP host candidate of component 1 on an IPv4 loopback address.
 func udpLoopbackCandidate(v string) (netip.AddrPort, bool) {
 	f := strings.Fields(strings.TrimPrefix(v, "candidate:"))
-	if len(f) < 6 || !strings.EqualFold(f[2], "udp") {
+	if len(f) < 8 || f[1] != "1" || !strings.EqualFold(f[2], "udp") || f[6] != "typ" || f[7] != "host" {
 		return netip.AddrPort{}, false
 	}
 	ip, err := netip.ParseAddr(f[4])
