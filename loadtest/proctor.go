@@ -45,6 +45,7 @@ type recvStream struct {
 
 	seq     seqTracker
 	delay   delayHist
+	steady  delayHist // delays of the packets received in the steady window
 	packets int64
 	bytes   int64
 	layers  [maxLayers]int64 // video packets by stamped layer
@@ -127,6 +128,9 @@ func (pr *proctor) account(rs *recvStream, wall time.Time, clock int64, seq uint
 		return
 	}
 	rs.delay.add(time.Duration(clock - st.sent))
+	if clock >= r.steadyFrom.Load() {
+		rs.steady.add(time.Duration(clock - st.sent))
+	}
 	if rs.video && int(st.layer) < maxLayers {
 		rs.layers[st.layer]++
 		if st.layer == pr.topLayer {

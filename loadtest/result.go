@@ -61,6 +61,10 @@ type Result struct {
 	PLIs           int64   `json:"plis"`           // PLIs and FIRs students received
 	DelayP50MS     float64 `json:"delay_p50_ms"`   // one-way, student → proctor
 	DelayP99MS     float64 `json:"delay_p99_ms"`
+	// The same over the packets received in the steady window only (after
+	// the join storm's handshakes): 0 without a steady window.
+	SteadyDelayP50MS float64 `json:"steady_delay_p50_ms,omitempty"`
+	SteadyDelayP99MS float64 `json:"steady_delay_p99_ms,omitempty"`
 
 	FocusSwitches int     `json:"focus_switches"`
 	FocusMissed   int     `json:"focus_missed"` // replaced before the high layer arrived
@@ -130,7 +134,7 @@ func (r *run) result(students, proctors []*participant, sf sendFigures, start ma
 	res.JoinP50MS, res.JoinP95MS = ms(percentile(joins, 0.50)), ms(percentile(joins, 0.95))
 	res.JoinP99MS, res.JoinMaxMS = ms(percentile(joins, 0.99)), ms(percentile(joins, 1))
 
-	var delays delayHist
+	var delays, steadyDelays delayHist
 	var focus []time.Duration
 	var lost, expected, vLost, vExpected, aLost, aExpected int64
 	for _, p := range proctors {
@@ -143,6 +147,7 @@ func (r *run) result(students, proctors []*participant, sf sendFigures, start ma
 		got := map[string][2]bool{} // sid → video, audio received
 		for _, rs := range pr.streams {
 			delays.merge(&rs.delay)
+			steadyDelays.merge(&rs.steady)
 			l, e := rs.seq.lost(), rs.seq.expected()
 			lost, expected = lost+l, expected+e
 			res.NACKRecovered += rs.seq.late
@@ -168,6 +173,9 @@ func (r *run) result(students, proctors []*participant, sf sendFigures, start ma
 	res.LostPackets = lost
 	res.LossRatio, res.VideoLossRatio, res.AudioLossRatio = ratio(lost, expected), ratio(vLost, vExpected), ratio(aLost, aExpected)
 	res.DelayP50MS, res.DelayP99MS = ms(delays.quantile(0.50)), ms(delays.quantile(0.99))
+	if steadyDelays.n > 0 {
+		res.SteadyDelayP50MS, res.SteadyDelayP99MS = ms(steadyDelays.quantile(0.50)), ms(steadyDelays.quantile(0.99))
+	}
 	res.FocusSwitches = len(focus)
 	res.FocusP50MS, res.FocusP99MS = ms(percentile(focus, 0.50)), ms(percentile(focus, 0.99))
 
@@ -281,9 +289,9 @@ func (res *Result) WriteText(w io.Writer) error {
 			float64(res.ServerRSSStartBytes)/(1<<20), float64(res.RSSPerStudentBytes)/(1<<10))
 	}
 	if res.SteadySeconds > 0 {
-		row("steady window", "%.1f s: %d sent + %d forwarded; load generator %.2f CPU s, %.2f µs/packet; server %.2f CPU s, %.2f µs/packet",
-			res.SteadySeconds, res.SteadySentPackets, res.SteadyForwardedPackets, res.SteadyLoadgenCPUSeconds, res.SteadyLoadgenMicrosPkt,
-			res.SteadyServerCPUSeconds, res.SteadyCPUMicrosPerPkt)
+		row("steady window", "%.1f s: %d sent + %d forwarded; one-way delay p50 %.2f ms, p99 %.2f ms; load generator %.2f CPU s, %.2f µs/packet; server %.2f CPU s, %.2f µs/packet",
+			res.SteadySeconds, res.SteadySentPackets, res.SteadyForwardedPackets, res.SteadyDelayP50MS, res.SteadyDelayP99MS,
+			res.SteadyLoadgenCPUSeconds, res.SteadyLoadgenMicrosPkt, res.SteadyServerCPUSeconds, res.SteadyCPUMicrosPerPkt)
 	}
 	return tw.Flush()
 }

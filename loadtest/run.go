@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	mrand "math/rand/v2"
 	"slices"
 	"sync"
@@ -51,6 +52,11 @@ type run struct {
 	// a coder/websocket read closes the socket, and teardown closes
 	// sockets itself after a polite leave.
 	connCtx context.Context
+
+	// steadyFrom is when the steady window opens, on the run's clock
+	// (MaxInt64 until the ramp starts, and when there is none): proctors
+	// keep the delays of packets received from then on apart.
+	steadyFrom atomic.Int64
 
 	nacks          atomic.Int64 // sequence numbers proctors NACKed
 	sent           atomic.Int64 // RTP packets students wrote
@@ -100,6 +106,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		bySID:        map[string]*student{},
 		serverErrors: map[string]int{},
 	}
+	r.steadyFrom.Store(math.MaxInt64)
 	var startServer procSample
 	if cfg.ServerPID != 0 {
 		s, err := readProc(cfg.ServerPID)
@@ -230,6 +237,8 @@ launch:
 	defer steadyAt.Stop()
 	if start.at.Add(r.cfg.Duration).Sub(rampStart.Add(r.cfg.Ramp+settle)) < minSteady {
 		steadyAt.Stop()
+	} else {
+		r.steadyFrom.Store(int64(rampStart.Add(r.cfg.Ramp + settle).Sub(r.epoch)))
 	}
 	var focusC <-chan time.Time
 	if r.cfg.FocusEvery > 0 {
