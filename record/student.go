@@ -317,7 +317,12 @@ func (s *student) writeVideo(tr *track, sample *media.Sample, at, now time.Time)
 		s.lost(tr, tr.lastAt, "packet_loss")
 	}
 	if !tr.lastAt.IsZero() && at.Sub(tr.lastAt) > stallAfter && tr.gapSince.IsZero() {
+		// A stall (the sender sent nothing) ends with this frame: the
+		// stream goes on from the frames before it, so no keyframe is
+		// needed and the gap is no longer than the silence. (Loss, in
+		// lost, waits for a keyframe.)
 		tr.gapSince, tr.gapReason = tr.lastAt, "stall"
+		s.gap(tr, at)
 	}
 	key, data := tr.keyFrame(sample.Data), sample.Data
 	if tr.h264 {
