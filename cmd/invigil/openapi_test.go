@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/invigil/invigil/internal/httpapi"
 	"github.com/invigil/invigil/internal/testclient"
 	"github.com/invigil/invigil/record"
 	"github.com/invigil/invigil/room"
@@ -78,9 +79,24 @@ func TestOpenAPIDocument(t *testing.T) {
 	if !bytes.HasPrefix(raw, []byte("openapi: 3.1.")) {
 		t.Errorf("docs/openapi.yaml does not start with openapi: 3.1.x")
 	}
-	_, v := loadSpec(t, raw)
+	doc, v := loadSpec(t, raw)
 	if ok, errs := v.ValidateDocument(); !ok {
 		t.Fatalf("docs/openapi.yaml is not a valid OpenAPI document:%s", validationText(errs))
+	}
+	// The Error schema's codes are the APIs' (docs/http.md lists them
+	// too; TestCodesDocumented keeps that list in step).
+	enum := map[string]bool{}
+	for _, n := range doc.Components.Schemas.GetOrZero("Error").Schema().Properties.GetOrZero("code").Schema().Enum {
+		enum[n.Value] = true
+	}
+	for code := range httpapi.Codes() {
+		if !enum[code] {
+			t.Errorf("code %s is not in docs/openapi.yaml's Error schema", code)
+		}
+		delete(enum, code)
+	}
+	for code := range enum {
+		t.Errorf("docs/openapi.yaml's Error schema lists %s, which no API answers", code)
 	}
 	for name, broken := range map[string][]string{
 		"a response without its description": {`"200": {description: the page,`, `"200": {summary: the page,`},
