@@ -233,6 +233,8 @@ func TestOpenAPIContract(t *testing.T) {
 	testclient.Join(t, ws, secret, "exam-1", "bob", room.RoleStudent)
 	testclient.Join(t, ws, secret, "exam-1", "carol", room.RoleStudent)
 	student := testclient.Mint(t, secret, "exam-1", "bob", room.RoleStudent)
+	proctor := testclient.Mint(t, secret, "exam-1", "proctor-1", room.RoleProctor)
+	reviewer := testclient.Mint(t, secret, "exam-v", "rev", room.RoleReviewer)
 
 	recording := "/v1/rooms/exam-v/recordings/" + m.Session + "/"
 	fill := strings.NewReplacer("{room}", "exam-1", "{identity}", "bob", "{session}", m.Session, "{file}", m.Files[0].Name)
@@ -276,9 +278,12 @@ func TestOpenAPIContract(t *testing.T) {
 		{op: "GET /v1/placement", status: 400, example: "malformed", path: "/v1/placement", token: admin},
 		{op: "GET /v1/rooms", status: 200, example: "rooms", path: "/v1/rooms", token: admin},
 		{op: "GET /v1/rooms/{room}", status: 200, example: "room", path: "/v1/rooms/exam-1", token: admin},
+		{op: "GET /v1/rooms/{room}", status: 200, example: "room", path: "/v1/rooms/exam-1", token: proctor},
 		{op: "GET /v1/rooms/{room}", status: 404, example: "room_not_found", path: "/v1/rooms/no-such-room", token: admin},
 		{op: "GET /v1/rooms/{room}/events", status: 200, example: "events", path: "/v1/rooms/exam-1/events", token: admin},
+		{op: "GET /v1/rooms/{room}/events", status: 200, example: "events", path: "/v1/rooms/exam-1/events?after=1&limit=2", token: proctor},
 		{op: "GET /v1/rooms/{room}/recordings", status: 200, example: "recordings", path: "/v1/rooms/exam-v/recordings", token: admin},
+		{op: "GET /v1/rooms/{room}/recordings", status: 200, example: "recordings", path: "/v1/rooms/exam-v/recordings", token: reviewer},
 		{op: "GET /v1/rooms/{room}/recordings/{session}/{file}", status: 200, path: recording + m.Files[0].Name, token: admin},
 		{op: "GET /v1/rooms/{room}/recordings/{session}/{file}", status: 200, path: recording + m.Session + record.ManifestSuffix, token: admin},
 		{op: "GET /v1/rooms/{room}/recordings/{session}/{file}", status: 206, path: recording + m.Files[0].Name, token: admin,
@@ -287,6 +292,8 @@ func TestOpenAPIContract(t *testing.T) {
 			path: "/v1/rooms/exam-v/recordings/nosuch/" + m.Files[0].Name, token: admin},
 		{op: "POST /v1/rooms/{room}/messages", status: 200, example: "sent", path: "/v1/rooms/exam-1/messages", token: admin,
 			body: map[string]any{"to": "bob", "text": "Ten minutes left."}},
+		{op: "POST /v1/rooms/{room}/messages", status: 200, example: "to_all", path: "/v1/rooms/exam-1/messages", token: admin,
+			body: map[string]any{"text": "Pens down in five minutes."}},
 		{op: "POST /v1/rooms/{room}/messages", status: 404, example: "room_not_found", path: "/v1/rooms/no-such-room/messages", token: admin,
 			body: map[string]any{"text": "Ten minutes left."}},
 		{op: "POST /v1/revocations", status: 200, example: "revoked", path: "/v1/revocations", token: admin,
