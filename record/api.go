@@ -63,14 +63,14 @@ func fileHandler(r *Recorder) http.Handler {
 			}
 		}
 		if m == nil {
-			httpapi.Fail(w, httpapi.CodeNotFound, "no recorded session "+session+" in this room")
+			httpapi.Fail(w, httpapi.CodeRecordingNotFound, "no recorded session "+session+" in this room")
 			return
 		}
 		typ, modified := "application/json", m.Ended
 		if file != m.Session+ManifestSuffix {
 			i := listed(m, file)
 			if i < 0 {
-				httpapi.Fail(w, httpapi.CodeNotFound, "the session's manifest lists no file "+file)
+				httpapi.Fail(w, httpapi.CodeRecordingNotFound, "the session's manifest lists no file "+file)
 				return
 			}
 			typ, modified = m.Files[i].Type, m.Files[i].End
@@ -82,7 +82,7 @@ func fileHandler(r *Recorder) http.Handler {
 		f, err := r.Open(req.Context(), roomName, m.Identity, file)
 		switch {
 		case errors.Is(err, os.ErrNotExist):
-			httpapi.Fail(w, httpapi.CodeNotFound, "the file is listed but neither on this node's disk nor in the store")
+			httpapi.Fail(w, httpapi.CodeRecordingNotFound, "the file is listed but neither on this node's disk nor in the store")
 			return
 		case err != nil:
 			r.log.Error("opening a recording", "room", roomName, "session", session, "file", file, "err", err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/invigil/invigil/internal/httpapi"
 	"github.com/invigil/invigil/room"
 )
 
@@ -162,7 +163,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
-		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		httpapi.Fail(w, httpapi.CodeUnavailable, "the node is shutting down; connect again")
 		return
 	}
 	s.wg.Add(1)
@@ -175,7 +176,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.obs.Refused(reason)
 		s.log.Debug("connection refused", "remote", r.RemoteAddr, "reason", reason)
 		w.Header().Set("Retry-After", "1")
-		http.Error(w, "too many connections from your address ("+reason+")", http.StatusTooManyRequests)
+		httpapi.Fail(w, httpapi.CodeRateLimited, "too many connections from your address ("+reason+")")
 		return
 	}
 	defer s.addrs.release(addr, time.Now())

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/invigil/invigil/internal/httpapi"
 	"github.com/invigil/invigil/metrics"
 )
 
@@ -28,7 +29,7 @@ func adminDrainHandler(start func(), capacity metrics.CapacityFunc) http.Handler
 		case http.MethodGet, http.MethodHead:
 		default:
 			w.Header().Set("Allow", "GET, POST")
-			http.Error(w, "GET or POST", http.StatusMethodNotAllowed)
+			httpapi.Fail(w, httpapi.CodeMethodNotAllowed, "/drain takes GET or POST")
 			return
 		}
 		metrics.CapacityHandler(capacity).ServeHTTP(w, r)

@@ -177,8 +177,8 @@ func TestRecordingsForReviewers(t *testing.T) {
 		}
 	}
 	for _, path := range []string{"/v1/rooms/exam-v/recordings/" + m.Session + "/keyring.json", "/v1/rooms/exam-v/recordings/nosuch/" + f.Name} {
-		if resp, b := get(path, reviewer); resp.StatusCode != http.StatusNotFound || !bytes.Contains(b, []byte(`"not_found"`)) {
-			t.Errorf("%s: HTTP %d %s, want 404 not_found", path, resp.StatusCode, b)
+		if resp, b := get(path, reviewer); resp.StatusCode != http.StatusNotFound || !bytes.Contains(b, []byte(`"recording_not_found"`)) {
+			t.Errorf("%s: HTTP %d %s, want 404 recording_not_found", path, resp.StatusCode, b)
 		}
 	}
 

@@ -2,7 +2,7 @@
 // checks by role, the one error shape ({"code": "...", "message": "..."},
 // codes listed in docs/http.md), and the route table every handler
 // registers through, so the node can say which routes it serves
-// (docs/http.md is checked against it, as docs/openapi.yaml will be).
+// (docs/http.md and docs/openapi.yaml are checked against it).
 //
 // httpapi imports room (for the Role type) and nothing else of the
 // project: token verification is signaling's, handed in as a Verifier

@@ -43,8 +43,12 @@ const (
 	CodeNodeUnreachable = "node_unreachable"
 	// CodeNoCapacity (503): no ready node has room for the seats asked.
 	CodeNoCapacity = "no_capacity"
-	// CodeUnavailable (503): the cluster store (Redis) is unreachable.
+	// CodeUnavailable (503): a store the call needs (the cluster's
+	// Redis) is unreachable, or the node is shutting down.
 	CodeUnavailable = "unavailable"
+	// CodeRateLimited (429): too many connections or connection
+	// attempts from the caller's address (with Retry-After).
+	CodeRateLimited = "rate_limited"
 	// CodeInternal (500): a server fault, logged on the node.
 	CodeInternal = "internal"
 )
@@ -59,8 +63,8 @@ func Codes() map[string]int {
 		CodeMethodNotAllowed: http.StatusMethodNotAllowed, CodeRoomNotFound: http.StatusNotFound,
 		CodeParticipantNotFound: http.StatusNotFound, CodeRevocationNotFound: http.StatusNotFound,
 		CodeRecordingNotFound: http.StatusNotFound, CodeNodeUnreachable: http.StatusBadGateway,
-		CodeNoCapacity:  http.StatusServiceUnavailable,
-		CodeUnavailable: http.StatusServiceUnavailable, CodeInternal: http.StatusInternalServerError,
+		CodeNoCapacity: http.StatusServiceUnavailable, CodeUnavailable: http.StatusServiceUnavailable,
+		CodeRateLimited: http.StatusTooManyRequests, CodeInternal: http.StatusInternalServerError,
 	}
 }
 
