@@ -17,7 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// pendingFlags are settings of DESIGN.md that the configs already give
+// pendingFlags are settings of the design that the configs already give
 // (as INVIGIL_* variables, which a release without the flag ignores) but
 // that `invigil serve` does not have yet. docs/operations.md lists them.
 var pendingFlags = map[string]bool{}

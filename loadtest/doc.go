@@ -5,8 +5,8 @@
 // join over the signaling WebSocket (docs/protocol.md) and publish
 // VP8-shaped video (RFC 7741 payload descriptors with picture ID,
 // TL0PICIDX and an L1T3 temporal pattern on the low layer, a keyframe
-// every two seconds and on PLI/FIR) and Opus-shaped audio at the DESIGN.md
-// bitrates; proctors answer the server's offers, receive every student of
+// every two seconds and on PLI/FIR) and Opus-shaped audio at the exam
+// workload's bitrates (docs/benchmarks.md); proctors answer the server's offers, receive every student of
 // their room and measure packets, loss after retransmission, one-way delay
 // (each payload carries its send time on the run's clock), join time and
 // focus switch time.

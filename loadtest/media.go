@@ -6,7 +6,7 @@ import (
 )
 
 // What a synthetic student publishes, in one place. The camera's layers
-// follow the DESIGN.md workload: simulcast with a low layer of 320×180 at
+// follow the exam workload (docs/benchmarks.md): simulcast with a low layer of 320×180 at
 // ~150 kb/s (RID q) and a high one of 640×360 at ~500 kb/s (RID h), as the
 // SDK publishes them; a single-layer camera is the high layer alone.
 // Adding a layer (f, 1280×720) is one more entry in cameraLayers.

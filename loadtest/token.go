@@ -13,7 +13,7 @@ import (
 const tokenSlack = 5 * time.Minute
 
 // mintToken signs a join token as the exam platform's API tier does
-// (DESIGN.md, Join tokens): HS256 with sub, room, role, name, exp, nbf
+// (docs/http.md, "Join tokens"): HS256 with sub, room, role, name, exp, nbf
 // and iat.
 func mintToken(secret, roomName, identity, role string, ttl time.Duration) (string, error) {
 	now := time.Now()

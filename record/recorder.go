@@ -14,7 +14,7 @@ import (
 	"github.com/invigil/invigil/sfu"
 )
 
-// Audit event kinds the recorder reports (DESIGN.md, "events").
+// Audit event kinds the recorder reports (docs/protocol.md, "Audit events over HTTP").
 const (
 	EventStarted = "recording_started"
 	EventStopped = "recording_stopped"

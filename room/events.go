@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Event kinds (DESIGN.md, "events").
+// Event kinds (docs/protocol.md, "Audit events over HTTP").
 const (
 	EventJoin             = "join"
 	EventLeave            = "leave"

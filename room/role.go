@@ -2,8 +2,8 @@ package room
 
 import "fmt"
 
-// Role is what a participant may do in a room (DESIGN.md, "Roles and
-// privacy").
+// Role is what a participant may do in a room (docs/http.md, "Join tokens",
+// and its roles table).
 type Role string
 
 const (

@@ -6,7 +6,7 @@ import (
 
 // Retransmission cache budgets, in bytes of packets kept per layer. A
 // NACK is worth answering for about a second; past that the subscriber
-// has asked for a keyframe. At the DESIGN.md bitrates 96 KiB hold ~1.5 s
+// has asked for a keyframe. At the workload's bitrates 96 KiB hold ~1.5 s
 // of a ~500 kb/s layer and 32 KiB ~1.7 s of a ~150 kb/s low layer (a
 // 1.2 Mb/s 720p layer gets ~0.65 s, still several round trips). Packets
 // are stored back to back at their own size, so the budget is time, not

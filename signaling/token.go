@@ -21,7 +21,7 @@ const tokenLeeway = 5 * time.Second
 // always, a reviewer's when it judges every room.
 const AllRooms = "*"
 
-// Claims are a join token's claims (DESIGN.md, "Join tokens").
+// Claims are a join token's claims (docs/http.md, "Join tokens").
 type Claims struct {
 	Room string `json:"room"`
 	Role string `json:"role"`
@@ -146,7 +146,7 @@ func VerifyToken(secret []byte, token string) (Grant, error) {
 }
 
 // checkRoomScope: an admin token's room is always "*" (every room); a
-// reviewer's may be (DESIGN.md, "Join tokens"); nobody else's is.
+// reviewer's may be (docs/http.md, "Join tokens"); nobody else's is.
 func checkRoomScope(role room.Role, roomName string) error {
 	switch {
 	case role == room.RoleAdmin && roomName != AllRooms:

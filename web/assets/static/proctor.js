@@ -4,7 +4,7 @@
 // tells the server which tiles are visible and how high, so students
 // scrolled out of view cost no video and large tiles get the high layer.
 //
-// DOM hooks (stable, see DESIGN.md): each tile is an element with
+// DOM hooks (stable: tests and integrators rely on them): each tile is an element with
 // data-identity="<identity>" holding the student's <video>.
 
 import {ClientEvent, InvigilClient, rejoinAfter, tokenFromLocation} from '../sdk/invigil.js';
