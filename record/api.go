@@ -46,13 +46,20 @@ func listHandler(r *Recorder) http.Handler {
 // fileHandler serves one file a session's manifest lists, or the
 // manifest itself (<session>.manifest.json, its stored bytes, which is
 // what a signature is checked over). A file the manifest does not list
-// is not served, whatever lies in the directory.
+// is not served, whatever lies in the directory. A session another node
+// holds (the Index says so) is served by that node: the call is
+// forwarded there.
 func fileHandler(r *Recorder) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		roomName, session, file := req.PathValue("room"), req.PathValue("session"), req.PathValue("file")
+		if !safeName(roomName) {
+			httpapi.Fail(w, httpapi.CodeMalformed, "the room name cannot name a recording directory")
+			return
+		}
 		ms, err := r.List(req.Context(), roomName)
 		if err != nil {
-			httpapi.Fail(w, httpapi.CodeMalformed, err.Error())
+			r.log.Error("recordings not listed", "room", roomName, "err", err)
+			httpapi.Fail(w, httpapi.CodeInternal, "the recordings could not be listed")
 			return
 		}
 		var m *Manifest
@@ -65,6 +72,9 @@ func fileHandler(r *Recorder) http.Handler {
 		if m == nil {
 			httpapi.Fail(w, httpapi.CodeNotFound, "no recorded session "+session+" in this room")
 			return
+		}
+		if m.held != "" && r.cfg.Forward != nil && r.cfg.Forward(w, req, m.held) {
+			return // the node that recorded it answered
 		}
 		typ, modified := "application/json", m.Ended
 		if file != m.Session+ManifestSuffix {

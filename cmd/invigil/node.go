@@ -234,7 +234,7 @@ func (n *node) openRooms() error {
 // openRecorder makes the recorder, whose events go through the rooms (so
 // proctors see them live), and hooks it to every student's tracks.
 func (n *node) openRecorder() error {
-	rec, err := newRecorder(n.cfg, n.rooms, n.log)
+	rec, err := newRecorder(n.cfg, n.rooms, n.recordingIndex(), n.recordingForward(), n.log)
 	if err != nil {
 		return err
 	}
@@ -414,6 +414,7 @@ func (n *node) Run(ctx context.Context, stdout io.Writer) error {
 	wg.Go(func() { n.rooms.Watch(loops, n.cfg.stallAfter) })
 	wg.Go(func() { n.member.Run(loops) })
 	wg.Go(func() { n.roomAPI.Run(loops) })
+	wg.Go(func() { n.publishRecordingKeys(loops) })
 	if days := n.cfg.rec.retentionDays; days > 0 {
 		wg.Go(func() { n.rec.KeepFor(loops, time.Duration(days)*24*time.Hour, time.Hour) })
 	}
