@@ -156,6 +156,7 @@ func (n *node) openMedia() error {
 		TCP:             tcp,
 		AdvertiseIPs:    advertise,
 		IncludeLoopback: bindIP != nil && bindIP.IsLoopback(),
+		ConcealFocus:    n.cfg.concealFocus,
 		Observer:        n.metrics,
 		Logger:          n.log.With("component", "sfu"),
 		PionLogs:        pionlog.New(n.log.With("component", "sfu"), pionlog.Media, 0),
