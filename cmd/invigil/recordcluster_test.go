@@ -143,3 +143,65 @@ func TestClusterRecordings(t *testing.T) {
 		t.Errorf("verify of the session downloaded through b: %v", problems)
 	}
 }
+
+// TestClusterRecordingsFromStore: two nodes on one Redis whose
+// --recording-store is one shared directory (as an S3 bucket would be).
+// Once node a's session is stored (its local copy gone) and node a is
+// stopped, node b still lists it (index and store) and serves it with
+// HTTP Range from the store, with no node to forward to.
+func TestClusterRecordingsFromStore(t *testing.T) {
+	rs := testredis.Start(t, 0)
+	shared := t.TempDir()
+	dirA := t.TempDir()
+	a := startServe(t, "--api-secret", secret, "--redis-url", rs.URL(), "--node-id", "a", "--data-dir", dirA, "--record", "--recording-store", shared)
+	b := startServe(t, "--api-secret", secret, "--redis-url", rs.URL(), "--node-id", "b", "--record", "--recording-store", shared)
+	proctor := testclient.Join(t, wsURL(a.base), secret, "exam-s", "proctor-1", room.RoleProctor)
+	alice := testclient.Join(t, wsURL(a.base), secret, "exam-s", "alice", room.RoleStudent)
+	testclient.Eventually(t, 10*time.Second, "media from alice on node a", func() bool { return proctor.PacketsFrom(alice.Me.SID) > 60 })
+	alice.Close()
+	manifests := func() []string {
+		ms, _ := filepath.Glob(filepath.Join(shared, "exam-s", "alice", "*"+record.ManifestSuffix))
+		return ms
+	}
+	testclient.Eventually(t, 15*time.Second, "alice's session stored and gone from node a's disk", func() bool {
+		local, _ := filepath.Glob(filepath.Join(dirA, "recordings", "exam-s", "alice", "*"))
+		return len(manifests()) == 1 && len(local) == 0
+	})
+	proctor.Close()
+	if err := a.stop(); err != nil {
+		t.Fatalf("node a did not stop: %v", err)
+	}
+
+	reviewer := mintFor(t, "exam-s", "rev", room.RoleReviewer)
+	req, _ := http.NewRequest(http.MethodGet, b.base+"/v1/rooms/exam-s/recordings", nil)
+	req.Header.Set("Authorization", "Bearer "+reviewer)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Recordings []*record.Manifest `json:"recordings"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&got)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || len(got.Recordings) != 1 || got.Recordings[0].Node != "a" || len(got.Recordings[0].Files) == 0 {
+		t.Fatalf("listing through b with a stopped: HTTP %d %v %+v", resp.StatusCode, err, got.Recordings)
+	}
+	m := got.Recordings[0]
+	whole, err := os.ReadFile(filepath.Join(shared, "exam-s", "alice", m.Files[0].Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ = http.NewRequest(http.MethodGet, b.base+"/v1/rooms/exam-s/recordings/"+m.Session+"/"+m.Files[0].Name, nil)
+	req.Header.Set("Authorization", "Bearer "+reviewer)
+	req.Header.Set("Range", "bytes=100-199")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(part, whole[100:200]) {
+		t.Fatalf("range through b from the store: HTTP %d, %d bytes (equal %v)", resp.StatusCode, len(part), bytes.Equal(part, whole[100:200]))
+	}
+}
