@@ -31,9 +31,7 @@ func listHandler(r *Recorder) http.Handler {
 		}
 		ms, err := r.List(req.Context(), name)
 		if err != nil {
-			// A store fault: its text stays on the server.
-			r.log.Error("recordings not listed", "room", name, "err", err)
-			httpapi.Fail(w, httpapi.CodeInternal, "the recordings could not be listed")
+			listFailed(w, r, name, err)
 			return
 		}
 		if ms == nil {
@@ -58,8 +56,7 @@ func fileHandler(r *Recorder) http.Handler {
 		}
 		ms, err := r.List(req.Context(), roomName)
 		if err != nil {
-			r.log.Error("recordings not listed", "room", roomName, "err", err)
-			httpapi.Fail(w, httpapi.CodeInternal, "the recordings could not be listed")
+			listFailed(w, r, roomName, err)
 			return
 		}
 		var m *Manifest
@@ -104,6 +101,19 @@ func fileHandler(r *Recorder) http.Handler {
 		w.Header().Set("Cache-Control", "private, no-store")
 		http.ServeContent(w, req, file, modified, f)
 	})
+}
+
+// listFailed answers a listing that failed: unavailable (retry) when the
+// cluster's index could not be read, else internal (a store fault, whose
+// text stays on the server).
+func listFailed(w http.ResponseWriter, r *Recorder, room string, err error) {
+	if errors.Is(err, ErrIndexUnavailable) {
+		r.log.Warn("recordings not listed", "room", room, "err", err)
+		httpapi.Fail(w, httpapi.CodeUnavailable, "the cluster store (Redis) cannot list the recordings; retry shortly")
+		return
+	}
+	r.log.Error("recordings not listed", "room", room, "err", err)
+	httpapi.Fail(w, httpapi.CodeInternal, "the recordings could not be listed")
 }
 
 // listed is the index of file among m's files, -1 if absent.

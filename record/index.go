@@ -3,6 +3,8 @@ package record
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -19,6 +21,10 @@ type Index interface {
 	Delete(ctx context.Context, room, key string) error
 	Entries(ctx context.Context, room string) (map[string][]byte, error)
 }
+
+// ErrIndexUnavailable wraps a failure to read the Index (Redis): the
+// cluster-wide listing cannot be made now; retry.
+var ErrIndexUnavailable = errors.New("record: the recordings index is unavailable")
 
 // Forwarder serves req at the node named node (package roomapi's
 // forwarding, adapted by cmd) and reports true; false when it would not
@@ -214,7 +220,7 @@ func (r *Recorder) indexed(ctx context.Context, room string, have map[string]boo
 	defer cancel()
 	entries, err := r.cfg.Index.Entries(ctx, room)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", ErrIndexUnavailable, err)
 	}
 	var out []*Manifest
 	for key, b := range entries {

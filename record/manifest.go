@@ -372,7 +372,7 @@ func (r *Recorder) List(ctx context.Context, room string) ([]*Manifest, error) {
 	}
 	more, err := r.indexed(ctx, room, have)
 	if err != nil {
-		return nil, fmt.Errorf("record: the recordings index: %w", err)
+		return nil, err
 	}
 	out = append(out, more...)
 	slices.SortFunc(out, func(a, b *Manifest) int {
