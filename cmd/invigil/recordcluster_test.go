@@ -25,6 +25,7 @@ import (
 // bytes: b forwards the call to a), and its manifest, fetched through b,
 // verifies with b's GET /v1/recordings/keys, which holds a's key beside
 // b's own; so do a's keys. A session no node has is 404 through b.
+// With Redis down the listing, a file and the keys are 503 unavailable.
 func TestClusterRecordings(t *testing.T) {
 	rs := testredis.Start(t, 0)
 	dirA := t.TempDir()
@@ -141,6 +142,16 @@ func TestClusterRecordings(t *testing.T) {
 	}
 	if _, problems := record.VerifyFile(filepath.Join(dir, m.Session+record.ManifestSuffix), record.Trust{Keys: ring}); len(problems) > 0 {
 		t.Errorf("verify of the session downloaded through b: %v", problems)
+	}
+
+	// Redis gone: no partial answers, 503 unavailable.
+	rs.Stop()
+	for _, path := range []string{"/v1/rooms/exam-c/recordings", filePath, "/v1/recordings/keys"} {
+		resp, body := get(b.base, path, reviewer)
+		var e struct{ Code string }
+		if json.Unmarshal(body, &e); resp.StatusCode != http.StatusServiceUnavailable || e.Code != "unavailable" {
+			t.Errorf("%s with Redis down: HTTP %d %s, want 503 unavailable", path, resp.StatusCode, body)
+		}
 	}
 }
 
