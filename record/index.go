@@ -114,8 +114,9 @@ func (x *indexer) run() {
 	}
 }
 
-// flush writes what is pending; an op that fails stays pending unless a
-// newer one replaced it. It reports whether any failed.
+// flush writes what is pending, stopping at the first failure; an op
+// not written stays pending unless a newer one replaced it. It reports
+// whether any failed.
 func (x *indexer) flush() bool {
 	x.mu.Lock()
 	ops := make([]indexOp, 0, len(x.pending))
@@ -145,8 +146,11 @@ func (x *indexer) flush() bool {
 		}
 		x.mu.Unlock()
 		if err != nil {
+			// The store is likely down: one line per attempt, not per
+			// session, and the rest wait for the retry.
 			failed = true
-			x.log.Warn("recordings index not written; retrying", "room", op.room, "session", op.key, "err", err)
+			x.log.Warn("recordings index not written; retrying", "pending", len(ops), "retry_in", indexRetry, "err", err)
+			break
 		}
 	}
 	return failed

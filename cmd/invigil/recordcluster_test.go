@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -215,4 +216,38 @@ func TestClusterRecordingsFromStore(t *testing.T) {
 	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(part, whole[100:200]) {
 		t.Fatalf("range through b from the store: HTTP %d, %d bytes (equal %v)", resp.StatusCode, len(part), bytes.Equal(part, whole[100:200]))
 	}
+}
+
+// TestClusterRecordingsRedisOutage: Redis is down when a session ends on
+// node a, so its last index write fails; Redis comes back empty, and
+// node a writes the session's final state again, so that node b lists
+// it, ended.
+func TestClusterRecordingsRedisOutage(t *testing.T) {
+	rs := testredis.Start(t, 0)
+	a := startServe(t, "--api-secret", secret, "--redis-url", rs.URL(), "--node-id", "a", "--record")
+	b := startServe(t, "--api-secret", secret, "--redis-url", rs.URL(), "--node-id", "b", "--record")
+	proctor := testclient.Join(t, wsURL(a.base), secret, "exam-o", "proctor-1", room.RoleProctor)
+	alice := testclient.Join(t, wsURL(a.base), secret, "exam-o", "alice", room.RoleStudent)
+	testclient.Eventually(t, 10*time.Second, "media from alice on node a", func() bool { return proctor.PacketsFrom(alice.Me.SID) > 60 })
+	rs.Stop()
+	alice.Close()
+	testclient.Eventually(t, 10*time.Second, "node a failing to write the index", func() bool {
+		return strings.Contains(a.stderr.String(), "recordings index not written")
+	})
+	testredis.Start(t, rs.Port)
+	reviewer := mintFor(t, "exam-o", "rev", room.RoleReviewer)
+	testclient.Eventually(t, 15*time.Second, "alice's ended session listed through b", func() bool {
+		req, _ := http.NewRequest(http.MethodGet, b.base+"/v1/rooms/exam-o/recordings", nil)
+		req.Header.Set("Authorization", "Bearer "+reviewer)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var got struct {
+			Recordings []*record.Manifest `json:"recordings"`
+		}
+		return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&got) == nil &&
+			len(got.Recordings) == 1 && got.Recordings[0].Node == "a" && !got.Recordings[0].Ended.IsZero()
+	})
 }
