@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 )
@@ -49,6 +50,10 @@ const (
 	indexRetry = 2 * time.Second
 	// indexDrain is how long Close waits for the writes still pending.
 	indexDrain = 2 * time.Second
+	// indexRescan is how often the sessions on this node's disk are
+	// written again (and once at start): a Redis that restarted empty
+	// lists them again within it.
+	indexRescan = 5 * time.Minute
 )
 
 // indexOp is the latest write for one session: an entry, or a delete
@@ -64,6 +69,8 @@ type indexOp struct {
 type indexer struct {
 	idx  Index
 	log  *slog.Logger
+	// rescan adds an op for every session on the node's disk.
+	rescan func(add func(indexOp))
 	wake chan struct{}
 	quit chan struct{}
 	done chan struct{}
@@ -76,8 +83,8 @@ type indexer struct {
 	n       uint64
 }
 
-func newIndexer(idx Index, log *slog.Logger) *indexer {
-	x := &indexer{idx: idx, log: log, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
+func newIndexer(idx Index, log *slog.Logger, rescan func(add func(indexOp))) *indexer {
+	x := &indexer{idx: idx, log: log, rescan: rescan, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
 		pending: map[string]indexOp{}}
 	x.ctx, x.cancel = context.WithCancel(context.Background())
 	go x.run()
@@ -100,6 +107,9 @@ func (x *indexer) run() {
 	defer close(x.done)
 	retry := time.NewTimer(indexRetry)
 	defer retry.Stop()
+	rescan := time.NewTicker(indexRescan)
+	defer rescan.Stop()
+	x.rescan(x.add)
 	for {
 		if x.flush() {
 			retry.Reset(indexRetry)
@@ -107,6 +117,8 @@ func (x *indexer) run() {
 		select {
 		case <-x.wake:
 		case <-retry.C:
+		case <-rescan.C:
+			x.rescan(x.add)
 		case <-x.quit:
 			x.flush()
 			return
@@ -179,22 +191,55 @@ func (r *Recorder) index(m *Manifest, stored bool) {
 	if r.ix == nil {
 		return
 	}
+	if op, ok := r.indexOpOf(m, stored); ok {
+		r.ix.add(op)
+	}
+}
+
+func (r *Recorder) indexOpOf(m *Manifest, stored bool) (indexOp, bool) {
 	b, err := json.Marshal(m)
 	if err != nil {
-		return
+		return indexOp{}, false
 	}
-	r.indexRaw(m.Room, indexKey(m), b, stored)
+	return r.indexOpRaw(m.Room, indexKey(m), b, stored)
+}
+
+func (r *Recorder) indexOpRaw(room, key string, manifest []byte, stored bool) (indexOp, bool) {
+	e, err := json.Marshal(indexEntry{Node: r.cfg.NodeID, Stored: stored, Manifest: manifest})
+	if err != nil {
+		return indexOp{}, false
+	}
+	return indexOp{room: room, key: key, entry: e}, true
 }
 
 func (r *Recorder) indexRaw(room, key string, manifest []byte, stored bool) {
 	if r.ix == nil {
 		return
 	}
-	e, err := json.Marshal(indexEntry{Node: r.cfg.NodeID, Stored: stored, Manifest: manifest})
+	if op, ok := r.indexOpRaw(room, key, manifest, stored); ok {
+		r.ix.add(op)
+	}
+}
+
+// rescanDisk adds the state of every session on this node's disk. The
+// ones already stored are the store's to list (every node lists its
+// store); nodes without this node's store reach them through the entry
+// written when they were stored, which the next change or a retry
+// rewrites.
+func (r *Recorder) rescanDisk(add func(indexOp)) {
+	paths, err := filepath.Glob(filepath.Join(r.cfg.Dir, "*", "*", "*"+ManifestSuffix))
 	if err != nil {
 		return
 	}
-	r.ix.add(indexOp{room: room, key: key, entry: e})
+	for _, p := range paths {
+		m, err := ReadManifest(p)
+		if err != nil {
+			continue
+		}
+		if op, ok := r.indexOpOf(m, false); ok {
+			add(op)
+		}
+	}
 }
 
 // unindex removes m's session from the Index (retention deleted it).

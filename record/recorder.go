@@ -142,7 +142,7 @@ func New(cfg Config) (*Recorder, error) {
 	}
 	r := &Recorder{cfg: cfg, log: cfg.Logger.With("component", "record"), students: map[string]*student{}}
 	if cfg.Index != nil {
-		r.ix = newIndexer(cfg.Index, r.log)
+		r.ix = newIndexer(cfg.Index, r.log, r.rescanDisk)
 	}
 	if cfg.Store != nil {
 		r.up = newUploader(r, cfg.Store, r.log.With("store", fmt.Sprintf("%T", cfg.Store)))

@@ -221,10 +221,12 @@ func TestClusterRecordingsFromStore(t *testing.T) {
 // TestClusterRecordingsRedisOutage: Redis is down when a session ends on
 // node a, so its last index write fails; Redis comes back empty, and
 // node a writes the session's final state again, so that node b lists
-// it, ended.
+// it, ended. Redis restarting empty once more, node a restarted on its
+// data dir indexes what its disk holds again, and b lists it again.
 func TestClusterRecordingsRedisOutage(t *testing.T) {
 	rs := testredis.Start(t, 0)
-	a := startServe(t, "--api-secret", secret, "--redis-url", rs.URL(), "--node-id", "a", "--record")
+	dirA := t.TempDir()
+	a := startServe(t, "--api-secret", secret, "--redis-url", rs.URL(), "--node-id", "a", "--record", "--data-dir", dirA)
 	b := startServe(t, "--api-secret", secret, "--redis-url", rs.URL(), "--node-id", "b", "--record")
 	proctor := testclient.Join(t, wsURL(a.base), secret, "exam-o", "proctor-1", room.RoleProctor)
 	alice := testclient.Join(t, wsURL(a.base), secret, "exam-o", "alice", room.RoleStudent)
@@ -234,9 +236,9 @@ func TestClusterRecordingsRedisOutage(t *testing.T) {
 	testclient.Eventually(t, 10*time.Second, "node a failing to write the index", func() bool {
 		return strings.Contains(a.stderr.String(), "recordings index not written")
 	})
-	testredis.Start(t, rs.Port)
+	back := testredis.Start(t, rs.Port)
 	reviewer := mintFor(t, "exam-o", "rev", room.RoleReviewer)
-	testclient.Eventually(t, 15*time.Second, "alice's ended session listed through b", func() bool {
+	listedOnB := func() bool {
 		req, _ := http.NewRequest(http.MethodGet, b.base+"/v1/rooms/exam-o/recordings", nil)
 		req.Header.Set("Authorization", "Bearer "+reviewer)
 		resp, err := http.DefaultClient.Do(req)
@@ -249,5 +251,18 @@ func TestClusterRecordingsRedisOutage(t *testing.T) {
 		}
 		return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&got) == nil &&
 			len(got.Recordings) == 1 && got.Recordings[0].Node == "a" && !got.Recordings[0].Ended.IsZero()
-	})
+	}
+	testclient.Eventually(t, 15*time.Second, "alice's ended session listed through b", listedOnB)
+
+	proctor.Close()
+	if err := a.stop(); err != nil {
+		t.Fatalf("node a did not stop: %v", err)
+	}
+	back.Stop()
+	testredis.Start(t, rs.Port) // empty again
+	if listedOnB() {
+		t.Fatal("listed with an empty Redis and node a stopped: the test proves nothing")
+	}
+	startServe(t, "--api-secret", secret, "--redis-url", rs.URL(), "--node-id", "a", "--record", "--data-dir", dirA)
+	testclient.Eventually(t, 15*time.Second, "alice's session listed through b after node a restarted", listedOnB)
 }
