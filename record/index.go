@@ -67,13 +67,13 @@ type indexOp struct {
 // indexer writes the Index from one goroutine, the latest state of each
 // session only.
 type indexer struct {
-	idx  Index
-	log  *slog.Logger
+	idx Index
+	log *slog.Logger
 	// rescan adds an op for every session on the node's disk.
 	rescan func(add func(indexOp))
-	wake chan struct{}
-	quit chan struct{}
-	done chan struct{}
+	wake   chan struct{}
+	quit   chan struct{}
+	done   chan struct{}
 	// ctx is cancelled when close stops waiting.
 	ctx    context.Context
 	cancel context.CancelFunc
