@@ -21,6 +21,7 @@ import (
 //	room:<room>    string: the owning node's id, expires LeaseTTL after the last renewal
 //	resv:<id>      sorted set: "<room>|<seats>" placed on the node, score = expiry (unix ms)
 //	resvsum:<id>   integer: the seats of resv:<id>'s unexpired members
+//	recording-keys hash: node id → the node's recording keyring (JSON), never expires (keys.go)
 type Redis struct {
 	rdb    *redis.Client
 	prefix string

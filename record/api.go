@@ -31,9 +31,7 @@ func listHandler(r *Recorder) http.Handler {
 		}
 		ms, err := r.List(req.Context(), name)
 		if err != nil {
-			// A store fault: its text stays on the server.
-			r.log.Error("recordings not listed", "room", name, "err", err)
-			httpapi.Fail(w, httpapi.CodeInternal, "the recordings could not be listed")
+			listFailed(w, r, name, err)
 			return
 		}
 		if ms == nil {
@@ -46,13 +44,19 @@ func listHandler(r *Recorder) http.Handler {
 // fileHandler serves one file a session's manifest lists, or the
 // manifest itself (<session>.manifest.json, its stored bytes, which is
 // what a signature is checked over). A file the manifest does not list
-// is not served, whatever lies in the directory.
+// is not served, whatever lies in the directory. A session another node
+// holds (the Index says so) is served by that node: the call is
+// forwarded there.
 func fileHandler(r *Recorder) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		roomName, session, file := req.PathValue("room"), req.PathValue("session"), req.PathValue("file")
+		if !safeName(roomName) {
+			httpapi.Fail(w, httpapi.CodeMalformed, "the room name cannot name a recording directory")
+			return
+		}
 		ms, err := r.List(req.Context(), roomName)
 		if err != nil {
-			httpapi.Fail(w, httpapi.CodeMalformed, err.Error())
+			listFailed(w, r, roomName, err)
 			return
 		}
 		var m *Manifest
@@ -65,6 +69,9 @@ func fileHandler(r *Recorder) http.Handler {
 		if m == nil {
 			httpapi.Fail(w, httpapi.CodeRecordingNotFound, "no recorded session "+session+" in this room")
 			return
+		}
+		if m.held != "" && r.cfg.Forward != nil && r.cfg.Forward(w, req, m.held) {
+			return // the node that recorded it answered
 		}
 		typ, modified := "application/json", m.Ended
 		if file != m.Session+ManifestSuffix {
@@ -94,6 +101,19 @@ func fileHandler(r *Recorder) http.Handler {
 		w.Header().Set("Cache-Control", "private, no-store")
 		http.ServeContent(w, req, file, modified, f)
 	})
+}
+
+// listFailed answers a listing that failed: unavailable (retry) when the
+// cluster's index could not be read, else internal (a store fault, whose
+// text stays on the server).
+func listFailed(w http.ResponseWriter, r *Recorder, room string, err error) {
+	if errors.Is(err, ErrIndexUnavailable) {
+		r.log.Warn("recordings not listed", "room", room, "err", err)
+		httpapi.Fail(w, httpapi.CodeUnavailable, "the cluster store (Redis) cannot list the recordings; retry shortly")
+		return
+	}
+	r.log.Error("recordings not listed", "room", room, "err", err)
+	httpapi.Fail(w, httpapi.CodeInternal, "the recordings could not be listed")
 }
 
 // listed is the index of file among m's files, -1 if absent.

@@ -45,6 +45,9 @@ type Manifest struct {
 	// the manifest's JSON with this field empty.
 	Signature string `json:"signature"`
 	Dir       string `json:"-"`
+	// held names the node that holds a session another node recorded
+	// (from the Index); empty when this node's disk or store has it.
+	held string
 }
 
 // File is one finished segment.
@@ -323,9 +326,10 @@ func ReadManifest(path string) (*Manifest, error) {
 }
 
 // List returns the manifests of room, oldest first by start: those on
-// the node's disk (sessions recording, or waiting for the store) and,
-// with a Store, those stored. A session in both is listed once, from
-// disk. A stored manifest's Dir is empty.
+// the node's disk (sessions recording, or waiting for the store), with
+// a Store those stored, and with an Index those other nodes hold. A
+// session in several is listed once, from disk, else from the store. A
+// manifest not on this node's disk has an empty Dir.
 func (r *Recorder) List(ctx context.Context, room string) ([]*Manifest, error) {
 	if !safeName(room) {
 		return nil, fmt.Errorf("record: bad room name %q", room)
@@ -362,6 +366,15 @@ func (r *Recorder) List(ctx context.Context, room string) ([]*Manifest, error) {
 			out = append(out, m)
 		}
 	}
+	have := map[string]bool{}
+	for _, m := range out {
+		have[indexKey(m)] = true
+	}
+	more, err := r.indexed(ctx, room, have)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, more...)
 	slices.SortFunc(out, func(a, b *Manifest) int {
 		if c := a.Started.Compare(b.Started); c != 0 {
 			return c

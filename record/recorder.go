@@ -73,9 +73,16 @@ type Config struct {
 	UploadDrain time.Duration
 	// Quality is the layer tapped (sfu.QualityHigh).
 	Quality int
-	// NodeID goes into manifests.
+	// NodeID goes into manifests, and names this node in the Index.
 	NodeID string
-	Events EventSink
+	// Index, in a cluster, says which node or the store holds each
+	// session, so that any node lists the room's sessions; nil for a
+	// node alone.
+	Index Index
+	// Forward serves a request for a file another node holds at that
+	// node; nil answers not_found for it.
+	Forward Forwarder
+	Events  EventSink
 	// Logger receives the package's lines; nil discards them.
 	Logger *slog.Logger
 }
@@ -105,6 +112,7 @@ type Recorder struct {
 	wg       sync.WaitGroup
 
 	up *uploader // nil without a Store
+	ix *indexer  // nil without an Index
 
 	bytes, failures, dropped atomic.Uint64
 }
@@ -133,6 +141,9 @@ func New(cfg Config) (*Recorder, error) {
 		return nil, fmt.Errorf("record: %w", err)
 	}
 	r := &Recorder{cfg: cfg, log: cfg.Logger.With("component", "record"), students: map[string]*student{}}
+	if cfg.Index != nil {
+		r.ix = newIndexer(cfg.Index, r.log, r.rescanDisk)
+	}
 	if cfg.Store != nil {
 		r.up = newUploader(r, cfg.Store, r.log.With("store", fmt.Sprintf("%T", cfg.Store)))
 		r.resume()
@@ -210,6 +221,9 @@ func (r *Recorder) Close() error {
 	r.wg.Wait()
 	if r.up != nil && !already {
 		r.up.close(r.cfg.UploadDrain)
+	}
+	if r.ix != nil && !already {
+		r.ix.close()
 	}
 	if c, ok := r.cfg.Store.(io.Closer); ok && !already {
 		return c.Close()

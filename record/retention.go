@@ -94,6 +94,7 @@ func (r *Recorder) pruneStore(ctx context.Context, cutoff time.Time, keep time.D
 }
 
 func (r *Recorder) deleted(m *Manifest, keep time.Duration, where string) {
+	r.unindex(m)
 	r.log.Info("recording deleted by retention", "room", m.Room, "identity", m.Identity, "session", m.Session, "ended", m.Ended, "from", where)
 	r.cfg.Events(m.Room, EventDeleted, m.Identity, map[string]any{
 		"session": m.Session, "files": len(m.Files), "ended": m.Ended, "retention_hours": keep.Hours(), "from": where})

@@ -123,7 +123,7 @@ func newStudent(r *Recorder, room, identity string) (*student, error) {
 		counts: map[string]int{},
 	}
 	st.man.Session = strings.ReplaceAll(st.man.Session, ".", "")
-	if err := st.man.write(r.cfg.Signer); err != nil {
+	if err := r.writeManifest(&st.man); err != nil {
 		return nil, err
 	}
 	return st, nil
@@ -405,7 +405,7 @@ func (s *student) gap(tr *track, to time.Time) {
 		"source": g.Source, "from": g.From, "to": g.To, "reason": g.Reason,
 		"duration_ms": g.To.Sub(g.From).Milliseconds()})
 	s.man.Gaps = append(s.man.Gaps, g)
-	if err := s.man.write(s.r.cfg.Signer); err != nil {
+	if err := s.r.writeManifest(&s.man); err != nil {
 		s.fail(err)
 	}
 }
@@ -462,7 +462,7 @@ func (s *student) closeSegment(seg *segment) bool {
 			f := File{Name: seg.name, Source: seg.source, Type: seg.typ, SHA256: sum, Bytes: n,
 				Start: seg.start.UTC(), End: end.UTC(), Tracks: seg.tracks}
 			s.man.Files = append(s.man.Files, f)
-			if err = s.man.write(s.r.cfg.Signer); err == nil {
+			if err = s.r.writeManifest(&s.man); err == nil {
 				s.r.upload(&s.man, f)
 			}
 		}
@@ -512,7 +512,7 @@ func (s *student) finish() {
 	}
 	failed = s.stopped == "write_failed"
 	s.man.Ended, s.man.StopReason = time.Now().UTC(), s.stopped
-	if err := s.man.write(s.r.cfg.Signer); err != nil && !failed {
+	if err := s.r.writeManifest(&s.man); err != nil && !failed {
 		s.fail(err)
 		failed = true
 	}

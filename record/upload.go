@@ -206,8 +206,12 @@ func (u *uploader) run(j uploadJob) bool {
 // file (and the student's directory once it is empty).
 func (u *uploader) once(j uploadJob) error {
 	size, sum := j.size, j.sum
+	var manifest []byte
 	if j.manifest {
 		var err error
+		if manifest, err = os.ReadFile(j.local); err != nil {
+			return err
+		}
 		if sum, size, err = hashFile(j.local); err != nil {
 			return err
 		}
@@ -222,6 +226,7 @@ func (u *uploader) once(j uploadJob) error {
 	}
 	if j.manifest {
 		os.Remove(filepath.Dir(j.local)) // only if now empty
+		u.r.indexRaw(j.room, j.dir+"/"+j.session, manifest, true)
 	}
 	return nil
 }
@@ -268,7 +273,7 @@ func (r *Recorder) resume() {
 					m.Ended = f.End
 				}
 			}
-			if err := m.write(r.cfg.Signer); err != nil {
+			if err := r.writeManifest(m); err != nil {
 				r.log.Warn("interrupted recording not closed", "path", p, "err", err)
 				continue
 			}

@@ -70,6 +70,18 @@ func (a *API) atHolder(w http.ResponseWriter, r *http.Request, roomName string, 
 	}
 }
 
+// Forward serves r at node, as a call about a room is forwarded to the
+// room's node (other APIs whose data one node holds use it: a recording
+// file), and reports true; false when r was forwarded already or node
+// is this one, and the caller answers.
+func (a *API) Forward(w http.ResponseWriter, r *http.Request, node Node) bool {
+	if r.Header.Get(ForwardedHeader) != "" || node.ID == a.nodeID {
+		return false
+	}
+	a.forward(w, r, node)
+	return true
+}
+
 // forward proxies r to node, answering node_unreachable when it does
 // not answer.
 func (a *API) forward(w http.ResponseWriter, r *http.Request, node Node) {

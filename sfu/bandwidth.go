@@ -76,10 +76,19 @@ func (p *Peer) bandwidthLoop() {
 			if target == QualityOff {
 				continue
 			}
-			sending += rate(d.src, d.want())
+			// What is sent is the layer forwarded now, not the one a
+			// switch waits for: that layer's publisher may be sending it
+			// already (every layer on, ConcealFocus), and counting it
+			// before the subscriber receives it would cap a switch the
+			// estimate never got to see.
 			full += rate(d.src, target)
-			if d.want() > QualityLow {
-				if r := rate(d.src, d.want()); r > costliestRate {
+			cur := d.Layer()
+			if cur == QualityOff {
+				continue
+			}
+			sending += rate(d.src, cur)
+			if cur > d.src.nearest(QualityLow) {
+				if r := rate(d.src, cur); r > costliestRate {
 					costliest, costliestRate = d, r
 				}
 			}

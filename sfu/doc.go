@@ -22,6 +22,8 @@
 // sender reports to subscribers, NACKs answered from each layer's
 // retransmission ring, keyframe requests throttled per layer, REMB read
 // from subscribers. The Engine's clock runs every session's timers.
+// With Config.ConcealFocus (conceal.go) what a publisher receives never
+// depends on who watches it: every layer on, keyframes on a cadence.
 //
 // Locks on the path: a publisher's receive state is guarded by its rxMu
 // (uncontended: its reader is the only one that takes it per packet); a

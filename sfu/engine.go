@@ -21,6 +21,13 @@ const (
 	// a storm of late proctors must not turn into a storm of keyframes.
 	DefaultPLIInterval = 500 * time.Millisecond
 
+	// DefaultConcealKeyframes is how often, with Config.ConcealFocus, each
+	// layer of every published video track is asked for a keyframe,
+	// whoever watches it (conceal.go): a proctor's focus waits at most
+	// this long for the high layer, and each keyframe costs the student's
+	// uplink what several delta frames do (docs/recording.md measures it).
+	DefaultConcealKeyframes = 2 * time.Second
+
 	// clockTick is how often the Engine's clock runs every session's
 	// timers (RTCP, NACKs, consent, state). NACKs want ~20 ms: a
 	// retransmission is useful only within a few round trips.
@@ -49,6 +56,14 @@ type Config struct {
 	IncludeLoopback bool
 	// PLIInterval throttles keyframe requests per published track.
 	PLIInterval time.Duration
+	// ConcealFocus keeps what a publisher receives independent of who
+	// watches it (conceal.go): every simulcast layer stays on, keyframes
+	// are asked for on each layer every ConcealKeyframes and never on a
+	// subscriber's demand, and NACKs cover every layer received.
+	ConcealFocus bool
+	// ConcealKeyframes is the keyframe cadence of ConcealFocus
+	// (DefaultConcealKeyframes when 0).
+	ConcealKeyframes time.Duration
 	// Observer, if set, receives RTT and jitter from receiver reports.
 	Observer Observer
 	Logger   *slog.Logger
@@ -77,11 +92,14 @@ type Engine struct {
 	cert       *certificate
 	candidates []string // a=candidate values for every session's SDP
 	pliGap     time.Duration
-	obs        Observer
-	counter    counters
-	loops      []*udpLoop
-	tcp        net.Listener
-	direct     sync.Pool // *sender with one slot, for writes off the readers
+	// conceal is Config.ConcealFocus; cadence its keyframe interval.
+	conceal bool
+	cadence time.Duration
+	obs     Observer
+	counter counters
+	loops   []*udpLoop
+	tcp     net.Listener
+	direct  sync.Pool // *sender with one slot, for writes off the readers
 
 	// mu guards peers and ufrags. A check from an address no reader knows
 	// yet looks its session up here.
@@ -113,6 +131,9 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.PLIInterval <= 0 {
 		cfg.PLIInterval = DefaultPLIInterval
 	}
+	if cfg.ConcealKeyframes <= 0 {
+		cfg.ConcealKeyframes = DefaultConcealKeyframes
+	}
 	logs := cfg.PionLogs
 	if logs == nil {
 		logs = &logging.DefaultLoggerFactory{Writer: io.Discard, DefaultLogLevel: logging.LogLevelDisabled, ScopeLevels: map[string]logging.LogLevel{}}
@@ -123,6 +144,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e := &Engine{
 		log: cfg.Logger, logs: logs, cert: cert, pliGap: cfg.PLIInterval, obs: cfg.Observer, tcp: cfg.TCP,
+		conceal: cfg.ConcealFocus, cadence: cfg.ConcealKeyframes,
 		peers: map[*Peer]struct{}{}, ufrags: map[string]*Peer{}, tracks: map[*Track]struct{}{}, done: make(chan struct{}),
 	}
 	for _, pc := range append([]net.PacketConn{cfg.UDP}, cfg.MoreUDP...) {

@@ -179,6 +179,9 @@ func (p *Peer) tick(s *sender, now int64) {
 		t.report = now + int64(reportInterval)
 		p.receiverReports(s, now)
 	}
+	if p.e.conceal {
+		p.keyframeCadence(s, now)
+	}
 	p.rxMu.Unlock()
 	if now >= t.sr {
 		t.sr = now + int64(reportInterval)

@@ -20,6 +20,9 @@ type Stats struct {
 	Retransmits   uint64 // packets resent to subscribers (NACK responder)
 	PLIsSent      uint64 // keyframe requests sent to publishers
 	PLIsThrottled uint64 // keyframe requests folded into one already due
+	// PLIsConcealed counts subscribers' keyframe requests not passed on
+	// to the publisher because Config.ConcealFocus keeps a cadence instead.
+	PLIsConcealed uint64
 	LayerSwitches uint64 // simulcast layer switches made by down-tracks
 	SRTPErrors    uint64 // packets that failed SRTP authentication or replay checks
 	UnknownSource uint64 // datagrams from addresses no session validated
@@ -73,6 +76,7 @@ type counters struct {
 	nacksSent, retransmits atomic.Uint64
 	layerSwitches          atomic.Uint64
 	plisSent, plisFolded   atomic.Uint64
+	plisConcealed          atomic.Uint64
 	srtpErrors             atomic.Uint64
 	unknownSource          atomic.Uint64
 	unknownSSRC            atomic.Uint64
@@ -99,6 +103,7 @@ func (c *counters) snapshot() Stats {
 		Retransmits:    c.retransmits.Load(),
 		PLIsSent:       c.plisSent.Load(),
 		PLIsThrottled:  c.plisFolded.Load(),
+		PLIsConcealed:  c.plisConcealed.Load(),
 		LayerSwitches:  c.layerSwitches.Load(),
 		SRTPErrors:     c.srtpErrors.Load(),
 		UnknownSource:  c.unknownSource.Load(),

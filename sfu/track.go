@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,7 +54,9 @@ type Track struct {
 
 	layers [maxLayers]atomic.Pointer[layer]
 	pliGap time.Duration
-	stats  *counters
+	// conceal: the publisher is never told who watches (conceal.go).
+	conceal bool
+	stats   *counters
 
 	// subs is the fan-out list: immutable, swapped whole on add/remove so
 	// the packet path never locks to find subscribers.
@@ -181,6 +184,7 @@ func newTrack(id string, pub *Peer, s *rxSection, codec Codec) *Track {
 		mime:           strings.ToLower(codec.MimeType),
 		pub:            pub,
 		pliGap:         pub.e.pliGap,
+		conceal:        pub.e.conceal,
 		stats:          &pub.e.counter,
 		onFirstForward: pub.cfg.OnFirstForward,
 		onDemand:       pub.cfg.OnLayerDemand,
@@ -375,6 +379,9 @@ func (t *Track) updateDemand() {
 		return
 	}
 	mask := uint8(1) << lowest
+	if t.conceal {
+		mask = 1<<maxLayers - 1 // every layer, whoever watches
+	}
 	for _, d := range *t.subs.Load() {
 		if q := d.want(); q != QualityOff {
 			mask |= 1 << t.nearest(q)
@@ -393,6 +400,10 @@ func (t *Track) updateDemand() {
 		if t.layers[layerIndex(rid)].Load() == nil {
 			active = append(active, rid)
 		}
+	}
+	if t.conceal {
+		// In a fixed order, so that layers arriving do not change it.
+		slices.SortFunc(active, func(a, b string) int { return layerIndex(a) - layerIndex(b) })
 	}
 	if told := strings.Join(active, ","); told != t.told {
 		t.told = told
@@ -415,6 +426,10 @@ func (t *Track) RequestKeyframe(q int) {
 // lost: one PLI is sent when the interval ends, covering every request
 // that came meanwhile.
 func (t *Track) requestLayerKeyframe(l *layer) {
+	if t.conceal {
+		t.stats.plisConcealed.Add(1) // the cadence sends one (conceal.go)
+		return
+	}
 	now := time.Now().UnixNano()
 	last := l.lastPLI.Load()
 	if wait := time.Duration(last + int64(t.pliGap) - now); wait > 0 {

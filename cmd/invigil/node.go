@@ -156,6 +156,7 @@ func (n *node) openMedia() error {
 		TCP:             tcp,
 		AdvertiseIPs:    advertise,
 		IncludeLoopback: bindIP != nil && bindIP.IsLoopback(),
+		ConcealFocus:    n.cfg.concealFocus,
 		Observer:        n.metrics,
 		Logger:          n.log.With("component", "sfu"),
 		PionLogs:        pionlog.New(n.log.With("component", "sfu"), pionlog.Media, 0),
@@ -232,7 +233,7 @@ func (n *node) openRooms() error {
 // openRecorder makes the recorder, whose events go through the rooms (so
 // proctors see them live), and hooks it to every student's tracks.
 func (n *node) openRecorder() error {
-	rec, err := newRecorder(n.cfg, n.rooms, n.log)
+	rec, err := newRecorder(n.cfg, n.rooms, n.recordingIndex(), n.recordingForward(), n.log)
 	if err != nil {
 		return err
 	}
@@ -412,6 +413,7 @@ func (n *node) Run(ctx context.Context, stdout io.Writer) error {
 	wg.Go(func() { n.rooms.Watch(loops, n.cfg.stallAfter) })
 	wg.Go(func() { n.member.Run(loops) })
 	wg.Go(func() { n.roomAPI.Run(loops) })
+	wg.Go(func() { n.publishRecordingKeys(loops) })
 	if days := n.cfg.rec.retentionDays; days > 0 {
 		wg.Go(func() { n.rec.KeepFor(loops, time.Duration(days)*24*time.Hour, time.Hour) })
 	}

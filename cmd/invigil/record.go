@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"flag"
@@ -11,8 +12,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/invigil/invigil/audit"
+	"github.com/invigil/invigil/internal/httpapi"
 	"github.com/invigil/invigil/record"
 	"github.com/invigil/invigil/room"
+	"github.com/invigil/invigil/roomapi"
 	"github.com/invigil/invigil/sfu"
 )
 
@@ -109,8 +113,10 @@ func (f *recordFlags) recordingStore(recordings string) (record.Store, error) {
 
 // newRecorder makes the recorder: its manifest signer (a key in the data
 // dir, or --recording-signing-key) and store. Its events go through
-// rooms, so the room's proctors see them live.
-func newRecorder(cfg serveConfig, rooms *room.Rooms, log *slog.Logger) (*record.Recorder, error) {
+// rooms, so the room's proctors see them live. In cluster mode index
+// and forward (else nil) make its listing cluster-wide and send a
+// request for a file another node holds to that node.
+func newRecorder(cfg serveConfig, rooms *room.Rooms, index record.Index, forward record.Forwarder, log *slog.Logger) (*record.Recorder, error) {
 	signer, err := record.OpenSigner(record.SignerConfig{
 		Dir:     filepath.Join(cfg.dataDir, "recording-keys"),
 		KeyFile: cfg.rec.signingKey,
@@ -132,6 +138,8 @@ func newRecorder(cfg serveConfig, rooms *room.Rooms, log *slog.Logger) (*record.
 		Store:   store,
 		Quality: sfu.QualityHigh,
 		NodeID:  cfg.nodeID,
+		Index:   index,
+		Forward: forward,
 		Events: func(roomName, kind, subject string, details map[string]any) int64 {
 			return rooms.Record(roomName, kind, "", subject, details)
 		},
@@ -159,8 +167,109 @@ func recordPolicy(all bool, rec *record.Recorder) room.PublishHook {
 
 var _ record.Source = (*sfu.Track)(nil)
 
+// recordingIndex is the recorder's index of sessions in cluster mode:
+// in the cluster's Redis, beside the trail; nil for a node alone.
+func (n *node) recordingIndex() record.Index {
+	if n.redis == nil {
+		return nil
+	}
+	return audit.NewRecordingIndex(n.redis.Client(), n.redis.Prefix())
+}
+
+// recordingForward sends a request for a recording another node holds
+// to that node, as the rooms API forwards a call about a room; a node
+// that is not live is answered for (node_unreachable). Nil for a node
+// alone.
+func (n *node) recordingForward() record.Forwarder {
+	if n.redis == nil {
+		return nil
+	}
+	return func(w http.ResponseWriter, r *http.Request, nodeID string) bool {
+		if r.Header.Get(roomapi.ForwardedHeader) != "" || nodeID == n.cfg.nodeID {
+			return false
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), recordingKeysTimeout)
+		nodes, err := n.redis.Nodes(ctx)
+		cancel()
+		if err != nil {
+			httpapi.Fail(w, httpapi.CodeUnavailable, "the cluster store (Redis) cannot say where node "+nodeID+" is; retry shortly")
+			return true
+		}
+		for _, x := range nodes {
+			if x.ID == nodeID {
+				return n.roomAPI.Forward(w, r, roomapi.Node{ID: x.ID, URL: x.URL})
+			}
+		}
+		httpapi.Fail(w, httpapi.CodeNodeUnreachable, "node "+nodeID+", which holds the recording, is not live (and the store does not have it)")
+		return true
+	}
+}
+
+// Recording keys in cluster mode (cluster/keys.go).
+const (
+	// recordingKeysTimeout bounds one read or write of the published keys.
+	recordingKeysTimeout = 2 * time.Second
+	// recordingKeysEvery is how often a node publishes its keys again: a
+	// Redis that restarted empty has them back within it.
+	recordingKeysEvery = time.Minute
+	// recordingKeysRetry is the wait after a failed publication.
+	recordingKeysRetry = 5 * time.Second
+)
+
+// publishRecordingKeys publishes this node's keyring (retired keys
+// included) to the cluster until ctx ends: at start, then every
+// recordingKeysEvery (recordingKeysRetry after a failure).
+func (n *node) publishRecordingKeys(ctx context.Context) {
+	if n.redis == nil {
+		return
+	}
+	b, err := n.rec.PublicKeys().JSON()
+	if err != nil {
+		n.log.Error("recording keys not published", "err", err)
+		return
+	}
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c, cancel := context.WithTimeout(ctx, recordingKeysTimeout)
+		err := n.redis.PublishRecordingKeys(c, n.cfg.nodeID, b)
+		cancel()
+		if err != nil {
+			n.log.Warn("recording keys not published; retrying", "retry_in", recordingKeysRetry, "err", err)
+			t.Reset(recordingKeysRetry)
+			continue
+		}
+		t.Reset(recordingKeysEvery)
+	}
+}
+
 // recordingKeys is GET /v1/recordings/keys: the keys that verify this
-// node's manifests, current and retired.
-func (n *node) recordingKeys(*http.Request) (*record.Keyring, error) {
-	return n.rec.PublicKeys(), nil
+// node's manifests, current and retired, and in cluster mode every
+// node's that published them.
+func (n *node) recordingKeys(r *http.Request) (*record.Keyring, error) {
+	own := n.rec.PublicKeys()
+	if n.redis == nil {
+		return own, nil
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), recordingKeysTimeout)
+	defer cancel()
+	published, err := n.redis.RecordingKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rings := []*record.Keyring{own}
+	for node, b := range published {
+		k, err := record.ParseKeyring(b)
+		if err != nil {
+			n.log.Warn("unreadable recording keys published", "node_id", node, "err", err)
+			continue
+		}
+		rings = append(rings, k)
+	}
+	return record.MergeKeyrings(rings...), nil
 }

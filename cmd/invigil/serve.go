@@ -86,6 +86,7 @@ type serveConfig struct {
 	agentAddr          string
 	shutdownTimeout    time.Duration
 	rec                recordFlags
+	concealFocus       bool // students' uplink never depends on a proctor's attention (docs/recording.md)
 	drainTimeout       time.Duration
 }
 
@@ -108,6 +109,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.IntVar(&c.turnQuota, "turn-max-allocations-per-user", 0, "TURN allocations one identity may hold (0: default 16; negative: unlimited)")
 	fs.IntVar(&c.turnBitrate, "turn-max-bitrate", 0, "bits per second each TURN allocation may relay in each direction (0: default 10 Mb/s; negative: unlimited)")
 	c.rec.register(fs)
+	fs.BoolVar(&c.concealFocus, "conceal-focus", false, "students keep every simulcast layer on and get keyframe requests on a fixed cadence, so nothing they receive says whether a proctor focuses them (costs uplink and up to 2 s per focus switch)")
 	fs.IntVar(&c.udpBuffer, "rtc-udp-buffer", defaultUDPBuffer, "receive and send buffer, in bytes, asked for on each RTC UDP socket (capped by net.core.rmem_max/wmem_max)")
 	fs.IntVar(&c.udpReaders, "rtc-udp-readers", 0, "sockets (and reader goroutines) on the RTC UDP port, SO_REUSEPORT spreading clients over them (0: one per CPU the process may use, at most 8)")
 	fs.StringVar(&c.apiSecret, "api-secret", "", "HS256 key for join tokens, at least 32 bytes (required unless --dev)")
