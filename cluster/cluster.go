@@ -115,7 +115,7 @@ func (m *Memory) Place(_ context.Context, room string, expected int) (Placement,
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.self.Draining || (m.self.Capacity > 0 && m.self.FreeSeats < expected) {
+	if m.self.Draining || (m.self.Capacity > 0 && m.self.FreeSeats < max(expected, 1)) {
 		return Placement{}, ErrNoCapacity
 	}
 	return Placement{Room: room, NodeID: m.self.ID, URL: m.self.URL}, nil

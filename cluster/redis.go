@@ -216,7 +216,7 @@ for _, id in ipairs(redis.call('SMEMBERS', prefix .. 'nodes')) do
       redis.call('DECRBY', sk, gone)
     end
     local free = tonumber(h[2] or '0') - tonumber(redis.call('GET', sk) or '0')
-    if free >= expected and (free > bestFree or (free == bestFree and id < best)) then
+    if free >= math.max(expected, 1) and (free > bestFree or (free == bestFree and id < best)) then
       best, bestURL, bestFree = id, h[1], free
     end
   end
