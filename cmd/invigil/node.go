@@ -365,6 +365,7 @@ func (n *node) openRoutes() error {
 	t.Handle("POST /v1/node/drain", httpapi.Admin(), "drain: no new rooms here; running rooms go on", n.drainHandler(true))
 	t.Handle("DELETE /v1/node/drain", httpapi.Admin(), "stop draining", n.drainHandler(false))
 	audit.RegisterAPI(t, n.trail)
+	t.HandleFunc("POST /v1/webhooks/dead-letters/retry", httpapi.Admin(), "post every webhook dead letter once more", n.retryDeadLetters)
 	record.RegisterAPI(t, n.rec, n.recordingKeys)
 	cluster.RegisterAPI(t, n.cluster, n.metrics.RedisError)
 	n.roomAPI.Register(t)
