@@ -310,7 +310,8 @@ return {node, redis.call('HGET', prefix .. 'node:' .. node, 'url') or '', epoch}
 // placement's expected=N reserved, less the participants who have
 // arrived since; 0 when none are (or the reservation expired).
 func (r *Redis) Reserved(ctx context.Context, node, room string) (int, error) {
-	live, err := r.rdb.ZRangeByScore(ctx, r.prefix+"resv:"+node, &redis.ZRangeBy{Min: strconv.FormatInt(time.Now().UnixMilli(), 10), Max: "+inf"}).Result()
+	live, err := r.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: r.prefix + "resv:" + node, ByScore: true,
+		Start: strconv.FormatInt(time.Now().UnixMilli(), 10), Stop: "+inf"}).Result()
 	if err != nil {
 		return 0, unavailable(err)
 	}
