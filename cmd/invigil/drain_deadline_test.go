@@ -61,6 +61,12 @@ func TestDrainDeadlineRejoin(t *testing.T) {
 	if code := drainHTTP(t, http.MethodPost, home, "", `{"deadline": "bogus"}`); code != http.StatusBadRequest {
 		t.Errorf("a malformed deadline answered %d, want 400", code)
 	}
+	if code := drainHTTP(t, http.MethodPost, home, "?deadline=-5s", ""); code != http.StatusBadRequest {
+		t.Errorf("a negative ?deadline= answered %d, want 400", code)
+	}
+	if code := readyz(t, home); code != http.StatusOK {
+		t.Errorf("/readyz after refused drains: %d, want 200 (not draining)", code)
+	}
 	if code := drainHTTP(t, http.MethodPost, home, "", `{"deadline": "5s"}`); code != http.StatusOK {
 		t.Fatalf("drain: %d", code)
 	}
