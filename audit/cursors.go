@@ -152,10 +152,52 @@ func (c *FileCursors) DeadLetter(_ context.Context, d DeadLetter) error {
 	return f.Close()
 }
 
-// DeadLetters returns the dead letters kept, oldest first.
-func (c *FileCursors) DeadLetters() ([]DeadLetter, error) {
+// DeadLetters implements Cursors.
+func (c *FileCursors) DeadLetters(context.Context) ([]DeadLetter, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.deadLettersLocked()
+}
+
+// Resolve implements Cursors: dead.jsonl is rewritten without them
+// (replaced atomically and fsynced, under the lock appends take).
+func (c *FileCursors) Resolve(_ context.Context, done []DeadLetter) error {
+	gone := deadKeys(done)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	all, err := c.deadLettersLocked()
+	if err != nil {
+		return err
+	}
+	var b []byte
+	for _, d := range all {
+		if gone[deadKey(d)] {
+			continue
+		}
+		line, err := json.Marshal(d)
+		if err != nil {
+			return err
+		}
+		b = append(append(b, line...), '\n')
+	}
+	if err := writeFileSync(filepath.Join(c.dir, "dead.jsonl"), b); err != nil {
+		return fmt.Errorf("audit: webhook dead letters: %w", err)
+	}
+	return nil
+}
+
+// deadKey names a dead letter's event: its room and seq.
+func deadKey(d DeadLetter) string { return d.Room + ":" + strconv.FormatInt(d.Event.Seq, 10) }
+
+func deadKeys(ds []DeadLetter) map[string]bool {
+	m := make(map[string]bool, len(ds))
+	for _, d := range ds {
+		m[deadKey(d)] = true
+	}
+	return m
+}
+
+func (c *FileCursors) deadLettersLocked() ([]DeadLetter, error) {
 	b, err := os.ReadFile(filepath.Join(c.dir, "dead.jsonl"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -294,7 +336,43 @@ func (c *RedisCursors) DeadLetter(ctx context.Context, d DeadLetter) error {
 	return nil
 }
 
-// DeadLetters returns the dead letters kept, oldest first.
+// resolveScript drops from the dead-letter list (KEYS[1]) the entries
+// whose room and event seq are among ARGV ("room:seq"), in one step, so
+// a dead letter added meanwhile stays.
+var resolveScript = redis.NewScript(`
+local gone = {}
+for i = 1, #ARGV do gone[ARGV[i]] = true end
+local all = redis.call('LRANGE', KEYS[1], 0, -1)
+local keep = {}
+for _, s in ipairs(all) do
+  local ok, d = pcall(cjson.decode, s)
+  local key = ok and type(d) == 'table' and type(d.event) == 'table' and (tostring(d.room) .. ':' .. string.format('%d', d.event.seq or -1))
+  if not (key and gone[key]) then keep[#keep + 1] = s end
+end
+if #keep == #all then return 0 end
+redis.call('DEL', KEYS[1])
+for i = 1, #keep, 1000 do
+  redis.call('RPUSH', KEYS[1], unpack(keep, i, math.min(i + 999, #keep)))
+end
+return #all - #keep
+`)
+
+// Resolve implements Cursors.
+func (c *RedisCursors) Resolve(ctx context.Context, done []DeadLetter) error {
+	if len(done) == 0 {
+		return nil
+	}
+	args := make([]any, 0, len(done))
+	for _, d := range done {
+		args = append(args, deadKey(d))
+	}
+	if err := resolveScript.Run(ctx, c.rdb, []string{c.prefix + "dead"}, args...).Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// DeadLetters implements Cursors.
 func (c *RedisCursors) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	raw, err := c.rdb.LRange(ctx, c.prefix+"dead", 0, -1).Result()
 	if err != nil {

@@ -97,6 +97,11 @@ type Cursors interface {
 	Since(ctx context.Context) (time.Time, error)
 	// DeadLetter keeps an event given up on, with why.
 	DeadLetter(ctx context.Context, d DeadLetter) error
+	// DeadLetters returns the dead letters kept, oldest first.
+	DeadLetters(ctx context.Context) ([]DeadLetter, error)
+	// Resolve removes the dead letters of the given events (by room and
+	// seq), once delivered after all; others, older or newer, stay.
+	Resolve(ctx context.Context, done []DeadLetter) error
 }
 
 // DeadLetter is an event the endpoint never accepted.
@@ -451,7 +456,12 @@ func errString(err error) string {
 }
 
 func (w *Webhook) post(roomName string, seq int64, body []byte) (int, error) {
-	req, err := http.NewRequestWithContext(w.ctx, http.MethodPost, w.cfg.URL, bytes.NewReader(body))
+	return w.postCtx(w.ctx, roomName, seq, body)
+}
+
+// postCtx is post within ctx.
+func (w *Webhook) postCtx(ctx context.Context, roomName string, seq int64, body []byte) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.cfg.URL, bytes.NewReader(body))
 	if err != nil {
 		return 0, err
 	}

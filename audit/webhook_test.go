@@ -246,7 +246,7 @@ func TestWebhookDeadLetter(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond) // polling the counter
 	}
-	dead, err := cursors.DeadLetters()
+	dead, err := cursors.DeadLetters(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

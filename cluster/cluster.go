@@ -80,6 +80,11 @@ type Cluster interface {
 
 // Memory is the single-node Cluster: this node owns every room.
 type Memory struct {
+	// Held, if set, says whether the node holds a room now: a room it
+	// holds is placed here while the node drains or is full (its
+	// participants join it here), as Redis's owner is.
+	Held func(room string) bool
+
 	mu   sync.Mutex
 	self Node
 }
@@ -103,9 +108,14 @@ func (m *Memory) Nodes(context.Context) ([]Node, error) {
 }
 
 func (m *Memory) Place(_ context.Context, room string, expected int) (Placement, error) {
+	if m.Held != nil && m.Held(room) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return Placement{Room: room, NodeID: m.self.ID, URL: m.self.URL}, nil
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.self.Draining || (m.self.Capacity > 0 && m.self.FreeSeats < expected) {
+	if m.self.Draining || (m.self.Capacity > 0 && m.self.FreeSeats < max(expected, 1)) {
 		return Placement{}, ErrNoCapacity
 	}
 	return Placement{Room: room, NodeID: m.self.ID, URL: m.self.URL}, nil

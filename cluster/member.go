@@ -2,8 +2,10 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -61,7 +63,22 @@ func NewMember(cfg MemberConfig) *Member {
 
 // Owner implements signaling's Owners: the URL of the node that holds
 // room, claiming it for this node when nobody does.
+//
+// A draining node claims no room it does not hold: it places the room
+// instead (the owner if there is one, else a ready node), so a client
+// sent away by the drain and rejoining here is redirected to where the
+// room goes next.
 func (m *Member) Owner(ctx context.Context, room string) (url string, local bool, err error) {
+	if m.cfg.Status().Draining && !slices.Contains(m.cfg.Rooms(), room) {
+		p, err := m.cfg.Store.Place(ctx, room, 0)
+		if err != nil {
+			if !errors.Is(err, ErrNoCapacity) {
+				m.cfg.OnStoreError()
+			}
+			return "", false, err
+		}
+		return p.URL, p.NodeID == m.cfg.NodeID, nil
+	}
 	p, err := m.cfg.Store.Claim(ctx, room, m.cfg.NodeID)
 	if err != nil {
 		m.cfg.OnStoreError()

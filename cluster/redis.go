@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -216,7 +217,7 @@ for _, id in ipairs(redis.call('SMEMBERS', prefix .. 'nodes')) do
       redis.call('DECRBY', sk, gone)
     end
     local free = tonumber(h[2] or '0') - tonumber(redis.call('GET', sk) or '0')
-    if free >= expected and (free > bestFree or (free == bestFree and id < best)) then
+    if free >= math.max(expected, 1) and (free > bestFree or (free == bestFree and id < best)) then
       best, bestURL, bestFree = id, h[1], free
     end
   end
@@ -256,15 +257,44 @@ func (r *Redis) placeAt(ctx context.Context, room string, expected int, now time
 	return Placement{Room: room, NodeID: res[0], URL: res[1]}, nil
 }
 
-// claimScript returns the room's live owner, or makes ARGV[3] the owner.
+// arriveLua is the part of the claim script that takes one seat off the
+// room's reservation on node (a participant arriving at the node the
+// room was placed on) and counts it in the node's free seats instead,
+// until the node's next heartbeat counts it itself: the seat moves from
+// one to the other in one step, so a join storm neither counts its
+// students twice (reserved and present) nor not at all. Needs prefix,
+// room, node and now set.
+const arriveLua = `
+local function arrive()
+  local rk, sk = prefix .. 'resv:' .. node, prefix .. 'resvsum:' .. node
+  local live = redis.call('ZRANGEBYSCORE', rk, now, '+inf', 'WITHSCORES')
+  for i = 1, #live, 2 do
+    local r, seats = string.match(live[i], '^(.*)|(%d+)$')
+    if r == room then
+      seats = tonumber(seats)
+      redis.call('ZREM', rk, live[i])
+      if seats > 1 then redis.call('ZADD', rk, live[i + 1], room .. '|' .. (seats - 1)) end
+      if tonumber(redis.call('GET', sk) or '0') > 0 then redis.call('DECR', sk) end
+      local nk = prefix .. 'node:' .. node
+      if redis.call('EXISTS', nk) == 1 then redis.call('HINCRBY', nk, 'free_seats', -1) end
+      return
+    end
+  end
+end
+`
+
+// claimScript returns the room's live owner, or makes ARGV[3] the owner
+// (and takes the arriving participant's seat off the room's
+// reservation there).
 var claimScript = redis.NewScript(`
 local prefix, room, node, lease = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local known, now, settle = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
-` + settleLua + `
+` + settleLua + arriveLua + `
 local roomKey = prefix .. 'room:' .. room
 local owner = redis.call('GET', roomKey)
 if owner == node then
   redis.call('SET', roomKey, node, 'PX', lease)
+  arrive()
   return {node, redis.call('HGET', prefix .. 'node:' .. node, 'url') or '', epoch}
 end
 if owner then
@@ -273,8 +303,28 @@ if owner then
 end
 if settling then return {'', '', epoch, 'settling'} end
 redis.call('SET', roomKey, node, 'PX', lease)
+arrive()
 return {node, redis.call('HGET', prefix .. 'node:' .. node, 'url') or '', epoch}
 `)
+
+// Reserved is how many seats of room are still reserved on node: what
+// placement's expected=N reserved, less the participants who have
+// arrived since; 0 when none are (or the reservation expired).
+func (r *Redis) Reserved(ctx context.Context, node, room string) (int, error) {
+	live, err := r.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: r.prefix + "resv:" + node, ByScore: true,
+		Start: strconv.FormatInt(time.Now().UnixMilli(), 10), Stop: "+inf"}).Result()
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	for _, m := range live {
+		i := strings.LastIndexByte(m, '|')
+		if i >= 0 && m[:i] == room {
+			n, _ := strconv.Atoi(m[i+1:])
+			return n, nil
+		}
+	}
+	return 0, nil
+}
 
 // Claim implements Cluster.
 func (r *Redis) Claim(ctx context.Context, room, node string) (Placement, error) {

@@ -149,6 +149,18 @@ type node struct {
 	addr   string // 127.0.0.1:PORT
 	cmd    *exec.Cmd
 	stderr *logbuf.Buffer
+	exited chan error // the process's exit, once (kill takes it)
+	killed bool       // SIGKILLed by the test: its cleanup expects nothing
+}
+
+// kill SIGKILLs the node by its PID and waits for it to be gone.
+func (n *node) kill(t *testing.T) {
+	t.Helper()
+	if err := n.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatalf("SIGKILL node %d: %v", n.cmd.Process.Pid, err)
+	}
+	<-n.exited
+	n.killed = true
 }
 
 // startNode starts `invigil serve` on loopback with ephemeral ports, waits
@@ -177,8 +189,12 @@ func startNode(t *testing.T, extra ...string) *node {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
+	n.exited = exited
 	go func() { exited <- n.cmd.Wait() }()
 	t.Cleanup(func() {
+		if n.killed {
+			return
+		}
 		// SIGTERM by PID: the node drains and exits 0.
 		if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Errorf("SIGTERM node %d: %v", n.cmd.Process.Pid, err)

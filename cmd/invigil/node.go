@@ -66,6 +66,7 @@ type node struct {
 	// draining): a SIGTERM after `invigil drain` waits only what is left
 	// of --drain-timeout.
 	drainedSince atomic.Int64
+	drain        drainState // a drain's deadline (drain.go)
 	// closers release what the steps opened; close runs them in reverse.
 	closers []func()
 }
@@ -223,10 +224,7 @@ func (n *node) openRooms() error {
 	}
 	n.rooms = rooms
 	n.held.Store(rooms)
-	n.health = &metrics.Health{Full: func() bool {
-		s := rooms.Stats()
-		return s.Students+s.Proctors >= n.cfg.maxPerNode || n.spoolFull()
-	}}
+	n.health = &metrics.Health{Full: n.full}
 	return nil
 }
 
@@ -303,7 +301,9 @@ func (n *node) openTURN() error {
 // openCluster joins the cluster: Redis when --redis-url is set, else
 // this node alone.
 func (n *node) openCluster() error {
-	n.cluster = cluster.NewMemory(n.cfg.nodeID, n.public)
+	mem := cluster.NewMemory(n.cfg.nodeID, n.public)
+	mem.Held = n.rooms.Has
+	n.cluster = mem
 	if n.redis != nil {
 		n.cluster = n.redis
 	}
@@ -366,6 +366,7 @@ func (n *node) openRoutes() error {
 	t.Handle("POST /v1/node/drain", httpapi.Admin(), "drain: no new rooms here; running rooms go on", n.drainHandler(true))
 	t.Handle("DELETE /v1/node/drain", httpapi.Admin(), "stop draining", n.drainHandler(false))
 	audit.RegisterAPI(t, n.trail)
+	t.HandleFunc("POST /v1/webhooks/dead-letters/retry", httpapi.Admin(), "post every webhook dead letter once more", n.retryDeadLetters)
 	record.RegisterAPI(t, n.rec, n.recordingKeys)
 	cluster.RegisterAPI(t, n.cluster, n.metrics.RedisError)
 	n.roomAPI.Register(t)
@@ -440,7 +441,7 @@ func (n *node) Run(ctx context.Context, stdout io.Writer) error {
 		attrs = append(attrs, "agent_addr", agent.Addr().String())
 	}
 	if n.adminLn != nil {
-		admin := serveAdmin(n.adminLn, adminDrainHandler(func() { n.setDrain(true, "admin listener") }, n.capacity))
+		admin := serveAdmin(n.adminLn, adminDrainHandler(func(d time.Duration) { n.setDrain(true, d, "admin listener") }, n.capacity))
 		defer admin.Close() // its connections too
 		attrs = append(attrs, "admin_addr", n.adminLn.Addr().String())
 	}
@@ -474,6 +475,7 @@ func (n *node) shutdown(srv *http.Server) {
 	defer cancel()
 	// Shutdown does not wait for hijacked (WebSocket) connections: close
 	// them ourselves with GoingAway and wait for their sessions.
+	n.evacuate("shutdown")
 	n.rooms.Close(room.ReasonShutdown)
 	if err := n.sig.Shutdown(ctx); err != nil {
 		n.log.Warn("sessions still open at shutdown timeout", "open", n.sig.Sessions(), "err", err)
@@ -482,27 +484,6 @@ func (n *node) shutdown(srv *http.Server) {
 		n.log.Warn("http shutdown", "err", err)
 	}
 	n.log.Info("stopped")
-}
-
-// setDrain turns draining on or off (via says who asked).
-func (n *node) setDrain(on bool, via string) {
-	n.health.SetDraining(on)
-	n.rooms.SetDraining(on)
-	if !on {
-		n.drainedSince.Store(0)
-	} else {
-		n.drainedSince.CompareAndSwap(0, time.Now().UnixNano())
-	}
-	n.log.Info("drain set", "draining", on, "via", via)
-}
-
-// drainHandler serves POST (on) and DELETE (off) /v1/node/drain to
-// admins, answering the node's capacity.
-func (n *node) drainHandler(on bool) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n.setDrain(on, "http")
-		metrics.CapacityHandler(n.capacity).ServeHTTP(w, r)
-	})
 }
 
 // capacity is the node's occupancy and headroom now.
@@ -518,6 +499,9 @@ func (n *node) capacity() metrics.Capacity {
 // clusterStatus is what each heartbeat reports.
 func (n *node) clusterStatus() cluster.Status {
 	cp, ms := n.capacity(), n.engine.Stats()
+	if n.full() {
+		cp.FreeSeats = 0 // at --max-rooms (or the spool refusing): no new room here
+	}
 	return cluster.Status{Rooms: cp.Rooms, Students: cp.Students, Proctors: cp.Proctors,
 		Capacity: cp.MaxParticipants, FreeSeats: cp.FreeSeats, Draining: cp.Draining,
 		Tracks: int(ms.AudioTracksIn + ms.VideoTracksIn), BytesOut: ms.BytesOut}

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
+	"net/http"
 	"path/filepath"
 	"time"
 
 	"github.com/invigil/invigil/audit"
+	"github.com/invigil/invigil/internal/httpapi"
 )
 
 // webhookFlags are the webhook outbox's settings (docs/operations.md,
@@ -59,4 +62,28 @@ func (n *node) openWebhook() error {
 	n.onClose(func() { hook.Close() })
 	n.webhook, n.trail = hook, hook
 	return nil
+}
+
+// deadLetterRetryTimeout bounds one POST /v1/webhooks/dead-letters/retry
+// (each dead letter is one POST of at most 5 s): what is left waits for
+// the next call.
+const deadLetterRetryTimeout = 60 * time.Second
+
+// retryDeadLetters serves POST /v1/webhooks/dead-letters/retry to
+// admins: every dead letter is posted once more; those the endpoint
+// accepts are no longer kept. 404 without --webhook-url.
+func (n *node) retryDeadLetters(w http.ResponseWriter, r *http.Request) {
+	if n.webhook == nil {
+		httpapi.Fail(w, httpapi.CodeNotFound, "no webhook is configured (--webhook-url)")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), deadLetterRetryTimeout)
+	defer cancel()
+	res, err := n.webhook.RetryDeadLetters(ctx)
+	if err != nil {
+		n.log.Warn("webhook dead-letter retry", "err", err)
+		httpapi.Fail(w, httpapi.CodeUnavailable, "the dead letters could not be read or updated; retry shortly")
+		return
+	}
+	httpapi.WriteJSON(w, res)
 }
