@@ -150,7 +150,7 @@ func adminDrainHandler(start func(deadline time.Duration), capacity metrics.Capa
 		case http.MethodPost:
 			d, err := drainDeadline(r)
 			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
+				httpapi.Fail(w, httpapi.CodeMalformed, err.Error())
 				return
 			}
 			start(d)

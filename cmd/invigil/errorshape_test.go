@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/invigil/invigil/metrics"
 )
@@ -63,7 +64,7 @@ func TestErrorShapeBeyondRoutes(t *testing.T) {
 		t.Errorf("the 429 does not match docs/openapi.yaml:%s", validationText(errs))
 	}
 
-	h := adminDrainHandler(func() { t.Error("DELETE /drain started a drain") }, func() metrics.Capacity { return metrics.Capacity{} })
+	h := adminDrainHandler(func(time.Duration) { t.Error("DELETE /drain started a drain") }, func() metrics.Capacity { return metrics.Capacity{} })
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodDelete, "/drain", nil))
 	if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != "GET, POST" {

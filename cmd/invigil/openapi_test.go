@@ -276,6 +276,7 @@ func TestOpenAPIContract(t *testing.T) {
 		{op: "GET /v1/recordings/keys", status: 200, example: "keys", path: "/v1/recordings/keys"},
 		{op: "GET /v1/placement", status: 200, example: "placed", path: "/v1/placement?room=exam-1", token: admin},
 		{op: "GET /v1/placement", status: 400, example: "malformed", path: "/v1/placement", token: admin},
+		{op: "POST /v1/webhooks/dead-letters/retry", status: 404, example: "no_webhook", path: "/v1/webhooks/dead-letters/retry", token: admin},
 		{op: "GET /v1/rooms", status: 200, example: "rooms", path: "/v1/rooms", token: admin},
 		{op: "GET /v1/rooms/{room}", status: 200, example: "room", path: "/v1/rooms/exam-1", token: admin},
 		{op: "GET /v1/rooms/{room}", status: 200, example: "room", path: "/v1/rooms/exam-1", token: proctor},
