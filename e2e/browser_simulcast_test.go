@@ -382,7 +382,8 @@ func (sc *simScenario) hold(phase string, from simState, bounds map[string][2]in
 				sc.t.Errorf("(d) %s: %s decoded no frame in %v (%d → %d)", phase, id, holdTime/4, p.FramesDecoded, c.FramesDecoded)
 			}
 			if c.FrameHeight < b[0] || c.FrameHeight > b[1] {
-				sc.t.Errorf("%s: %s decodes %d lines, want %d–%d", phase, id, c.FrameHeight, b[0], b[1])
+				st := readSim(sc.t, sc.students[id])
+				sc.t.Errorf("%s: %s decodes %d lines, want %d–%d; %s sends %v, encodings %s", phase, id, c.FrameHeight, b[0], b[1], id, st.cameraLayers(), st.encodings())
 			}
 		}
 		prev = cur
