@@ -170,7 +170,12 @@ func openWebM(path string, width, height int, withAudio bool, bytes *atomic.Uint
 		})
 		info = append(info, TrackInfo{Kind: "audio", Codec: "Opus", ClockRate: 48000, Channels: 2})
 	}
-	ws, err := webm.NewSimpleBlockWriter(f, tracks,
+	// A segment info of this file's own: with cues on, the writer sets
+	// the duration in the info it was given, and ebml-go's default is a
+	// package variable every file would share (a data race, and one
+	// file's duration in another's header).
+	segInfo := *webm.DefaultSegmentInfo
+	ws, err := webm.NewSimpleBlockWriter(f, tracks, mkvcore.WithSegmentInfo(&segInfo),
 		mkvcore.WithSeekHead(true), mkvcore.WithCues(cuesReserve),
 		mkvcore.WithOnErrorHandler(f.fail), mkvcore.WithOnFatalHandler(f.fail))
 	if err != nil {
