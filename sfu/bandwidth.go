@@ -114,14 +114,14 @@ func (p *Peer) bandwidthLoop() {
 			}
 			short = 0
 			costliest.setLimit(QualityLow)
-			p.log.Debug("downlink congested: capping a layer", "estimate_bps", int(est), "sending_bps", int(sending), "track", costliest.src.id)
+			p.log.Info("downlink congested: capping a layer", "estimate_bps", int(est), "sending_bps", int(sending), "track", costliest.src.id)
 		case est > full*upgradeMargin:
 			short = 0
 			if calm++; calm >= upgradeTicks {
 				for _, d := range downs {
 					if int(d.limit.Load()) < QualityHigh {
 						d.setLimit(QualityHigh)
-						p.log.Debug("downlink recovered: lifting a layer cap", "estimate_bps", int(est), "track", d.src.id)
+						p.log.Info("downlink recovered: lifting a layer cap", "estimate_bps", int(est), "track", d.src.id)
 						break
 					}
 				}

@@ -5,13 +5,9 @@
 // at 19 kb/s, a student's send estimate left its h encoding nothing),
 // and the node then rightly keeps a focused student low. Every remote
 // description the page applies is changed so that
-//   - no goog-remb feedback and no abs-send-time are negotiated: a proctor
-//     sends no REMB (with abs-send-time, Chromium's receive-side estimator
-//     sends REMB whatever the feedback lines say, and under a starved CPU
-//     it collapsed and the node capped a focused student 2 s after the
-//     click), so the node's downlink adaptation (tested with pion's REMB
-//     in signaling and sfu) never caps
-//     a layer here;
+//   - no goog-remb feedback is negotiated: a proctor sends no REMB, so the
+//     node's downlink adaptation (tested with pion's REMB in signaling)
+//     never caps a layer;
 //   - each video codec carries x-google-min-bitrate of 700 kb/s: a
 //     student's send-side estimate never falls below what q (150 kb/s)
 //     and h (500 kb/s) need together.
@@ -26,7 +22,6 @@
     return lines.flatMap((line) => {
       if (line.startsWith('m=')) video = line.startsWith('m=video');
       if (/^a=rtcp-fb:\S+ goog-remb$/.test(line)) return [];
-      if (/^a=extmap:\d+\S* http:\/\/www\.webrtc\.org\/experiments\/rtp-hdrext\/abs-send-time$/.test(line)) return [];
       if (!video) return [line];
       const f = /^a=fmtp:(\d+) (.*)$/.exec(line);
       if (f && !/apt=/.test(f[2])) return [`${line};${floor}`];
