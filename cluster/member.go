@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"runtime"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -49,23 +48,6 @@ type Member struct {
 	cfg  MemberConfig
 	log  *slog.Logger
 	down atomic.Bool // the store failed last time; logged once per outage
-
-	// A join answered local is "arriving" from its claim until its
-	// participant is in the room (or the join failed: Arrived). Its
-	// seat is off the room's reservation from the claim on, and in the
-	// node's live count only once it is in the room; the heartbeat,
-	// which overwrites free_seats from the live count, takes the
-	// arriving seats off too. claimMu makes each heartbeat's snapshot
-	// and write one step against claims (claims hold it shared, the
-	// heartbeat exclusively): a claim's script runs either before the
-	// snapshot (the heartbeat counts the seat, arriving or live) or
-	// after the write (the claim's own decrement of free_seats stands),
-	// never between, where the write would erase it uncounted.
-	// arriveMu likewise keeps a participant's entering the room and the
-	// end of its arrival (shared) out of the snapshot (exclusive), so
-	// the snapshot sees it arriving or in the room, not both.
-	claimMu, arriveMu sync.RWMutex
-	arriving          atomic.Int64
 }
 
 // NewMember returns a Member; Run starts its loops.
@@ -86,9 +68,6 @@ func NewMember(cfg MemberConfig) *Member {
 // instead (the owner if there is one, else a ready node), so a client
 // sent away by the drain and rejoining here is redirected to where the
 // room goes next.
-//
-// A local answer (with no error) counts the joining participant's seat
-// as taken until the caller calls Arrive, exactly once.
 func (m *Member) Owner(ctx context.Context, room string) (url string, local bool, err error) {
 	if m.cfg.Status().Draining && !slices.Contains(m.cfg.Rooms(), room) {
 		p, err := m.cfg.Store.Place(ctx, room, 0)
@@ -98,38 +77,14 @@ func (m *Member) Owner(ctx context.Context, room string) (url string, local bool
 			}
 			return "", false, err
 		}
-		local := p.NodeID == m.cfg.NodeID
-		if local {
-			m.arriving.Add(1)
-		}
-		return p.URL, local, nil
+		return p.URL, p.NodeID == m.cfg.NodeID, nil
 	}
-	m.claimMu.RLock()
-	defer m.claimMu.RUnlock()
-	m.arriving.Add(1) // before the claim's script can run
 	p, err := m.cfg.Store.Claim(ctx, room, m.cfg.NodeID)
 	if err != nil {
-		m.arriving.Add(-1)
 		m.cfg.OnStoreError()
 		return "", false, err
 	}
-	local = p.NodeID == m.cfg.NodeID
-	if !local {
-		m.arriving.Add(-1)
-	}
-	return p.URL, local, nil
-}
-
-// Arrive ends the arrival of a join Owner answered local: enter puts
-// its participant in the room (the node's live count has it after), or
-// is nil when the join failed.
-func (m *Member) Arrive(enter func()) {
-	m.arriveMu.RLock()
-	defer m.arriveMu.RUnlock()
-	if enter != nil {
-		enter()
-	}
-	m.arriving.Add(-1)
+	return p.URL, p.NodeID == m.cfg.NodeID, nil
 }
 
 // Run heartbeats and renews leases until ctx ends. Store errors are
@@ -139,14 +94,7 @@ func (m *Member) Run(ctx context.Context) {
 	// Forwarded bitrate and CPU are rates over the last heartbeat.
 	lastAt, lastBytes, lastCPU := time.Now(), m.cfg.Status().BytesOut, processCPU()
 	heartbeat := func() {
-		// No claim runs from the snapshot to the write (see claimMu).
-		m.claimMu.Lock()
-		defer m.claimMu.Unlock()
-		m.arriveMu.Lock()
-		arriving, st := int(m.arriving.Load()), m.cfg.Status()
-		m.arriveMu.Unlock()
-		st.FreeSeats = max(st.FreeSeats-arriving, 0)
-		cpu, now := processCPU(), time.Now()
+		st, cpu, now := m.cfg.Status(), processCPU(), time.Now()
 		dt := now.Sub(lastAt).Seconds()
 		var bps uint64
 		var cpuShare float64
