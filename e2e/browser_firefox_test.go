@@ -83,7 +83,7 @@ func newFirefoxScene(t *testing.T) *firefoxScene {
 		srv: srv,
 		br:  br,
 		ff:  ff,
-		sc:  &simScenario{t: t, ctx: ctx, students: make(map[string]webPage)},
+		sc:  &simScenario{t: t, ctx: ctx, srv: srv, students: make(map[string]webPage)},
 	}
 }
 
