@@ -21,7 +21,9 @@ import (
 // TestStalledSubscriberHoldsBackNobody: a room of 25 students and two
 // proctors. One proctor reaches the node over ICE-TCP through a relay of
 // the test's own that, midway, stops reading what the node sends (its
-// socket's receive buffer small, so the node's writes back up at once).
+// socket's receive buffer small; the node bounds what its kernel holds
+// unsent, so its writes back up into its own backlog at once, where a send
+// buffer left to grow would take ~4 MiB here, 5 s of this room's video).
 // The other proctor, on UDP, keeps receiving every student with < 1% loss
 // and a p99 one-way delay within 50 ms of what it had before the stall;
 // the node counts what it dropped for the stalled one. The clients are

@@ -37,6 +37,10 @@ const (
 	tcpVideoBacklog = 128 << 10
 	tcpAudioBacklog = 192 << 10
 	tcpRing         = 256 << 10
+	// tcpUnsent bounds what the kernel holds unsent for the client
+	// (boundUnsent), so the backlog above, and its drop policy, is where
+	// a slow link's packets wait.
+	tcpUnsent = 32 << 10
 )
 
 // serveTCP accepts ICE-TCP connections until the listener closes, then
@@ -122,6 +126,9 @@ func (e *Engine) handleTCP(c net.Conn) {
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
+	if err := boundUnsent(c); err != nil {
+		e.log.Warn("ICE-TCP: cannot bound the kernel's send queue; a stalled client's packets wait there, undropped", "err", err)
+	}
 	w, err := mmsg.NewWriter(e.loops[0].conn, senderSlots)
 	if err != nil {
 		return
