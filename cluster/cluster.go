@@ -39,6 +39,9 @@ type Node struct {
 	Draining    bool    `json:"draining"`
 	Version     string  `json:"version"`
 	UpdatedUnix int64   `json:"updated_unix_ms"`
+	// ArrivalSeq is the number of the last arrival (a join's claim) the
+	// heartbeat's FreeSeats counts; see Member.
+	ArrivalSeq int64 `json:"-"`
 }
 
 // Placement says which node holds a room.
@@ -68,8 +71,10 @@ type Cluster interface {
 	// for expected more, and reserves them.
 	Place(ctx context.Context, room string, expected int) (Placement, error)
 	// Claim is asked when a join for room reaches node: it returns the
-	// live owner, making node the owner when there is none.
-	Claim(ctx context.Context, room, node string) (Placement, error)
+	// live owner, making node the owner when there is none. arrival
+	// numbers the join among node's (Node.ArrivalSeq); 0 is a join the
+	// node's heartbeats do not count.
+	Claim(ctx context.Context, room, node string, arrival int64) (Placement, error)
 	// Renew extends node's leases on rooms (re-claiming any the store
 	// lost, e.g. after a Redis restart).
 	Renew(ctx context.Context, node string, rooms []string) error
@@ -121,7 +126,7 @@ func (m *Memory) Place(_ context.Context, room string, expected int) (Placement,
 	return Placement{Room: room, NodeID: m.self.ID, URL: m.self.URL}, nil
 }
 
-func (m *Memory) Claim(_ context.Context, room, _ string) (Placement, error) {
+func (m *Memory) Claim(_ context.Context, room, _ string, _ int64) (Placement, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return Placement{Room: room, NodeID: m.self.ID, URL: m.self.URL}, nil

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"runtime"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -48,6 +49,24 @@ type Member struct {
 	cfg  MemberConfig
 	log  *slog.Logger
 	down atomic.Bool // the store failed last time; logged once per outage
+
+	// A join answered local is arriving from before its claim until its
+	// participant is in the room (Arrive). Its claim takes its seat off
+	// the room's reservation at once, while the heartbeat, which
+	// overwrites free_seats, counts it from the node's own view: arriving
+	// or in the room. Each arrival has a number (seq) that its claim
+	// carries to the store and each heartbeat says how far its snapshot
+	// went, so the store counts a seat the claim took once whichever of
+	// the two runs first (see Redis.Heartbeat), and no lock is ever held
+	// across a call to the store.
+	mu       sync.Mutex // guards seq and arriving, and makes the snapshot one step
+	seq      int64      // the last arrival's number
+	arriving int
+	// entering is held shared while a participant enters the room and
+	// its arrival ends, and tried exclusively by the heartbeat's
+	// snapshot, so the snapshot sees the participant arriving or in the
+	// room, not both (see snapshot).
+	entering sync.RWMutex
 }
 
 // NewMember returns a Member; Run starts its loops.
@@ -58,7 +77,9 @@ func NewMember(cfg MemberConfig) *Member {
 	if cfg.OnStoreError == nil {
 		cfg.OnStoreError = func() {}
 	}
-	return &Member{cfg: cfg, log: cfg.Logger}
+	// Arrival numbers grow across restarts of the node (the store keeps
+	// the last one a heartbeat reported): they start at the clock, in µs.
+	return &Member{cfg: cfg, log: cfg.Logger, seq: time.Now().UnixMicro()}
 }
 
 // Owner implements signaling's Owners: the URL of the node that holds
@@ -68,23 +89,72 @@ func NewMember(cfg MemberConfig) *Member {
 // instead (the owner if there is one, else a ready node), so a client
 // sent away by the drain and rejoining here is redirected to where the
 // room goes next.
+//
+// A local answer (with no error) counts the joining participant's seat
+// as taken until the caller calls Arrive, exactly once.
 func (m *Member) Owner(ctx context.Context, room string) (url string, local bool, err error) {
+	seq := m.startArrival()
+	var p Placement
 	if m.cfg.Status().Draining && !slices.Contains(m.cfg.Rooms(), room) {
-		p, err := m.cfg.Store.Place(ctx, room, 0)
-		if err != nil {
-			if !errors.Is(err, ErrNoCapacity) {
-				m.cfg.OnStoreError()
-			}
-			return "", false, err
+		p, err = m.cfg.Store.Place(ctx, room, 0)
+		if err != nil && !errors.Is(err, ErrNoCapacity) {
+			m.cfg.OnStoreError()
 		}
-		return p.URL, p.NodeID == m.cfg.NodeID, nil
-	}
-	p, err := m.cfg.Store.Claim(ctx, room, m.cfg.NodeID)
-	if err != nil {
+	} else if p, err = m.cfg.Store.Claim(ctx, room, m.cfg.NodeID, seq); err != nil {
 		m.cfg.OnStoreError()
-		return "", false, err
 	}
-	return p.URL, p.NodeID == m.cfg.NodeID, nil
+	if err != nil || p.NodeID != m.cfg.NodeID {
+		m.endArrival()
+		return p.URL, false, err
+	}
+	return p.URL, true, nil
+}
+
+// Arrive ends the arrival of a join Owner answered local: enter puts
+// its participant in the room (the node's live count has it after), or
+// is nil when the join failed.
+func (m *Member) Arrive(enter func()) {
+	m.entering.RLock()
+	defer m.entering.RUnlock()
+	if enter != nil {
+		enter()
+	}
+	m.endArrival()
+}
+
+func (m *Member) startArrival() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.seq++
+	m.arriving++
+	return m.seq
+}
+
+func (m *Member) endArrival() {
+	m.mu.Lock()
+	m.arriving--
+	m.mu.Unlock()
+}
+
+// snapshot is the node's status for a heartbeat, its free seats less
+// the seats of joins still arriving, and the number of the last arrival
+// it counts. It waits a little for participants entering the room to be
+// in (so each is counted once); past that it counts those arriving and
+// entered twice, which errs on the side of fewer free seats, until the
+// next heartbeat.
+func (m *Member) snapshot() (Status, int64) {
+	for range 20 {
+		if m.entering.TryLock() {
+			defer m.entering.Unlock()
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := m.cfg.Status()
+	st.FreeSeats = max(st.FreeSeats-m.arriving, 0)
+	return st, m.seq
 }
 
 // Run heartbeats and renews leases until ctx ends. Store errors are
@@ -94,7 +164,8 @@ func (m *Member) Run(ctx context.Context) {
 	// Forwarded bitrate and CPU are rates over the last heartbeat.
 	lastAt, lastBytes, lastCPU := time.Now(), m.cfg.Status().BytesOut, processCPU()
 	heartbeat := func() {
-		st, cpu, now := m.cfg.Status(), processCPU(), time.Now()
+		st, seq := m.snapshot()
+		cpu, now := processCPU(), time.Now()
 		dt := now.Sub(lastAt).Seconds()
 		var bps uint64
 		var cpuShare float64
@@ -108,7 +179,7 @@ func (m *Member) Run(ctx context.Context) {
 		m.report("heartbeat", m.cfg.Store.Heartbeat(hctx, Node{ID: m.cfg.NodeID, URL: m.cfg.URL, Rooms: st.Rooms,
 			Students: st.Students, Proctors: st.Proctors, Capacity: st.Capacity,
 			Tracks: st.Tracks, BitrateBps: bps, CPU: cpuShare,
-			FreeSeats: st.FreeSeats, Draining: st.Draining, Version: m.cfg.Version}))
+			FreeSeats: st.FreeSeats, Draining: st.Draining, Version: m.cfg.Version, ArrivalSeq: seq}))
 	}
 	renew := func() {
 		rctx, cancel := context.WithTimeout(ctx, LeaseRenew)

@@ -22,6 +22,7 @@ import (
 //	room:<room>    string: the owning node's id, expires LeaseTTL after the last renewal
 //	resv:<id>      sorted set: "<room>|<seats>" placed on the node, score = expiry (unix ms)
 //	resvsum:<id>   integer: the seats of resv:<id>'s unexpired members
+//	arrived:<id>   sorted set: arrival numbers of claims that took a reserved seat after the node's last heartbeat counted (Heartbeat)
 //	recording-keys hash: node id → the node's recording keyring (JSON), never expires (keys.go)
 type Redis struct {
 	rdb    *redis.Client
@@ -139,26 +140,48 @@ func unavailable(err error) error {
 }
 
 // Heartbeat writes the node's hash with its TTL and lists the node, in
-// one transaction.
+// one atomic step with the claims that took reserved seats on it.
+//
+// A claim takes an arriving participant's seat off the room's
+// reservation and off free_seats at once; the heartbeat overwrites
+// free_seats with the node's own count, in which the participant is
+// arriving or in the room only if its arrival number is at most
+// n.ArrivalSeq. So a claim numbered above the last heartbeat's
+// ArrivalSeq is remembered (arrived:<id>) and subtracted from the
+// next heartbeat's free seats when that heartbeat does not count it
+// yet; a claim numbered at or below it is in the count already and
+// leaves free_seats alone. Each seat is counted once, whichever runs
+// first.
 func (r *Redis) Heartbeat(ctx context.Context, n Node) error {
-	key := r.prefix + "node:" + n.ID
 	draining := "0"
 	if n.Draining {
 		draining = "1"
 	}
-	_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, key, map[string]any{
-			"url": n.URL, "rooms": n.Rooms, "students": n.Students, "proctors": n.Proctors,
-			"tracks": n.Tracks, "forwarded_bps": n.BitrateBps, "cpu": strconv.FormatFloat(n.CPU, 'f', 3, 64),
-			"capacity": n.Capacity, "free_seats": n.FreeSeats, "draining": draining, "version": n.Version,
-			"updated_unix_ms": time.Now().UnixMilli(),
-		})
-		p.PExpire(ctx, key, NodeTTL)
-		p.SAdd(ctx, r.prefix+"nodes", n.ID)
-		return nil
-	})
+	err := heartbeatScript.Run(ctx, r.rdb, nil, r.prefix, n.ID, NodeTTL.Milliseconds(),
+		n.FreeSeats, n.ArrivalSeq,
+		"url", n.URL, "rooms", n.Rooms, "students", n.Students, "proctors", n.Proctors,
+		"tracks", n.Tracks, "forwarded_bps", n.BitrateBps, "cpu", strconv.FormatFloat(n.CPU, 'f', 3, 64),
+		"capacity", n.Capacity, "draining", draining, "version", n.Version,
+		"updated_unix_ms", time.Now().UnixMilli()).Err()
 	return unavailable(err)
 }
+
+// heartbeatScript: ARGV = prefix, id, ttl (ms), free seats, arrival
+// number, then field/value pairs for the node's hash. Arrival numbers
+// are passed and stored as strings (Lua's numbers print them rounded).
+var heartbeatScript = redis.NewScript(`
+local prefix, id, ttl, free, seq = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local key, ak = prefix .. 'node:' .. id, prefix .. 'arrived:' .. id
+local late = redis.call('ZCOUNT', ak, '(' .. seq, '+inf')
+redis.call('ZREMRANGEBYSCORE', ak, '-inf', seq)
+local fields = {}
+for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', key, 'free_seats', math.max(free - late, 0), 'arrival_seq', seq, unpack(fields))
+redis.call('PEXPIRE', key, ttl)
+if late > 0 then redis.call('PEXPIRE', ak, ttl) end
+redis.call('SADD', prefix .. 'nodes', id)
+return late
+`)
 
 // Nodes lists the nodes whose heartbeat is alive.
 func (r *Redis) Nodes(ctx context.Context) ([]Node, error) {
@@ -262,8 +285,10 @@ func (r *Redis) placeAt(ctx context.Context, room string, expected int, now time
 // room was placed on) and counts it in the node's free seats instead,
 // until the node's next heartbeat counts it itself: the seat moves from
 // one to the other in one step, so a join storm neither counts its
-// students twice (reserved and present) nor not at all. Needs prefix,
-// room, node and now set.
+// students twice (reserved and present) nor not at all: a claim whose
+// arrival (seq) the node's last heartbeat counted already leaves
+// free_seats alone, and one it did not is remembered for the next
+// (see Heartbeat). Needs prefix, room, node, now and seq set.
 const arriveLua = `
 local function arrive()
   local rk, sk = prefix .. 'resv:' .. node, prefix .. 'resvsum:' .. node
@@ -276,7 +301,17 @@ local function arrive()
       if seats > 1 then redis.call('ZADD', rk, live[i + 1], room .. '|' .. (seats - 1)) end
       if tonumber(redis.call('GET', sk) or '0') > 0 then redis.call('DECR', sk) end
       local nk = prefix .. 'node:' .. node
-      if redis.call('EXISTS', nk) == 1 then redis.call('HINCRBY', nk, 'free_seats', -1) end
+      if redis.call('EXISTS', nk) == 1 then
+        local counted = redis.call('HGET', nk, 'arrival_seq')
+        if seq == '0' or not counted or tonumber(seq) > tonumber(counted) then
+          redis.call('HINCRBY', nk, 'free_seats', -1)
+          if seq ~= '0' then
+            local ak = prefix .. 'arrived:' .. node
+            redis.call('ZADD', ak, seq, seq)
+            redis.call('PEXPIRE', ak, ttl)
+          end
+        end
+      end
       return
     end
   end
@@ -289,6 +324,7 @@ end
 var claimScript = redis.NewScript(`
 local prefix, room, node, lease = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local known, now, settle = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+local seq, ttl = ARGV[8], tonumber(ARGV[9])
 ` + settleLua + arriveLua + `
 local roomKey = prefix .. 'room:' .. room
 local owner = redis.call('GET', roomKey)
@@ -327,9 +363,10 @@ func (r *Redis) Reserved(ctx context.Context, node, room string) (int, error) {
 }
 
 // Claim implements Cluster.
-func (r *Redis) Claim(ctx context.Context, room, node string) (Placement, error) {
+func (r *Redis) Claim(ctx context.Context, room, node string, arrival int64) (Placement, error) {
 	res, err := claimScript.Run(ctx, r.rdb, nil, r.prefix, room, node, LeaseTTL.Milliseconds(),
-		r.knownEpoch(), time.Now().UnixMilli(), SettleTime.Milliseconds()).StringSlice()
+		r.knownEpoch(), time.Now().UnixMilli(), SettleTime.Milliseconds(),
+		strconv.FormatInt(arrival, 10), NodeTTL.Milliseconds()).StringSlice()
 	if err != nil {
 		return Placement{}, unavailable(err)
 	}

@@ -136,7 +136,7 @@ func TestDeadOwnerLosesRooms(t *testing.T) {
 	ctx := context.Background()
 	heartbeatNodes(t, r, 2, 100)
 	p, _ := r.Place(ctx, "exam-1", 5)
-	q, _ := r.Claim(ctx, "exam-1", other(p.NodeID))
+	q, _ := r.Claim(ctx, "exam-1", other(p.NodeID), 0)
 	if q.NodeID != p.NodeID {
 		t.Fatalf("claim by the other node while the owner lives: %+v, want %s", q, p.NodeID)
 	}
@@ -148,7 +148,7 @@ func TestDeadOwnerLosesRooms(t *testing.T) {
 	}
 	p2, _ := r.Place(ctx, "exam-2", 5)
 	r.rdb.Del(ctx, r.prefix+"node:"+p2.NodeID)
-	c, err := r.Claim(ctx, "exam-2", other(p2.NodeID))
+	c, err := r.Claim(ctx, "exam-2", other(p2.NodeID), 0)
 	if err != nil || c.NodeID != other(p2.NodeID) {
 		t.Errorf("claim of a room whose owner was dead: %+v, %v", c, err)
 	}
@@ -239,10 +239,10 @@ func TestRestartSettles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if p, err := a.Claim(ctx, "exam-1", "a"); err != nil || p.NodeID != "a" {
+	if p, err := a.Claim(ctx, "exam-1", "a", 0); err != nil || p.NodeID != "a" {
 		t.Fatalf("a claims exam-1: %+v %v", p, err)
 	}
-	if p, err := b.Claim(ctx, "exam-1", "b"); err != nil || p.NodeID != "a" {
+	if p, err := b.Claim(ctx, "exam-1", "b", 0); err != nil || p.NodeID != "a" {
 		t.Fatalf("b is told a holds exam-1: %+v %v", p, err)
 	}
 
@@ -257,7 +257,7 @@ func TestRestartSettles(t *testing.T) {
 	}
 	waitUp(b)
 	// b gets the join before a has renewed: it must not take exam-1.
-	if p, err := b.Claim(ctx, "exam-1", "b"); !errors.Is(err, ErrUnavailable) {
+	if p, err := b.Claim(ctx, "exam-1", "b", 0); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("b claiming exam-1 right after the restart: %+v %v, want ErrUnavailable (settling)", p, err)
 	}
 	if p, err := b.Place(ctx, "exam-1", 5); !errors.Is(err, ErrUnavailable) {
@@ -268,7 +268,7 @@ func TestRestartSettles(t *testing.T) {
 	if err := fresh.Heartbeat(ctx, Node{ID: "c", URL: "http://c", Capacity: 100, FreeSeats: 100}); err != nil {
 		t.Fatal(err)
 	}
-	if p, err := fresh.Claim(ctx, "exam-2", "c"); err != nil || p.NodeID != "c" {
+	if p, err := fresh.Claim(ctx, "exam-2", "c", 0); err != nil || p.NodeID != "c" {
 		t.Errorf("a fresh node claiming a new room: %+v %v", p, err)
 	}
 	// a renews and heartbeats, as its loops do: exam-1 is a's again, and
@@ -279,15 +279,15 @@ func TestRestartSettles(t *testing.T) {
 	if err := a.Heartbeat(ctx, Node{ID: "a", URL: "http://a", Capacity: 100, FreeSeats: 100}); err != nil {
 		t.Fatal(err)
 	}
-	if p, err := b.Claim(ctx, "exam-1", "b"); err != nil || p.NodeID != "a" {
+	if p, err := b.Claim(ctx, "exam-1", "b", 0); err != nil || p.NodeID != "a" {
 		t.Errorf("b claiming exam-1 after a renewed: %+v %v, want a", p, err)
 	}
-	if p, err := a.Claim(ctx, "exam-1", "a"); err != nil || p.NodeID != "a" {
+	if p, err := a.Claim(ctx, "exam-1", "a", 0); err != nil || p.NodeID != "a" {
 		t.Errorf("a re-claiming its own room: %+v %v", p, err)
 	}
 	// After SettleTime, b places unowned rooms again.
 	testclient.Eventually(t, SettleTime+2*time.Second, "unowned rooms placed again", func() bool {
-		p, err := b.Claim(ctx, "exam-3", "b")
+		p, err := b.Claim(ctx, "exam-3", "b", 0)
 		return err == nil && p.NodeID == "b"
 	})
 }

@@ -21,9 +21,22 @@ func (s *session) join(m *Inbound) error {
 	if err != nil {
 		return err
 	}
-	if err := s.redirect(grant.Room); err != nil {
+	claimed, err := s.redirect(grant.Room)
+	if err != nil {
 		return err
 	}
+	// A seat claimed for this join is arriving until the participant is
+	// in the room (entering runs inside Arrive) or the join failed.
+	arrivals, _ := s.srv.cfg.Owners.(Arrivals)
+	arrive := func(enter func()) {
+		if arrivals != nil && claimed {
+			claimed = false
+			arrivals.Arrive(grant.Room, enter)
+		} else if enter != nil {
+			enter()
+		}
+	}
+	defer arrive(nil)
 	sid := newSID()
 	log := s.srv.log.With("room", grant.Room, "identity", grant.Identity, "role", string(grant.Role), "sid", sid)
 	if grant.Device != "" {
@@ -37,7 +50,11 @@ func (s *session) join(m *Inbound) error {
 	}
 	p.Media = peer
 	s.p, s.peer = p, peer
-	rm, view, err := s.srv.cfg.Rooms.Join(grant.Room, p)
+	var (
+		rm   *room.Room
+		view []room.ParticipantInfo
+	)
+	arrive(func() { rm, view, err = s.srv.cfg.Rooms.Join(grant.Room, p) })
 	if err != nil {
 		return err
 	}
@@ -100,10 +117,11 @@ func (s *session) admit(m *Inbound) (Grant, error) {
 // redirect asks the cluster (when there is one) who holds roomName: a
 // room another node holds is answered with a redirect there. With the
 // store down, a room this node already holds goes on; others wait.
-func (s *session) redirect(roomName string) error {
+// claimed says the cluster answered this node (local): see Arrivals.
+func (s *session) redirect(roomName string) (claimed bool, err error) {
 	o := s.srv.cfg.Owners
 	if o == nil {
-		return nil
+		return false, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), ownerTimeout)
 	url, local, err := o.Owner(ctx, roomName)
@@ -111,11 +129,11 @@ func (s *session) redirect(roomName string) error {
 	switch {
 	case err != nil && !s.srv.cfg.Rooms.Has(roomName):
 		s.log.Warn("join refused: the cluster store cannot say who holds the room", "room", roomName, "err", err)
-		return protoErr(CodeUnavailable, "the cluster cannot place room %q right now; retry shortly", roomName)
+		return false, protoErr(CodeUnavailable, "the cluster cannot place room %q right now; retry shortly", roomName)
 	case err == nil && !local:
-		return &ProtocolError{Code: CodeRedirect, Message: "another node holds this room; join there", URL: url}
+		return false, &ProtocolError{Code: CodeRedirect, Message: "another node holds this room; join there", URL: url}
 	}
-	return nil
+	return err == nil, nil
 }
 
 // peerConfig is participant p's PeerConnection: what it publishes goes

@@ -78,6 +78,17 @@ type Owners interface {
 	Owner(ctx context.Context, room string) (url string, local bool, err error)
 }
 
+// Arrivals is implemented by an Owners that counts the seat of a join
+// it answered local (with no error) until the join is over: signaling
+// calls Arrive once for each such answer, with enter (the participant
+// entering the room, which Arrive runs) or with nil when the join failed
+// before that. Cluster mode's heartbeat takes the seats of joins still
+// arriving off the node's free seats; running enter inside Arrive lets
+// it count each seat once, arriving or in the room.
+type Arrivals interface {
+	Arrive(room string, enter func())
+}
+
 // Gate says whether a verified token may still join: it refuses (with
 // room.ErrRoomEnded or room.ErrRevoked) a token issued at or before the
 // second its room was ended, and an identity revoked for the room or
