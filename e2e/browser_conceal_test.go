@@ -57,9 +57,14 @@ const (
 	// frames and bytes alike); 50% is over that and under the 200% a
 	// paused layer gives.
 	concealAbsTolerance = 0.5
-	// concealPLISlack: a window holds 4 or 5 cadence PLIs per layer, by
-	// where it starts: counts may differ by one.
-	concealPLISlack = 1
+	// concealCountJitter is how far a window's ends, as the samples see
+	// them, may be from where its PLIs fall: a sample's interval plus
+	// the browser's stats cache. A window of 8 s at a 2 s cadence then
+	// holds 3 to 5 PLIs (3 and 5 were seen in one run), whatever focus
+	// does; a PLI that focus caused shows as a step under concealStepMin.
+	concealCountJitter = 200 * time.Millisecond
+	// concealClockSlack is the node's clock (20 ms) on the cadence.
+	concealClockSlack = 20 * time.Millisecond
 	// concealNACKSlack: loopback loses nothing, so NACKs (the node's, on
 	// real loss only) are ~0 in every window; two allow a stray
 	// reordering.
@@ -235,6 +240,14 @@ func TestBrowserConcealFocus(t *testing.T) {
 		for i := range 3 {
 			d[i] = deltaOf(samples[bounds[i]], samples[bounds[i+1]], rid)
 			secs := float64(samples[bounds[i+1]].T-samples[bounds[i]].T) / 1000
+			// Each window holds the PLIs the cadence explains over its
+			// length, focused or not.
+			w := time.Duration(secs * float64(time.Second))
+			lo := int64((w - 2*concealCountJitter) / (concealCadence + concealClockSlack))
+			hi := int64((w+2*concealCountJitter)/(concealCadence-concealClockSlack)) + 1
+			if d[i].pli < lo || d[i].pli > hi {
+				t.Errorf("%s: %d PLIs in the %s window of %.1f s; the %v cadence explains %d to %d", rid, d[i].pli, windows[i], secs, concealCadence, lo, hi)
+			}
 			t.Logf("%s, %s: %.1f s, %d bytes (%.0f kb/s), %d frames (%d keyframes), %d PLI, %d FIR, %d NACK", rid, windows[i], secs,
 				d[i].bytes, float64(d[i].bytes)*8/secs/1000, d[i].frames, d[i].keys, d[i].pli, d[i].fir, d[i].nack)
 		}
@@ -270,9 +283,6 @@ func TestBrowserConcealFocus(t *testing.T) {
 			}
 			if r := relDiff(f.frames, d[u].frames); r > concealAbsTolerance || f.frames == 0 {
 				t.Errorf("%s: the focused window encoded %d frames, the %s one %d: %.0f%% apart, over %.0f%%", rid, f.frames, windows[u], d[u].frames, 100*r, 100*concealAbsTolerance)
-			}
-			if diff := f.pli - d[u].pli; diff > concealPLISlack || diff < -concealPLISlack {
-				t.Errorf("%s: %d PLIs in the focused window, %d in the %s one", rid, f.pli, d[u].pli, windows[u])
 			}
 			if f.fir != d[u].fir {
 				t.Errorf("%s: %d FIRs in the focused window, %d in the %s one", rid, f.fir, d[u].fir, windows[u])
