@@ -27,11 +27,10 @@ func (s *session) join(m *Inbound) error {
 	}
 	// A seat claimed for this join is arriving until the participant is
 	// in the room (entering runs inside Arrive) or the join failed.
-	arrivals, _ := s.srv.cfg.Owners.(Arrivals)
 	arrive := func(enter func()) {
-		if arrivals != nil && claimed {
+		if claimed {
 			claimed = false
-			arrivals.Arrive(grant.Room, enter)
+			s.srv.cfg.Owners.Arrive(enter)
 		} else if enter != nil {
 			enter()
 		}
@@ -117,7 +116,7 @@ func (s *session) admit(m *Inbound) (Grant, error) {
 // redirect asks the cluster (when there is one) who holds roomName: a
 // room another node holds is answered with a redirect there. With the
 // store down, a room this node already holds goes on; others wait.
-// claimed says the cluster answered this node (local): see Arrivals.
+// claimed says the cluster answered this node (local): see Owners.Arrive.
 func (s *session) redirect(roomName string) (claimed bool, err error) {
 	o := s.srv.cfg.Owners
 	if o == nil {

@@ -76,17 +76,13 @@ type Owners interface {
 	// Owner returns the owning node's base URL, or local when this node
 	// owns (or has just claimed) the room.
 	Owner(ctx context.Context, room string) (url string, local bool, err error)
-}
-
-// Arrivals is implemented by an Owners that counts the seat of a join
-// it answered local (with no error) until the join is over: signaling
-// calls Arrive once for each such answer, with enter (the participant
-// entering the room, which Arrive runs) or with nil when the join failed
-// before that. Cluster mode's heartbeat takes the seats of joins still
-// arriving off the node's free seats; running enter inside Arrive lets
-// it count each seat once, arriving or in the room.
-type Arrivals interface {
-	Arrive(room string, enter func())
+	// Arrive is called once for each local answer of Owner (with no
+	// error), when the join is over: with enter (the participant
+	// entering the room, which Arrive runs) or with nil when the join
+	// failed before that. Until then the owner counts the joining
+	// participant's seat as taken; running enter inside Arrive lets it
+	// count each seat once, arriving or in the room.
+	Arrive(enter func())
 }
 
 // Gate says whether a verified token may still join: it refuses (with

@@ -75,14 +75,14 @@ func (o spoolOwners) Owner(ctx context.Context, roomName string) (string, bool, 
 		return url, local, err
 	}
 	if err := o.spool.Prepare(ctx, roomName); err != nil {
-		o.member.Arrive(nil) // not local: signaling will not call Arrive
+		o.member.Arrive(nil) // the join fails here: signaling never sees it local
 		return "", false, err
 	}
 	return url, true, nil
 }
 
-// Arrive implements signaling.Arrivals.
-func (o spoolOwners) Arrive(_ string, enter func()) { o.member.Arrive(enter) }
+// Arrive implements signaling.Owners.
+func (o spoolOwners) Arrive(enter func()) { o.member.Arrive(enter) }
 
 // spoolFull says whether the trail refuses events now (/readyz 503).
 func (n *node) spoolFull() bool { return n.spool != nil && n.spool.Full() }
