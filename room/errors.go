@@ -30,6 +30,10 @@ var (
 	ErrRoomEnded = errors.New("room: the room was ended")
 	// ErrRevoked is returned for an identity an admin revoked.
 	ErrRevoked = errors.New("room: the identity is revoked")
+	// ErrSuperseded is returned by Join for a join that came on an older
+	// connection than the session the identity already has in the room
+	// (Participant.Conn): the newer connection stays.
+	ErrSuperseded = errors.New("room: a newer connection of this identity is in the room")
 	// ErrNoRoom is returned for a room that is not open on this node.
 	ErrNoRoom = errors.New("room: no such room on this node")
 )

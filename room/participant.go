@@ -123,6 +123,12 @@ type Participant struct {
 	// Issued is the token's iat: a room ended at or after that second
 	// refuses it (ErrRoomEnded).
 	Issued time.Time
+	// Conn orders the participant's connection among the node's: of two
+	// joins of one identity and device, the later connection's stays,
+	// whichever join finishes last (a join read late from a connection
+	// the client already gave up must not replace its new one). 0 is
+	// unordered: such a join replaces any session.
+	Conn uint64
 
 	// Guarded by the room's mu: what the participant publishes now and,
 	// for a proctor, how it looks at students.

@@ -121,7 +121,8 @@ func New(cfg Config) (*Rooms, error) {
 // Join puts p into the named room, making the room if needed. It returns
 // the room and what p may see of the others already there. A participant
 // with p's identity already in the room is replaced: it is removed and
-// evicted with ReasonReplaced.
+// evicted with ReasonReplaced, unless its connection is newer than p's
+// (ErrSuperseded).
 func (r *Rooms) Join(name string, p *Participant) (*Room, []ParticipantInfo, error) {
 	r.mu.Lock()
 	if r.closed {
@@ -153,6 +154,11 @@ func (r *Rooms) Join(name string, p *Participant) (*Room, []ParticipantInfo, err
 	}
 	rm.mu.Lock()
 	old := rm.sessionLocked(p.Identity, p.Device)
+	if old != nil && p.Conn != 0 && old.Conn > p.Conn {
+		rm.mu.Unlock()
+		r.mu.Unlock()
+		return nil, nil, ErrSuperseded
+	}
 	if old == nil {
 		if len(rm.participants) >= r.cfg.MaxPerRoom {
 			rm.mu.Unlock()

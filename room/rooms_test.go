@@ -203,6 +203,43 @@ func TestReplaceEvictsOld(t *testing.T) {
 	}
 }
 
+// TestStaleJoinDoesNotReplace: a join from a connection older than the
+// identity's session in the room is refused and changes nothing; a newer
+// connection's join replaces, and so does an unordered one (Conn 0).
+func TestStaleJoinDoesNotReplace(t *testing.T) {
+	r := newRooms(t, Config{})
+	proctor, pRec := newParticipant("proctor", RoleProctor)
+	mustJoin(t, r, "exam", proctor)
+	live, liveRec := newParticipant("alice", RoleStudent)
+	live.Conn = 7
+	mustJoin(t, r, "exam", live)
+
+	stale, staleRec := newParticipant("alice", RoleStudent)
+	stale.SID, stale.Conn = "PA_alice_stale", 6
+	if _, _, err := r.Join("exam", stale); !errors.Is(err, ErrSuperseded) {
+		t.Fatalf("stale join: %v, want ErrSuperseded", err)
+	}
+	if liveRec.evicted != "" || staleRec.evicted != "" {
+		t.Errorf("evicted: live %q, stale %q", liveRec.evicted, staleRec.evicted)
+	}
+	if got, want := pRec.log(), []string{"joined alice"}; !equal(got, want) {
+		t.Errorf("proctor was told %v, want %v", got, want)
+	}
+
+	newer, _ := newParticipant("alice", RoleStudent)
+	newer.SID, newer.Conn = "PA_alice_newer", 8
+	mustJoin(t, r, "exam", newer)
+	if liveRec.evicted != ReasonReplaced {
+		t.Errorf("older session evicted with %q, want %q", liveRec.evicted, ReasonReplaced)
+	}
+	unordered, _ := newParticipant("alice", RoleStudent)
+	unordered.SID = "PA_alice_unordered"
+	mustJoin(t, r, "exam", unordered)
+	if s := r.Stats(); s.Students != 1 || s.Proctors != 1 {
+		t.Errorf("stats %+v, want one student and one proctor", s)
+	}
+}
+
 // TestEmptyRoomGrace: an empty room lives for EmptyTimeout, is reused if
 // someone comes back in time, and is dropped after.
 func TestEmptyRoomGrace(t *testing.T) {

@@ -133,6 +133,80 @@ func TestBadInputKeepsOthersServing(t *testing.T) {
 	testclient.Eventually(t, 5*time.Second, "alice's media still flowing", func() bool { return proctor.PacketsFrom(alice.Me.SID) > before+10 })
 }
 
+// holdingGate holds the first join of identity until release is closed,
+// as a slow store lookup would; it admits all.
+type holdingGate struct {
+	identity string
+	once     sync.Once
+	held     chan struct{} // closed once the first join waits
+	release  chan struct{}
+}
+
+func (g *holdingGate) Admit(_ context.Context, _, identity string, _ time.Time) error {
+	if identity != g.identity {
+		return nil
+	}
+	first := false
+	g.once.Do(func() { first = true; close(g.held) })
+	if first {
+		<-g.release
+	}
+	return nil
+}
+
+// TestLateJoinOfGivenUpConnection: a student's join stalls, the client
+// gives up on that connection and joins on a new one; when the stalled
+// join finally runs it is refused (superseded) and the new session stays,
+// untouched: the join that finishes last is not the one that wins.
+func TestLateJoinOfGivenUpConnection(t *testing.T) {
+	gate := &holdingGate{identity: "alice", held: make(chan struct{}), release: make(chan struct{})}
+	srv := newTestServer(t, room.Config{}, func(c *Config) { c.Gate = gate })
+	proctor := srv.join(t, "exam-1", "proctor-1", room.RoleProctor)
+
+	old := testclient.Dial(t, srv.url)
+	testclient.Send(t, old, map[string]any{"v": 1, "type": "join", "token": mint(t, "exam-1", "alice", room.RoleStudent)})
+	select {
+	case <-gate.held:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first join never reached the gate")
+	}
+	alice := srv.join(t, "exam-1", "alice", room.RoleStudent)
+	if _, ok := proctor.NextEvent(TypeParticipantJoined, 5*time.Second); !ok {
+		t.Fatal("the proctor was not told alice joined")
+	}
+
+	close(gate.release)
+	m, err := testclient.Recv(old, 5*time.Second)
+	if err != nil || m.Type != TypeError || m.Code != CodeSuperseded {
+		t.Fatalf("the stalled join got %+v %v, want error %s", m, err, CodeSuperseded)
+	}
+	if st := testclient.AssertClosed(t, old); st == websocket.StatusNormalClosure {
+		t.Errorf("the superseded connection closed with %d", st)
+	}
+	// The live session was never replaced: no leave to alice, none to the
+	// proctor, and her media flows.
+	alice.Sync()
+	proctor.Sync()
+	for _, c := range []*testclient.Client{alice, proctor} {
+		for {
+			select {
+			case e := <-c.Events:
+				if e.Type == TypeLeave || e.Type == TypeParticipantLeft {
+					t.Errorf("%s after the stale join: %+v", e.Type, e)
+				}
+				continue
+			default:
+			}
+			break
+		}
+	}
+	before := proctor.PacketsFrom(alice.Me.SID)
+	testclient.Eventually(t, 5*time.Second, "alice's media flowing", func() bool { return proctor.PacketsFrom(alice.Me.SID) > before+10 })
+	if s := srv.rooms.Stats(); s.Students != 1 || s.Proctors != 1 {
+		t.Errorf("stats %+v, want one student and one proctor", s)
+	}
+}
+
 // TestJoinTimeout: a connection that never joins is closed with
 // join_timeout.
 func TestJoinTimeout(t *testing.T) {

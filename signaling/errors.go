@@ -48,6 +48,9 @@ const (
 	CodeRoomEnded = "room_ended"
 	// CodeRevoked: the exam platform revoked this identity.
 	CodeRevoked = "revoked"
+	// CodeSuperseded: the identity joined again on a newer connection
+	// while this one's join was under way; the newer one stays.
+	CodeSuperseded = "superseded"
 )
 
 // Token errors, told apart because each has its own wire code.
@@ -76,6 +79,7 @@ var fatalCodes = map[string]bool{
 	CodeRoleUnknown: true, CodeRoomMismatch: true, CodeRoomFull: true, CodeNodeFull: true, CodeTooManyRooms: true,
 	CodeDraining: true, CodeSlowConsumer: true, CodeShuttingDown: true, CodeTooLarge: true,
 	CodeRedirect: true, CodeUnavailable: true, CodeRoomEnded: true, CodeRevoked: true,
+	CodeSuperseded: true,
 }
 
 // isFatal reports whether err ends the session.
@@ -119,6 +123,8 @@ func wireError(err error) (code, message string) {
 		return CodeRoomEnded, "this exam has ended; a token issued after the end may join the room again"
 	case errors.Is(err, room.ErrRevoked):
 		return CodeRevoked, "this identity has been locked out of the exam"
+	case errors.Is(err, room.ErrSuperseded):
+		return CodeSuperseded, "this identity joined again on a newer connection, which stays; this one is closed"
 	case errors.Is(err, room.ErrClosed):
 		return CodeShuttingDown, "the server is shutting down"
 	case errors.Is(err, sfu.ErrGlare):

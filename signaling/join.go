@@ -42,7 +42,7 @@ func (s *session) join(m *Inbound) error {
 		log = log.With("device", grant.Device)
 	}
 	p := &room.Participant{SID: sid, Identity: grant.Identity, Device: grant.Device, Name: grant.Name, Role: grant.Role, Record: grant.Record,
-		Require: grant.Require, Issued: grant.Issued, Notify: s, Log: log}
+		Require: grant.Require, Issued: grant.Issued, Conn: s.order, Notify: s, Log: log}
 	peer, err := s.srv.cfg.Engine.NewPeer(s.peerConfig(p, start))
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -132,6 +133,11 @@ type Server struct {
 	sessions map[*session]struct{}
 	closing  bool
 	wg       sync.WaitGroup // one per running session
+
+	// conns numbers connections as they arrive, before the upgrade is
+	// answered: a client's next connection always has a larger number
+	// than the one it gave up (room.Participant.Conn).
+	conns atomic.Uint64
 }
 
 // NewServer checks cfg and returns a Server.
@@ -167,6 +173,7 @@ func NewServer(cfg Config) (*Server, error) {
 
 // ServeHTTP upgrades to a WebSocket and runs one session until it ends.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	conn := s.conns.Add(1)
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -188,7 +195,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.addrs.release(addr, time.Now())
 
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
 	if err != nil {
 		// coder/websocket has answered already: 403 for a foreign
 		// Origin, 400 for a request that is not a WebSocket upgrade.
@@ -196,16 +203,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("websocket accept failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	conn.SetReadLimit(MaxFrameBytes)
+	ws.SetReadLimit(MaxFrameBytes)
 	s.obs.WebSocket(1)
 	defer s.obs.WebSocket(-1)
-	sess := newSession(s, conn, r.RemoteAddr)
+	sess := newSession(s, ws, r.RemoteAddr)
 	sess.addrMsgs = addrMsgs
+	sess.order = conn
 
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
-		conn.Close(websocket.StatusGoingAway, "shutting down")
+		ws.Close(websocket.StatusGoingAway, "shutting down")
 		return
 	}
 	s.sessions[sess] = struct{}{}

@@ -34,6 +34,7 @@ type session struct {
 	srv    *Server
 	conn   *websocket.Conn
 	remote string
+	order  uint64 // the connection's arrival on the node: room.Participant.Conn
 	log    *slog.Logger
 
 	out        chan []byte   // outbound frames, bounded; see outQueue
