@@ -178,6 +178,18 @@ func TestServeLifecycle(t *testing.T) {
 	}
 }
 
+// warnings are log's WARN and ERROR lines (text or JSON), the last 40.
+func warnings(log string) string {
+	var out []string
+	for line := range strings.Lines(log) {
+		if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") ||
+			strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out[max(len(out)-40, 0):], "")
+}
+
 // served is a node run in-process by startServe.
 type served struct {
 	base           string // http://127.0.0.1:port
@@ -208,7 +220,12 @@ func startServe(t testing.TB, extra ...string) *served {
 		})
 		return result
 	}
-	t.Cleanup(func() { s.stop() })
+	t.Cleanup(func() {
+		s.stop()
+		if t.Failed() {
+			t.Logf("the node's warnings and errors:\n%s", warnings(s.stderr.String()))
+		}
+	})
 	addr := regexp.MustCompile(`http_addr"?[=:]"?(127\.0\.0\.1:\d+)`) // text or JSON logs
 	deadline := time.Now().Add(10 * time.Second)
 	for {
