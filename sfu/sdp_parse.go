@@ -296,7 +296,9 @@ func parseSection(m *sdp.MediaDescription) (clientSection, error) {
 		case "simulcast":
 			simulcast = a.Value
 		case "ssrc":
-			ssrc, err := strconv.ParseUint(strings.Fields(a.Value + " ")[0], 10, 32)
+			// a=ssrc:<ssrc-id> <attribute>[:<value>] (RFC 5576 §4.1)
+			id, _, _ := strings.Cut(strings.TrimSpace(a.Value), " ")
+			ssrc, err := strconv.ParseUint(id, 10, 32)
 			if err == nil && !hasSSRC(s.ssrcs, uint32(ssrc)) && len(s.ssrcs) < maxSSRCs {
 				s.ssrcs = append(s.ssrcs, ssrcInfo{ssrc: uint32(ssrc)})
 			}
